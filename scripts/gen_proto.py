@@ -20,12 +20,15 @@ PROTO_DIR = SRC / "slimwire" / "_proto"
 
 def generate(out: Path) -> list[Path]:
     """Run protoc (from grpcio-tools) for every .proto; return the generated files."""
+    import grpc_tools
     from grpc_tools import protoc  # type: ignore[import-untyped]
 
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
     protos = sorted(PROTO_DIR.glob("*.proto"))
     args = [
         "protoc",
         f"-I{SRC}",
+        f"-I{well_known}",
         f"--python_out={out}",
         f"--mypy_out={out}",
         *[str(p.relative_to(SRC)) for p in protos],

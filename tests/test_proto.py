@@ -71,3 +71,17 @@ def test_proto_package_and_method_path() -> None:
     assert svc.full_name == "dataplane.proto.v1.DataPlaneService"
     assert svc.methods_by_name["OpenChannel"].client_streaming
     assert Path(pb.__file__).name == "data_plane_pb2.py"
+
+
+def test_control_plane_services() -> None:
+    from slimwire._proto import controller_pb2, controlplane_pb2
+
+    ctl = controller_pb2.DESCRIPTOR.services_by_name["ControllerService"]
+    assert ctl.full_name == "controller.proto.v1.ControllerService"
+    assert ctl.methods_by_name["OpenControlChannel"].client_streaming
+    north = controlplane_pb2.DESCRIPTOR.services_by_name["ControlPlaneService"]
+    assert north.methods_by_name["ListNodes"].server_streaming
+    # Field numbers that differ from declaration order must survive (reference wire layout).
+    fields = controller_pb2.ControlMessage.DESCRIPTOR.fields_by_name
+    assert fields["config_command_ack"].number == 20
+    assert controlplane_pb2.NodeEntry.DESCRIPTOR.fields_by_name["status"].number == 4
