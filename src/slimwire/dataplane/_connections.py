@@ -1,0 +1,180 @@
+"""The connection table: one mutable row per link, with counters, snapshotted for listing.
+
+Rows are plain slotted objects because the forwarding hot path updates their counters on every
+message; callers outside the core only ever see the frozen :class:`ConnInfo` snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Protocol
+
+from slimwire._proto import data_plane_pb2 as pb
+
+from ._types import ConnInfo, ConnState, ConnType, DropReason
+
+__all__ = ["Conn", "ConnectionTable", "LinkMac"]
+
+_log = logging.getLogger(__name__)
+
+
+class LinkMac(Protocol):
+    """What the core needs from a link's header MAC: sign and verify a parsed header.
+
+    ``sign`` returns the 32-byte tag for ``header`` as it stands (the caller stores it in
+    ``header_mac``); ``verify`` checks ``header.header_mac`` against the header.
+    """
+
+    def sign(self, header: pb.SLIMHeader) -> bytes: ...
+
+    def verify(self, header: pb.SLIMHeader) -> bool: ...
+
+
+class Conn:
+    """One row of the connection table (mutable; owned by the core)."""
+
+    __slots__ = (
+        "bad_mac_run",
+        "bytes_in",
+        "bytes_out",
+        "conn_id",
+        "conn_type",
+        "connected_at",
+        "drops",
+        "last_activity",
+        "link_id",
+        "mac",
+        "msgs_in",
+        "msgs_out",
+        "out",
+        "outbound",
+        "peer_node_id",
+        "peer_version",
+        "remote",
+        "require_mac",
+        "state",
+        "verifies",
+    )
+
+    def __init__(
+        self,
+        conn_id: int,
+        conn_type: ConnType,
+        *,
+        remote: str = "",
+        link_id: str = "",
+        peer_node_id: str = "",
+        peer_version: str = "",
+        mac: LinkMac | None = None,
+        require_mac: bool = True,
+        outbound: bool = False,
+        now: float = 0.0,
+    ) -> None:
+        self.conn_id = conn_id
+        self.conn_type = conn_type
+        self.state = ConnState.UP
+        self.remote = remote
+        self.link_id = link_id
+        self.peer_node_id = peer_node_id
+        self.peer_version = peer_version
+        self.mac = mac
+        self.require_mac = require_mac
+        self.outbound = outbound
+        # header MACs apply to Remote and Edge links only (peers and local apps are exempt)
+        self.verifies = conn_type in (ConnType.REMOTE, ConnType.EDGE)
+        self.connected_at = now
+        self.last_activity = now
+        self.msgs_in = 0
+        self.bytes_in = 0
+        self.msgs_out = 0
+        self.bytes_out = 0
+        self.drops: dict[DropReason, int] = {}
+        self.bad_mac_run = 0
+        self.out: list[bytes] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<Conn {self.conn_id} {self.conn_type.name} {self.state.value} remote={self.remote!r}>"
+        )
+
+    def count_drop(self, reason: DropReason, detail: str) -> None:
+        """Count a dropped message; log the first of each reason per connection as a warning
+        and the rest at debug level, so a flood cannot flood the log."""
+        n = self.drops.get(reason, 0)
+        self.drops[reason] = n + 1
+        if n == 0:
+            _log.warning(
+                "conn %d (%s %s): dropping message: %s: %s (further drops of this kind are "
+                "counted, logged at debug level)",
+                self.conn_id,
+                self.conn_type.name.lower(),
+                self.remote,
+                reason.value,
+                detail,
+            )
+        elif _log.isEnabledFor(logging.DEBUG):
+            _log.debug("conn %d: dropping message: %s: %s", self.conn_id, reason.value, detail)
+
+    def snapshot(self) -> ConnInfo:
+        return ConnInfo(
+            conn_id=self.conn_id,
+            conn_type=self.conn_type,
+            state=self.state,
+            remote=self.remote,
+            link_id=self.link_id,
+            peer_node_id=self.peer_node_id,
+            peer_version=self.peer_version,
+            outbound=self.outbound,
+            authenticated=self.mac is not None,
+            connected_at=self.connected_at,
+            last_activity=self.last_activity,
+            msgs_in=self.msgs_in,
+            bytes_in=self.bytes_in,
+            msgs_out=self.msgs_out,
+            bytes_out=self.bytes_out,
+            drops=dict(self.drops),
+        )
+
+
+class ConnectionTable:
+    """Rows by conn id; ids are never reused while the table lives (a reconnecting client
+    link keeps its id, as the reference does)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, Conn] = {}
+        self._next_id = 1
+
+    def __repr__(self) -> str:
+        return f"<ConnectionTable {len(self._rows)} connections>"
+
+    def allocate_id(self) -> int:
+        cid = self._next_id
+        self._next_id += 1
+        return cid
+
+    def put(self, conn: Conn) -> None:
+        self._rows[conn.conn_id] = conn
+
+    def get(self, conn_id: int) -> Conn | None:
+        return self._rows.get(conn_id)
+
+    def pop(self, conn_id: int) -> Conn | None:
+        return self._rows.pop(conn_id, None)
+
+    def __contains__(self, conn_id: object) -> bool:
+        return conn_id in self._rows
+
+    def __iter__(self) -> Iterator[Conn]:
+        return iter(list(self._rows.values()))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def of_type(self, conn_type: ConnType) -> list[Conn]:
+        return [
+            c for c in self._rows.values() if c.conn_type is conn_type and c.state is ConnState.UP
+        ]
+
+    def snapshot(self) -> list[ConnInfo]:
+        return [c.snapshot() for c in self._rows.values()]

@@ -1,0 +1,586 @@
+"""The forwarding core, sans-IO: bytes in from a connection, bytes out per connection.
+
+This is the reference's ``MessageProcessor`` logic (slim-wire.md §2.5-§2.6) without any I/O:
+the driver feeds each received message (``receive`` / ``receive_batch``), then collects what to
+send with ``take_outputs`` and which links to close with ``take_closes``. Everything that happens
+per message is done inline with no awaits and no per-message logging, because a node spends its
+life here (see ``docs/node.md`` for the measured cost).
+
+Rules, in the reference's order: MAC check on Remote/Edge links (before anything else), then
+validation, ``incoming_conn`` overwrite, TTL decrement on non-local links with a drop at 0;
+publishes go to ``forward_to`` directly or through ``match_one`` (fanout 1) / ``match_all``
+(anything else), never back to the incoming conn, and peer traffic never back to peers;
+``recv_from``/``forward_to`` are cleared and the header re-signed for each outgoing link.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+
+from google.protobuf.message import DecodeError
+
+from slimwire._constants import DEFAULT_TTL, SLIM_VERSION, UNICAST_FANOUT
+from slimwire._proto import data_plane_pb2 as pb
+from slimwire.errors import SubscriptionError
+from slimwire.names import NULL_ID
+
+from ._connections import Conn, ConnectionTable, LinkMac
+from ._subscriptions import SubscriptionTable
+from ._types import ConnInfo, ConnState, ConnType, DropReason, RouteKey, SubscriptionEntry
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Forwarder"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+"""The reference (tonic) refuses messages above 4 MiB by default."""
+BAD_MAC_LIMIT = 100
+"""Bad MACs in a row (with no good one between) after which a link is closed: a correct peer
+never sends one, so a long run means a broken or hostile peer rather than a tampered message."""
+SUBSCRIPTION_TTL = DEFAULT_TTL
+
+_MASK64 = (1 << 64) - 1
+_FromString = pb.Message.FromString
+_LOCAL = ConnType.LOCAL
+_PEER = ConnType.PEER
+_REMOTE = ConnType.REMOTE
+_UP = ConnState.UP
+
+
+def _name_key(name: pb.Name) -> RouteKey:
+    enc = name.name
+    nid = enc.name_id
+    return RouteKey(
+        enc.component_0,
+        enc.component_1,
+        enc.component_2,
+        (nid.id_0 << 64 | nid.id_1) if enc.HasField("name_id") else NULL_ID,
+    )
+
+
+def _strings(name: pb.Name) -> tuple[str, str, str]:
+    s = name.str_name
+    return (s.str_component_0, s.str_component_1, s.str_component_2)
+
+
+def _valid_header(header: pb.SLIMHeader) -> bool:
+    return (
+        header.HasField("source")
+        and header.source.HasField("name")
+        and header.HasField("destination")
+        and header.destination.HasField("name")
+    )
+
+
+class Forwarder:
+    """Connection table + subscription table + the forwarding rules.
+
+    ``node_id`` is this node's id; ``max_message_size`` bounds any received message (a larger
+    one closes the link); ``relay_peer_publishes`` lifts the peer 1-hop rule; ``bad_mac_limit``
+    is the run of bad MACs that closes a link. ``rng`` makes subscription ids reproducible in
+    tests.
+    """
+
+    def __init__(
+        self,
+        node_id: str = "",
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        relay_peer_publishes: bool = False,
+        bad_mac_limit: int = BAD_MAC_LIMIT,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.max_message_size = max_message_size
+        self.relay_peer_publishes = relay_peer_publishes
+        self.bad_mac_limit = bad_mac_limit
+        self.conns = ConnectionTable()
+        self.table = SubscriptionTable()
+        self._rng = rng or random.SystemRandom()
+        self._dirty: list[Conn] = []
+        self._closes: list[tuple[int, str]] = []
+        # match_all results by (prefix, id, skip, exclude_peer), valid for one table generation
+        self._all_cache: dict[tuple[int, int, int, int, int, bool], list[int]] = {}
+        self._all_cache_gen = -1
+        # subscription ids this node generated or forwarded (loop guard, §2.6 step 4)
+        self._seen_sub_ids: set[int] = set()
+        # what we announced on each remote link: key -> subscription id (replayed on reconnect)
+        self._announced: dict[int, dict[RouteKey, int]] = {}
+        # subscribes forwarded with forward_to, awaiting the next hop's ack: id -> upstream conn
+        self._pending_acks: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<Forwarder node={self.node_id!r} conns={len(self.conns)} subs={len(self.table)}>"
+
+    # -- connections -----------------------------------------------------------------------
+
+    def add_connection(
+        self,
+        conn_type: ConnType,
+        *,
+        remote: str = "",
+        link_id: str = "",
+        peer_node_id: str = "",
+        peer_version: str = "",
+        mac: LinkMac | None = None,
+        require_mac: bool = True,
+        outbound: bool = False,
+        now: float = 0.0,
+        conn_id: int | None = None,
+    ) -> int:
+        """Register a negotiated link (or re-register a reconnected one under its old id) and
+        announce our subscriptions on it if it is a remote link."""
+        cid = self.conns.allocate_id() if conn_id is None else conn_id
+        conn = Conn(
+            cid,
+            conn_type,
+            remote=remote,
+            link_id=link_id,
+            peer_node_id=peer_node_id,
+            peer_version=peer_version,
+            mac=mac,
+            require_mac=require_mac,
+            outbound=outbound,
+            now=now,
+        )
+        old = self.conns.get(cid)
+        if old is not None:
+            # a reconnect keeps the row's history
+            conn.msgs_in, conn.bytes_in = old.msgs_in, old.bytes_in
+            conn.msgs_out, conn.bytes_out = old.msgs_out, old.bytes_out
+            conn.drops = old.drops
+        self.conns.put(conn)
+        if conn_type is _REMOTE:
+            self._replay_announcements(conn)
+        return cid
+
+    def reserve_id(self) -> int:
+        """An id for a client link before its first connect, so reconnects can reuse it."""
+        return self.conns.allocate_id()
+
+    def connection_down(self, conn_id: int, *, reconnecting: bool = False) -> None:
+        """A link went away: remove its subscriptions (propagating what became unreachable);
+        keep the row (state RECONNECTING) when the driver will re-dial it under the same id."""
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            return
+        conn.out.clear()
+        if reconnecting:
+            conn.state = ConnState.RECONNECTING
+        else:
+            conn.state = ConnState.CLOSED
+            self.conns.pop(conn_id)
+            self._announced.pop(conn_id, None)
+        lost = self.table.remove_connection(conn_id)
+        for key, (strings, _last) in lost.items():
+            self._update_announcements(key, strings)
+        for sid, upstream in list(self._pending_acks.items()):
+            if upstream == conn_id:
+                del self._pending_acks[sid]
+
+    def connections(self) -> list[ConnInfo]:
+        return self.conns.snapshot()
+
+    def subscriptions(self) -> list[SubscriptionEntry]:
+        return self.table.entries()
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def take_outputs(self) -> list[tuple[int, list[bytes]]]:
+        """Everything to send since the last call, per destination conn, in order."""
+        if not self._dirty:
+            return []
+        out = []
+        for conn in self._dirty:
+            if conn.out:
+                out.append((conn.conn_id, conn.out))
+                conn.out = []
+        self._dirty = []
+        return out
+
+    def take_closes(self) -> list[tuple[int, str]]:
+        """Links the core wants closed, each with the one reason to log and send."""
+        closes, self._closes = self._closes, []
+        return closes
+
+    def _close(self, conn: Conn, reason: str) -> None:
+        if conn.state is _UP:
+            conn.state = ConnState.CLOSED
+            self._closes.append((conn.conn_id, reason))
+
+    def _emit(self, conn: Conn, data: bytes) -> None:
+        out = conn.out
+        if not out:
+            self._dirty.append(conn)
+        out.append(data)
+        conn.msgs_out += 1
+        conn.bytes_out += len(data)
+
+    def _send_header_msg(self, conn: Conn, msg: pb.Message, header: pb.SLIMHeader) -> bool:
+        """Send a Publish/Subscribe/Unsubscribe: sign for Remote/Edge, strip MAC for local."""
+        if conn.verifies:
+            mac = conn.mac
+            if mac is not None:
+                header.header_mac = mac.sign(header)
+            elif conn.require_mac:
+                conn.count_drop(DropReason.SEND_FAILED, "strict header MAC but no link key")
+                return False
+        elif conn.conn_type is _LOCAL:
+            header.ClearField("header_mac")
+        self._emit(conn, msg.SerializeToString())
+        return True
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def receive(self, conn_id: int, data: bytes, now: float = 0.0) -> None:
+        """Process one received message."""
+        self.receive_batch(conn_id, (data,), now)
+
+    def receive_batch(self, conn_id: int, batch: Iterable[bytes], now: float = 0.0) -> None:
+        """Process a batch of messages received on ``conn_id``, in order."""
+        conn = self.conns.get(conn_id)
+        if conn is None or conn.state is not _UP:
+            return
+        conn.last_activity = now
+        limit = self.max_message_size
+        for data in batch:
+            conn.msgs_in += 1
+            size = len(data)
+            conn.bytes_in += size
+            if size > limit:
+                conn.count_drop(DropReason.OVERSIZED, f"{size} bytes > {limit}")
+                self._close(conn, f"message of {size} bytes exceeds the limit of {limit}")
+                return
+            try:
+                msg = _FromString(data)
+            except DecodeError:
+                conn.count_drop(DropReason.MALFORMED, "not a Message protobuf")
+                self._close(conn, "malformed protobuf message")
+                return
+            kind = msg.WhichOneof("message_type")
+            if kind == "publish":
+                self._on_publish(conn, msg)
+            elif kind == "subscribe":
+                self._on_subscription(conn, msg, msg.subscribe, True)
+            elif kind == "unsubscribe":
+                self._on_subscription(conn, msg, msg.unsubscribe, False)
+            elif kind == "subscription_ack":
+                self._on_ack(conn, msg.subscription_ack)
+            elif kind == "link":
+                pass  # a second negotiation is ignored (§2.3 step 5)
+            else:
+                conn.count_drop(DropReason.INVALID, "message type not set")
+            if conn.state is not _UP:
+                return
+
+    def _check_mac(self, conn: Conn, header: pb.SLIMHeader, is_publish: bool) -> bool:
+        """The inbound MAC rule of §2.8 (caller already knows the link is Remote/Edge)."""
+        has_tag = bool(header.header_mac)
+        mac = conn.mac
+        if not is_publish and not has_tag:
+            if conn.require_mac:
+                self._bad_mac(conn, DropReason.MISSING_MAC, "subscription without header MAC")
+                return False
+            return True
+        if mac is None:
+            if conn.require_mac:
+                self._bad_mac(conn, DropReason.MISSING_MAC, "strict MAC but no link key")
+                return False
+            if is_publish and has_tag:
+                self._bad_mac(conn, DropReason.BAD_MAC, "tagged publish before a link key")
+                return False
+            return True
+        if mac.verify(header):
+            conn.bad_mac_run = 0
+            return True
+        self._bad_mac(
+            conn,
+            DropReason.BAD_MAC if has_tag else DropReason.MISSING_MAC,
+            "header MAC does not verify" if has_tag else "publish without header MAC",
+        )
+        return False
+
+    def _bad_mac(self, conn: Conn, reason: DropReason, detail: str) -> None:
+        conn.count_drop(reason, detail)
+        conn.bad_mac_run += 1
+        if conn.bad_mac_run >= self.bad_mac_limit:
+            self._close(conn, f"{conn.bad_mac_run} messages in a row failed the header MAC check")
+
+    def _on_publish(self, conn: Conn, msg: pb.Message) -> None:
+        p = msg.publish
+        header = p.header
+        if not (p.HasField("header") and p.HasField("session") and _valid_header(header)):
+            conn.count_drop(DropReason.INVALID, "publish without header, names or session")
+            return
+        if conn.verifies and not self._check_mac(conn, header, True):
+            return
+        in_id = conn.conn_id
+        header.incoming_conn = in_id
+        if conn.conn_type is not _LOCAL:
+            ttl = header.ttl - 1
+            if ttl <= 0:
+                conn.count_drop(DropReason.TTL_EXPIRED, "ttl reached 0")
+                return
+            header.ttl = ttl
+        exclude_peer = conn.conn_type is _PEER and not self.relay_peer_publishes
+        conns = self.conns
+        if header.HasField("forward_to"):
+            target = conns.get(header.forward_to)
+            if target is None or target.state is not _UP:
+                conn.count_drop(DropReason.UNKNOWN_CONN, f"forward_to {header.forward_to}")
+                return
+            header.ClearField("forward_to")
+            header.ClearField("recv_from")
+            self._send_header_msg(target, msg, header)
+            return
+        enc = header.destination.name
+        table = self.table
+        if header.fanout == UNICAST_FANOUT:
+            nid = enc.name_id
+            key = RouteKey(
+                enc.component_0,
+                enc.component_1,
+                enc.component_2,
+                (nid.id_0 << 64 | nid.id_1) if enc.HasField("name_id") else NULL_ID,
+            )
+            out = table.match_one(key, in_id, exclude_peer)
+            if out is None:
+                conn.count_drop(DropReason.NO_ROUTE, f"no subscriber for {key}")
+                return
+            target = conns.get(out)
+            if target is None or target.state is not _UP:
+                conn.count_drop(DropReason.NO_ROUTE, f"conn {out} for {key} is down")
+                return
+            if header.HasField("recv_from"):
+                header.ClearField("recv_from")
+            self._send_header_msg(target, msg, header)
+            return
+        outs = self._match_all(enc, in_id, exclude_peer)
+        if not outs:
+            conn.count_drop(
+                DropReason.NO_ROUTE, f"no subscriber for {_name_key(header.destination)}"
+            )
+            return
+        if header.HasField("recv_from"):
+            header.ClearField("recv_from")
+        for out in outs:
+            target = conns.get(out)
+            if target is not None and target.state is _UP:
+                self._send_header_msg(target, msg, header)
+
+    def _match_all(self, enc: pb.EncodedName, skip: int, exclude_peer: bool) -> list[int]:
+        table = self.table
+        if self._all_cache_gen != table.generation:
+            self._all_cache.clear()
+            self._all_cache_gen = table.generation
+        has_id = enc.HasField("name_id")
+        nid = enc.name_id
+        name_id = (nid.id_0 << 64 | nid.id_1) if has_id else NULL_ID
+        ck = (enc.component_0, enc.component_1, enc.component_2, name_id, skip, exclude_peer)
+        outs = self._all_cache.get(ck)
+        if outs is None:
+            key = RouteKey(enc.component_0, enc.component_1, enc.component_2, name_id)
+            outs = self._all_cache[ck] = table.match_all(key, skip, exclude_peer)
+        return outs
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    def _ack(self, conn: Conn, subscription_id: int, error: str | None) -> None:
+        if subscription_id == 0 or conn.state is not _UP:
+            return
+        msg = pb.Message()
+        ack = msg.subscription_ack
+        ack.subscription_id = subscription_id
+        ack.success = error is None
+        if error is not None:
+            ack.error = error
+        self._emit(conn, msg.SerializeToString())
+
+    def _on_subscription(
+        self, conn: Conn, msg: pb.Message, sub: pb.Subscribe | pb.Unsubscribe, add: bool
+    ) -> None:
+        header = sub.header
+        if not (sub.HasField("header") and _valid_header(header)):
+            conn.count_drop(DropReason.INVALID, "subscription without header or names")
+            return
+        if conn.verifies and not self._check_mac(conn, header, False):
+            return
+        in_id = conn.conn_id
+        header.incoming_conn = in_id
+        if conn.conn_type is not _LOCAL:
+            ttl = header.ttl - 1 if header.ttl > 0 else 0
+            if ttl == 0:
+                conn.count_drop(DropReason.TTL_EXPIRED, "ttl reached 0")
+                return
+            header.ttl = ttl
+        sid = sub.subscription_id
+        has_recv_from = header.HasField("recv_from")
+        eff_id = header.recv_from if has_recv_from else in_id
+        fwd: Conn | None = None
+        if header.HasField("forward_to"):
+            fwd = self.conns.get(header.forward_to)
+            if fwd is not None and (fwd.conn_type is _LOCAL or fwd.state is not _UP):
+                fwd = None
+        eff = self.conns.get(eff_id)
+        if eff is None or eff.state is not _UP:
+            conn.count_drop(DropReason.UNKNOWN_CONN, f"subscription for unknown conn {eff_id}")
+            self._ack(conn, sid, f"connection not found: {eff_id}")
+            return
+        if has_recv_from and eff.conn_type is _LOCAL:
+            self._ack(conn, sid, None)
+            return
+        if add and sid != 0 and sid in self._seen_sub_ids:
+            self._ack(conn, sid, None)  # our own subscription came back round a loop
+            return
+        dst = header.destination
+        key = _name_key(dst)
+        strings = _strings(dst)
+        try:
+            if add:
+                transition = self.table.add(key, strings, eff_id, eff.conn_type, sid)
+            else:
+                transition = self.table.remove(key, eff_id, eff.conn_type, sid)
+        except SubscriptionError as exc:
+            self._ack(conn, sid, exc.reason)
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("conn %d: unsubscribe %s refused: %s", in_id, key, exc.reason)
+            return
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "conn %d: %s %s for conn %d (%s), id %d, transition %s",
+                in_id,
+                "subscribe" if add else "unsubscribe",
+                "/".join(strings),
+                eff_id,
+                eff.conn_type.name.lower(),
+                sid,
+                transition,
+            )
+        self._update_announcements(key, strings)
+        self._propagate_to_peers(eff, msg, header, add, sid, transition=transition)
+        if fwd is not None:
+            header.ClearField("forward_to")
+            header.ClearField("recv_from")
+            if add and sid != 0:
+                self._seen_sub_ids.add(sid)
+            if sid != 0:
+                self._pending_acks[sid] = in_id
+            if self._send_header_msg(fwd, msg, header) or sid == 0:
+                return
+            self._pending_acks.pop(sid, None)
+            self._ack(conn, sid, "could not forward the subscription")
+            return
+        self._ack(conn, sid, None)
+
+    def _propagate_to_peers(
+        self,
+        eff: Conn,
+        msg: pb.Message,
+        header: pb.SLIMHeader,
+        add: bool,
+        sid: int,
+        *,
+        transition: bool,
+    ) -> None:
+        """Replicas learn local/remote transitions; a peer's is relayed while ttl >= 2."""
+        peers = self.conns.of_type(_PEER)
+        if not peers:
+            return
+        if eff.conn_type is not _PEER:
+            if not transition:
+                return
+            ttl = SUBSCRIPTION_TTL
+        elif header.ttl >= 2:
+            ttl = header.ttl
+        else:
+            return
+        dst = header.destination
+        for peer in peers:
+            if peer is eff:
+                continue
+            self._send_subscription(peer, dst, add, sid, ttl)
+        if add and sid:
+            self._seen_sub_ids.add(sid)
+
+    def _on_ack(self, conn: Conn, ack: pb.SubscriptionAck) -> None:
+        upstream_id = self._pending_acks.pop(ack.subscription_id, None)
+        if upstream_id is not None:
+            upstream = self.conns.get(upstream_id)
+            if upstream is not None:
+                self._ack(upstream, ack.subscription_id, None if ack.success else ack.error)
+            return
+        if not ack.success:
+            _log.warning(
+                "conn %d refused subscription %d: %s", conn.conn_id, ack.subscription_id, ack.error
+            )
+
+    # -- propagation over remote links -----------------------------------------------------
+
+    def _fresh_sub_id(self) -> int:
+        while True:
+            sid = self._rng.getrandbits(64)
+            if sid and sid not in self._seen_sub_ids:
+                self._seen_sub_ids.add(sid)
+                return sid
+
+    def _send_subscription(
+        self, conn: Conn, dst: pb.Name, add: bool, sid: int, ttl: int = SUBSCRIPTION_TTL
+    ) -> None:
+        msg = pb.Message()
+        sub = msg.subscribe if add else msg.unsubscribe
+        sub.subscription_id = sid
+        header = sub.header
+        header.source.CopyFrom(dst)
+        header.destination.CopyFrom(dst)
+        header.fanout = UNICAST_FANOUT
+        header.version = SLIM_VERSION
+        header.ttl = ttl
+        self._send_header_msg(conn, msg, header)
+
+    @staticmethod
+    def _proto_name(key: RouteKey, strings: tuple[str, str, str]) -> pb.Name:
+        name = pb.Name()
+        enc = name.name
+        enc.component_0, enc.component_1, enc.component_2 = key.c0, key.c1, key.c2
+        enc.name_id.id_0 = key.id >> 64
+        enc.name_id.id_1 = key.id & _MASK64
+        s = name.str_name
+        s.str_component_0, s.str_component_1, s.str_component_2 = strings
+        return name
+
+    def _wanted_on(self, link: Conn, key: RouteKey) -> bool:
+        """Announce ``key`` on ``link`` iff something other than that link subscribes to it
+        (split horizon: never echo a subscription back where it came from)."""
+        return any(c != link.conn_id for c in self.table.conns_for(key))
+
+    def _update_announcements(self, key: RouteKey, strings: tuple[str, str, str]) -> None:
+        for link in self.conns.of_type(_REMOTE):
+            announced = self._announced.setdefault(link.conn_id, {})
+            wanted = self._wanted_on(link, key)
+            sid = announced.get(key)
+            if wanted and sid is None:
+                sid = announced[key] = self._fresh_sub_id()
+                self._send_subscription(link, self._proto_name(key, strings), True, sid)
+            elif not wanted and sid is not None:
+                del announced[key]
+                self._send_subscription(link, self._proto_name(key, strings), False, sid)
+
+    def _replay_announcements(self, link: Conn) -> None:
+        """A (re)connected remote link gets every name we can reach through other links,
+        under the subscription ids it had before (the far side lost them with the link)."""
+        previous = self._announced.get(link.conn_id, {})
+        announced: dict[RouteKey, int] = {}
+        for entry in self.table.entries():
+            key = entry.key
+            if not self._wanted_on(link, key):
+                continue
+            sid = previous.get(key) or self._fresh_sub_id()
+            announced[key] = sid
+            self._send_subscription(link, self._proto_name(key, entry.strings), True, sid)
+        self._announced[link.conn_id] = announced
+
+    def announced(self, conn_id: int) -> dict[RouteKey, int]:
+        """What this node announced on remote link ``conn_id`` (name key -> subscription id)."""
+        return dict(self._announced.get(conn_id, {}))
