@@ -1,0 +1,405 @@
+"""The seven cipher suites of RFC 9420 §17.1 and the labeled operations built on them (§5).
+
+One frozen :class:`CipherSuite` per suite id, from :func:`cipher_suite`. Everything a group
+computes goes through it: hashes, HKDF, AEAD, signatures, HPKE. The hot paths (ExpandWithLabel
+for every message key, one signature verification per received message) avoid per-call object
+construction: HKDF is one-shot OpenSSL HMAC, and loaded signature keys are cached per key
+bytes in a small LRU, because loading an ECDSA private key costs a scalar multiplication.
+
+Encodings are the ones RFC 9420 and its test vectors use: ECDSA public keys are SEC1
+uncompressed points, private keys big-endian scalars, signatures DER; EdDSA keys and signatures
+are raw.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+
+from slimwire.errors import MlsError
+from slimwire.mls._codec import Writer, encode_varint
+from slimwire.mls._hpke import (
+    AEAD_ALGORITHMS,
+    KDFS,
+    KEMS,
+    Aead,
+    AeadId,
+    HpkeError,
+    HpkeSuite,
+    Kdf,
+    KdfId,
+    Kem,
+    KemId,
+)
+
+__all__ = [
+    "CipherSuite",
+    "CryptoError",
+    "SignatureScheme",
+    "UnsupportedCipherSuite",
+    "cipher_suite",
+    "supported_suites",
+]
+
+_LABEL_PREFIX = b"MLS 1.0 "
+_CACHE_SIZE = 256
+
+CryptoError = HpkeError
+"""Failure of a cryptographic operation (bad key encoding, AEAD or HPKE open failed)."""
+
+
+class SignatureScheme(Enum):
+    """TLS SignatureScheme code points used by the MLS suites."""
+
+    ECDSA_SECP256R1_SHA256 = 0x0403
+    ECDSA_SECP384R1_SHA384 = 0x0503
+    ECDSA_SECP521R1_SHA512 = 0x0603
+    ED25519 = 0x0807
+    ED448 = 0x0808
+
+
+_EC_CURVES: dict[SignatureScheme, tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]] = {
+    SignatureScheme.ECDSA_SECP256R1_SHA256: (ec.SECP256R1(), hashes.SHA256(), 32),
+    SignatureScheme.ECDSA_SECP384R1_SHA384: (ec.SECP384R1(), hashes.SHA384(), 48),
+    SignatureScheme.ECDSA_SECP521R1_SHA512: (ec.SECP521R1(), hashes.SHA512(), 66),
+}
+
+_SigPrivate = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
+_SigPublic = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _sig_private(scheme: SignatureScheme, data: bytes) -> _SigPrivate:
+    try:
+        if scheme is SignatureScheme.ED25519:
+            return ed25519.Ed25519PrivateKey.from_private_bytes(data)
+        if scheme is SignatureScheme.ED448:
+            return ed448.Ed448PrivateKey.from_private_bytes(data)
+        curve, _, size = _EC_CURVES[scheme]
+        if len(data) != size:
+            raise ValueError("bad scalar length")
+        return ec.derive_private_key(int.from_bytes(data, "big"), curve)
+    except ValueError:
+        raise CryptoError(f"invalid {scheme.name} private key") from None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _sig_public(scheme: SignatureScheme, data: bytes) -> _SigPublic:
+    try:
+        if scheme is SignatureScheme.ED25519:
+            return ed25519.Ed25519PublicKey.from_public_bytes(data)
+        if scheme is SignatureScheme.ED448:
+            return ed448.Ed448PublicKey.from_public_bytes(data)
+        if not data or data[0] != 0x04:
+            raise ValueError("not an uncompressed point")
+        return ec.EllipticCurvePublicKey.from_encoded_point(_EC_CURVES[scheme][0], data)
+    except ValueError:
+        raise CryptoError(f"invalid {scheme.name} public key") from None
+
+
+def _sig_public_bytes(key: _SigPublic) -> bytes:
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _sign(scheme: SignatureScheme, private_key: bytes, message: bytes) -> bytes:
+    key = _sig_private(scheme, bytes(private_key))
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(message, ec.ECDSA(_EC_CURVES[scheme][1]))
+    return key.sign(message)
+
+
+def _verify(scheme: SignatureScheme, public_key: bytes, message: bytes, signature: bytes) -> bool:
+    key = _sig_public(scheme, bytes(public_key))
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, message, ec.ECDSA(_EC_CURVES[scheme][1]))
+        else:
+            key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _generate(scheme: SignatureScheme) -> tuple[bytes, bytes]:
+    private: _SigPrivate
+    if scheme is SignatureScheme.ED25519:
+        private = ed25519.Ed25519PrivateKey.generate()
+        raw = private.private_bytes_raw()
+    elif scheme is SignatureScheme.ED448:
+        private = ed448.Ed448PrivateKey.generate()
+        raw = private.private_bytes_raw()
+    else:
+        curve, _, size = _EC_CURVES[scheme]
+        private = ec.generate_private_key(curve)
+        raw = private.private_numbers().private_value.to_bytes(size, "big")
+    return raw, _sig_public_bytes(private.public_key())
+
+
+def _labeled(label: bytes, content: bytes) -> bytes:
+    """``struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }``, shared by
+    SignContent and EncryptContext."""
+    full = _LABEL_PREFIX + label
+    return encode_varint(len(full)) + full + encode_varint(len(content)) + content
+
+
+@dataclass(frozen=True, slots=True)
+class CipherSuite:
+    """One MLS cipher suite. Stateless and immutable; obtain it from :func:`cipher_suite`."""
+
+    id: int
+    name: str
+    hpke: HpkeSuite = field(repr=False)
+    signature_scheme: SignatureScheme = field(repr=False)
+    _hash_fn: Callable[[bytes], hashlib._Hash] = field(repr=False)
+
+    @property
+    def kem(self) -> Kem:
+        return self.hpke.kem
+
+    @property
+    def kdf(self) -> Kdf:
+        return self.hpke.kdf
+
+    @property
+    def aead(self) -> Aead:
+        return self.hpke.aead
+
+    @property
+    def hash_len(self) -> int:
+        """Nh: hash and KDF output length."""
+        return self.kdf.hash_len
+
+    @property
+    def aead_key_len(self) -> int:
+        """Nk."""
+        return self.aead.key_len
+
+    @property
+    def aead_nonce_len(self) -> int:
+        """Nn."""
+        return self.aead.nonce_len
+
+    # -- hash and KDF -----------------------------------------------------------------------
+
+    def hash(self, data: bytes) -> bytes:
+        return self._hash_fn(data).digest()
+
+    def mac(self, key: bytes, data: bytes) -> bytes:
+        """MAC = HMAC with the suite's hash (RFC 9420 §5.1)."""
+        return hmac.digest(key, data, self.kdf.hash_name)
+
+    def kdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
+        return self.kdf.extract(salt, ikm)
+
+    def kdf_expand(self, prk: bytes, info: bytes, length: int) -> bytes:
+        return self.kdf.expand(prk, info, length)
+
+    def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+        """ExpandWithLabel (§8): ``label`` without the "MLS 1.0 " prefix."""
+        full = _LABEL_PREFIX + label
+        info = (
+            length.to_bytes(2, "big")
+            + encode_varint(len(full))
+            + full
+            + encode_varint(len(context))
+            + context
+        )
+        return self.kdf.expand(secret, info, length)
+
+    def derive_secret(self, secret: bytes, label: bytes) -> bytes:
+        return self.expand_with_label(secret, label, b"", self.kdf.hash_len)
+
+    def derive_tree_secret(
+        self, secret: bytes, label: bytes, generation: int, length: int
+    ) -> bytes:
+        """DeriveTreeSecret (§9.1): the secret tree's per-generation step."""
+        return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
+
+    def ref_hash(self, label: bytes, value: bytes) -> bytes:
+        """RefHash (§5.2): Hash of ``struct { opaque label<V>; opaque value<V>; }``."""
+        return self.hash(bytes(Writer().opaque(label).opaque(value)))
+
+    # -- AEAD -------------------------------------------------------------------------------
+
+    def seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        return self.aead.seal(key, nonce, aad, plaintext)
+
+    def open(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+        """AEAD open; raises :class:`CryptoError` (an ``MlsError``) if it does not verify."""
+        return self.aead.open(key, nonce, aad, ciphertext)
+
+    # -- signatures -------------------------------------------------------------------------
+
+    def sign(self, private_key: bytes, message: bytes) -> bytes:
+        return _sign(self.signature_scheme, private_key, message)
+
+    def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        """False for a signature that does not verify; :class:`CryptoError` for a public key
+        that is not a valid encoding."""
+        return _verify(self.signature_scheme, public_key, message, signature)
+
+    def sign_with_label(self, private_key: bytes, label: bytes, content: bytes) -> bytes:
+        return _sign(self.signature_scheme, private_key, _labeled(label, content))
+
+    def verify_with_label(
+        self, public_key: bytes, label: bytes, content: bytes, signature: bytes
+    ) -> bool:
+        return _verify(self.signature_scheme, public_key, _labeled(label, content), signature)
+
+    def generate_signature_key_pair(self) -> tuple[bytes, bytes]:
+        """A fresh (private, public) signature key pair."""
+        return _generate(self.signature_scheme)
+
+    def signature_public_key(self, private_key: bytes) -> bytes:
+        """The public key belonging to a signature private key."""
+        return _sig_public_bytes(
+            _sig_private(self.signature_scheme, bytes(private_key)).public_key()
+        )
+
+    # -- HPKE -------------------------------------------------------------------------------
+
+    def encrypt_with_label(
+        self, public_key: bytes, label: bytes, context: bytes, plaintext: bytes
+    ) -> tuple[bytes, bytes]:
+        """EncryptWithLabel (§5.1.3): SealBase with EncryptContext as info; returns
+        ``(kem_output, ciphertext)``."""
+        enc, ctx = self.hpke.setup_base_s(public_key, _labeled(label, context))
+        return enc, ctx.seal(b"", plaintext)
+
+    def decrypt_with_label(
+        self,
+        private_key: bytes,
+        label: bytes,
+        context: bytes,
+        kem_output: bytes,
+        ciphertext: bytes,
+    ) -> bytes:
+        ctx = self.hpke.setup_base_r(kem_output, private_key, _labeled(label, context))
+        return ctx.open(b"", ciphertext)
+
+    def hpke_export_sender(
+        self, public_key: bytes, info: bytes, exporter_context: bytes, length: int
+    ) -> tuple[bytes, bytes]:
+        """SetupBaseS + Export, as an external commit derives its init secret (§8.3):
+        returns ``(kem_output, exported_secret)``."""
+        enc, ctx = self.hpke.setup_base_s(public_key, info)
+        return enc, ctx.export(exporter_context, length)
+
+    def hpke_export_receiver(
+        self,
+        private_key: bytes,
+        kem_output: bytes,
+        info: bytes,
+        exporter_context: bytes,
+        length: int,
+    ) -> bytes:
+        ctx = self.hpke.setup_base_r(kem_output, private_key, info)
+        return ctx.export(exporter_context, length)
+
+    def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
+        """HPKE DeriveKeyPair (RFC 9180 §7.1.3): (private, public), serialized."""
+        return self.kem.derive_key_pair(ikm)
+
+    def generate_kem_key_pair(self) -> tuple[bytes, bytes]:
+        return self.kem.generate_key_pair()
+
+    def kem_public_key(self, private_key: bytes) -> bytes:
+        """The HPKE public key belonging to a serialized HPKE private key."""
+        return self.kem.public_key_of(private_key)
+
+
+def _suite(suite_id: int, name: str, algorithms: tuple[KemId, KdfId, AeadId]) -> CipherSuite:
+    kem, kdf, aead = algorithms
+    sig = _SIGNATURES[suite_id]
+    k = KDFS[kdf]
+    return CipherSuite(
+        suite_id,
+        name,
+        HpkeSuite(KEMS[kem], k, AEAD_ALGORITHMS[aead]),
+        sig,
+        getattr(hashlib, k.hash_name),
+    )
+
+
+_SIGNATURES = {
+    0x0001: SignatureScheme.ED25519,
+    0x0002: SignatureScheme.ECDSA_SECP256R1_SHA256,
+    0x0003: SignatureScheme.ED25519,
+    0x0004: SignatureScheme.ED448,
+    0x0005: SignatureScheme.ECDSA_SECP521R1_SHA512,
+    0x0006: SignatureScheme.ED448,
+    0x0007: SignatureScheme.ECDSA_SECP384R1_SHA384,
+}
+
+_SUITES: dict[int, CipherSuite] = {
+    s.id: s
+    for s in (
+        _suite(
+            0x0001,
+            "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
+            (KemId.DHKEM_X25519, KdfId.HKDF_SHA256, AeadId.AES_128_GCM),
+        ),
+        _suite(
+            0x0002,
+            "MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
+            (KemId.DHKEM_P256, KdfId.HKDF_SHA256, AeadId.AES_128_GCM),
+        ),
+        _suite(
+            0x0003,
+            "MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519",
+            (KemId.DHKEM_X25519, KdfId.HKDF_SHA256, AeadId.CHACHA20_POLY1305),
+        ),
+        _suite(
+            0x0004,
+            "MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448",
+            (KemId.DHKEM_X448, KdfId.HKDF_SHA512, AeadId.AES_256_GCM),
+        ),
+        _suite(
+            0x0005,
+            "MLS_256_DHKEMP521_AES256GCM_SHA512_P521",
+            (KemId.DHKEM_P521, KdfId.HKDF_SHA512, AeadId.AES_256_GCM),
+        ),
+        _suite(
+            0x0006,
+            "MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448",
+            (KemId.DHKEM_X448, KdfId.HKDF_SHA512, AeadId.CHACHA20_POLY1305),
+        ),
+        _suite(
+            0x0007,
+            "MLS_256_DHKEMP384_AES256GCM_SHA384_P384",
+            (KemId.DHKEM_P384, KdfId.HKDF_SHA384, AeadId.AES_256_GCM),
+        ),
+    )
+}
+
+
+class UnsupportedCipherSuite(MlsError):
+    """A cipher suite id that is not one of RFC 9420's seven."""
+
+    def __init__(self, suite_id: int) -> None:
+        super().__init__(f"unsupported MLS cipher suite 0x{suite_id:04x}")
+        self.suite_id = suite_id
+
+
+def cipher_suite(suite_id: int) -> CipherSuite:
+    """The suite for an id from the wire; :class:`UnsupportedCipherSuite` if unknown."""
+    try:
+        return _SUITES[suite_id]
+    except KeyError:
+        raise UnsupportedCipherSuite(suite_id) from None
+
+
+def supported_suites() -> tuple[int, ...]:
+    return tuple(_SUITES)
