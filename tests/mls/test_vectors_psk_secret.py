@@ -20,7 +20,7 @@ def test_psk_secret(case: dict[str, Any]) -> None:
         for p in case["psks"]
     ]
     assert psk_secret(cs, psks) == h(case["psk_secret"])
-    store = {pid: value for pid, value in psks}
+    store = dict(psks)
     assert resolve_psks([pid for pid, _ in psks], store.get) == psks
     if psks:
         assert psk_secret(cs, psks[::-1]) != h(case["psk_secret"]) or len(psks) == 1
