@@ -1,0 +1,494 @@
+"""Node configuration in the reference's YAML shape (slim-wire.md §6).
+
+Every key the reference knows is accepted (sections we do not act on yet, such as the
+controller and peers, are reported by :attr:`NodeConfig.ignored`; features we cannot honour, such
+as transport auth or WebSocket endpoints, are refused by name), and a key neither knows is
+refused with a :class:`~slimwire.errors.ConfigError` that names its full path, so a typo never
+silently falls back to a default. ``${env:VAR}`` (and ``${env:VAR:-default}``) is substituted in
+every string before parsing, as the reference does.
+
+Plain frozen dataclasses and a small hand-written validator keep this free of a schema library.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slimwire._constants import DEFAULT_DATAPLANE_PORT, NEGOTIATION_TIMEOUT_S
+from slimwire.errors import ConfigError
+
+__all__ = [
+    "BackoffConfig",
+    "ClientConfig",
+    "NodeConfig",
+    "ServerConfig",
+    "TlsConfig",
+    "default_config",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
+
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d)?\s*$")
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    None: 1.0,
+}
+
+
+def parse_duration(value: object, where: str = "duration") -> float:
+    """Seconds from ``10s``, ``500ms``, ``2m``, a number, or ``{secs, nanos}``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, Mapping):
+        _check_keys(value, {"secs", "nanos"}, where)
+        return float(value.get("secs", 0)) + float(value.get("nanos", 0)) * 1e-9
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ConfigError(f"{where}: expected a duration like '10s' or '500ms', got {value!r}")
+
+
+def _substitute(obj: Any, where: str = "") -> Any:
+    if isinstance(obj, str):
+
+        def repl(m: re.Match[str]) -> str:
+            value = os.environ.get(m.group(1), m.group(2))
+            if value is None:
+                raise ConfigError(
+                    f"{where or 'config'}: environment variable {m.group(1)} is not set"
+                )
+            return value
+
+        return _ENV.sub(repl, obj)
+    if isinstance(obj, list):
+        return [_substitute(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        return {k: _substitute(v, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    return obj
+
+
+def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in section:
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise ConfigError(f"unknown key {where}.{key} (known keys here: {known})")
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return str(value)
+
+
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _int(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS settings of a server or client; ``insecure`` means plain h2c."""
+
+    insecure: bool = True
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    insecure_skip_verify: bool = False
+
+    _KEYS = frozenset(
+        {
+            "insecure",
+            "insecure_skip_verify",
+            "source",
+            "ca_source",
+            "client_ca",
+            "ca_file",
+            "ca_pem",
+            "cert_file",
+            "key_file",
+            "cert_pem",
+            "key_pem",
+            "client_ca_file",
+            "client_ca_pem",
+            "tls_version",
+            "include_system_ca_certs_pool",
+            "reload_client_ca_file",
+            "reload_interval",
+        }
+    )
+
+    @classmethod
+    def parse(cls, raw: object, where: str, *, server: bool) -> TlsConfig:
+        if raw is None:
+            return cls()
+        section = _mapping(raw, where)
+        _check_keys(section, set(cls._KEYS), where)
+        # the reference's TLS is on unless insecure: true
+        insecure = _bool(section.get("insecure", False), f"{where}.insecure")
+        cert = _str(section.get("cert_file", ""), f"{where}.cert_file")
+        key = _str(section.get("key_file", ""), f"{where}.key_file")
+        source = _mapping(section.get("source"), f"{where}.source")
+        if source:
+            _check_keys(source, {"type", "cert", "key", "path", "data"}, f"{where}.source")
+            if source.get("type") == "file":
+                cert = _str(source.get("cert", cert), f"{where}.source.cert")
+                key = _str(source.get("key", key), f"{where}.source.key")
+        ca = _str(section.get("ca_file", ""), f"{where}.ca_file")
+        ca_source = _mapping(section.get("ca_source"), f"{where}.ca_source")
+        if ca_source.get("type") == "file":
+            ca = _str(ca_source.get("path", ca), f"{where}.ca_source.path")
+        if server and not insecure and not (cert and key):
+            raise ConfigError(f"{where}: TLS is on (insecure: false) but no cert_file/key_file")
+        skip = _bool(section.get("insecure_skip_verify", False), f"{where}.insecure_skip_verify")
+        return cls(
+            insecure=insecure, cert_file=cert, key_file=key, ca_file=ca, insecure_skip_verify=skip
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffConfig:
+    """How a client link re-dials: fixed interval (the reference's default, 2 s) or
+    exponential; ``max_attempts`` 0 means forever."""
+
+    kind: str = "fixed_interval"
+    interval: float = 2.0
+    base: float = 0.1
+    factor: float = 2.0
+    max_delay: float = 10.0
+    max_attempts: int = 0
+
+    @classmethod
+    def parse(cls, raw: object, where: str) -> BackoffConfig:
+        if raw is None:
+            return cls()
+        s = _mapping(raw, where)
+        kind = _str(s.get("type", "fixed_interval"), f"{where}.type")
+        if kind == "fixed_interval":
+            _check_keys(s, {"type", "interval", "max_attempts"}, where)
+            return cls(
+                kind=kind,
+                interval=parse_duration(s.get("interval", 2.0), f"{where}.interval"),
+                max_attempts=_int(s.get("max_attempts", 0), f"{where}.max_attempts"),
+            )
+        if kind == "exponential":
+            _check_keys(s, {"type", "base", "factor", "jitter", "max_attempts", "max_delay"}, where)
+            return cls(
+                kind=kind,
+                base=parse_duration(s.get("base", 0.1), f"{where}.base"),
+                factor=float(s.get("factor", 2.0)),
+                max_delay=parse_duration(s.get("max_delay", 10.0), f"{where}.max_delay"),
+                max_attempts=_int(s.get("max_attempts", 0), f"{where}.max_attempts"),
+            )
+        raise ConfigError(f"{where}.type: expected fixed_interval or exponential, got {kind!r}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before re-dial number ``attempt`` (0-based)."""
+        if self.kind == "fixed_interval":
+            return self.interval
+        return float(min(self.max_delay, self.base * self.factor**attempt))
+
+
+_SERVER_KEYS = {
+    "endpoint",
+    "tls",
+    "http2_only",
+    "max_frame_size",
+    "max_concurrent_streams",
+    "max_header_list_size",
+    "read_buffer_size",
+    "write_buffer_size",
+    "keepalive",
+    "auth",
+    "metadata",
+    "require_header_mac",
+    "negotiation_timeout_secs",
+    "link_hmac_poll_interval_ms",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """One listening endpoint (``host:port``; an ``http://`` prefix is accepted)."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_DATAPLANE_PORT
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    require_header_mac: bool = True
+    negotiation_timeout: float = NEGOTIATION_TIMEOUT_S
+    auth_type: str = "none"
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, raw: object, where: str) -> ServerConfig:
+        s = _mapping(raw, where)
+        _check_keys(s, _SERVER_KEYS, where)
+        if "endpoint" not in s:
+            raise ConfigError(f"{where}.endpoint is required")
+        endpoint = _str(s["endpoint"], f"{where}.endpoint")
+        for scheme in ("ws://", "wss://", "unix://"):
+            if endpoint.startswith(scheme):
+                raise ConfigError(f"{where}.endpoint: {scheme} endpoints are not supported yet")
+        host, port = split_host_port(endpoint, f"{where}.endpoint")
+        auth = _mapping(s.get("auth"), f"{where}.auth")
+        auth_type = _str(auth.get("type", "none"), f"{where}.auth.type")
+        if auth_type != "none":
+            raise ConfigError(f"{where}.auth.type: {auth_type!r} transport auth is not supported")
+        return cls(
+            host=host,
+            port=port,
+            tls=TlsConfig.parse(s.get("tls"), f"{where}.tls", server=True),
+            require_header_mac=_bool(
+                s.get("require_header_mac", True), f"{where}.require_header_mac"
+            ),
+            negotiation_timeout=parse_duration(
+                s.get("negotiation_timeout_secs", NEGOTIATION_TIMEOUT_S),
+                f"{where}.negotiation_timeout_secs",
+            ),
+            auth_type=auth_type,
+        )
+
+
+_CLIENT_KEYS = {
+    "endpoint",
+    "origin",
+    "server_name",
+    "tls",
+    "keepalive",
+    "proxy",
+    "connect_timeout",
+    "request_timeout",
+    "buffer_size",
+    "headers",
+    "auth",
+    "backoff",
+    "metadata",
+    "link_id",
+    "require_header_mac",
+    "connection_type",
+    "compression",
+    "rate_limit",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """One static outbound link. ``connection_type`` defaults to ``remote`` here (node-to-node
+    links, which carry subscription propagation); the reference's client default is ``edge``."""
+
+    endpoint: str
+    link_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    connection_type: str = "remote"
+    require_header_mac: bool = True
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    backoff: BackoffConfig = field(default_factory=BackoffConfig)
+    connect_timeout: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, raw: object, where: str) -> ClientConfig:
+        s = _mapping(raw, where)
+        _check_keys(s, _CLIENT_KEYS, where)
+        if "endpoint" not in s:
+            raise ConfigError(f"{where}.endpoint is required")
+        endpoint = _str(s["endpoint"], f"{where}.endpoint")
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.endpoint: expected http://host:port or https://host:port")
+        ctype = _str(s.get("connection_type", "remote"), f"{where}.connection_type").lower()
+        if ctype not in ("remote", "peer", "edge"):
+            raise ConfigError(f"{where}.connection_type: expected edge, peer or remote")
+        headers = _mapping(s.get("headers"), f"{where}.headers")
+        link_id = s.get("link_id")
+        return cls(
+            endpoint=endpoint,
+            link_id=_str(link_id, f"{where}.link_id") if link_id else str(uuid.uuid4()),
+            connection_type=ctype,
+            require_header_mac=_bool(
+                s.get("require_header_mac", True), f"{where}.require_header_mac"
+            ),
+            tls=TlsConfig.parse(
+                s.get("tls", {"insecure": not endpoint.startswith("https://")}),
+                f"{where}.tls",
+                server=False,
+            ),
+            backoff=BackoffConfig.parse(s.get("backoff"), f"{where}.backoff"),
+            connect_timeout=parse_duration(s.get("connect_timeout", 0), f"{where}.connect_timeout"),
+            headers=tuple((str(k), _str(v, f"{where}.headers.{k}")) for k, v in headers.items()),
+        )
+
+
+def split_host_port(endpoint: str, where: str = "endpoint") -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``http(s)://host:port`` to (host, port)."""
+    text = endpoint
+    for scheme in ("http://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+    text = text.rstrip("/")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if not sep:
+            raise ConfigError(f"{where}: bad IPv6 endpoint {endpoint!r}")
+    else:
+        host, _, port_text = text.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{where}: expected host:port, got {endpoint!r}")
+    return host, int(port_text)
+
+
+_SERVICE_KEYS = {"node_id", "domain_name", "group_name", "auth", "dataplane", "controller", "peers"}
+_DATAPLANE_KEYS = {
+    "enforce_pqc",
+    "servers",
+    "clients",
+    # slimwire extensions
+    "max_message_size",
+    "slow_consumer_timeout",
+    "bad_mac_limit",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything a node needs; the slimwire-only knobs live under ``dataplane``:
+    ``max_message_size`` (bytes, default 4 MiB), ``slow_consumer_timeout`` (how long a
+    destination may stay over its high-water mark before it is closed, default 30 s) and
+    ``bad_mac_limit`` (bad MACs in a row that close a link, default 100)."""
+
+    node_id: str = field(default_factory=lambda: f"node-{uuid.uuid4()}")
+    domain_name: str = ""
+    servers: tuple[ServerConfig, ...] = (ServerConfig(),)
+    clients: tuple[ClientConfig, ...] = ()
+    enforce_pqc: bool = False
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    slow_consumer_timeout: float = 30.0
+    bad_mac_limit: int = 100
+    log_level: str = "info"
+    drain_timeout: float = 10.0
+    ignored: tuple[str, ...] = ()
+    """Sections the reference knows and we accept but do not act on (logged at start)."""
+
+
+def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> NodeConfig:
+    """Validate a loaded YAML document (or YAML text) into a :class:`NodeConfig`."""
+    if isinstance(data, str):
+        try:
+            data = yaml.safe_load(data) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+    root = _substitute(_mapping(data, source))
+    _check_keys(root, {"tracing", "runtime", "services"}, "config")
+    ignored: list[str] = []
+    tracing = _mapping(root.get("tracing"), "tracing")
+    _check_keys(
+        tracing,
+        {"log_level", "display_thread_names", "display_thread_ids", "filter", "opentelemetry"},
+        "tracing",
+    )
+    log_level = _str(tracing.get("log_level", "info"), "tracing.log_level").lower()
+    if log_level not in ("trace", "debug", "info", "warn", "warning", "error"):
+        raise ConfigError(f"tracing.log_level: unknown level {log_level!r}")
+    runtime = _mapping(root.get("runtime"), "runtime")
+    _check_keys(runtime, {"n_cores", "thread_name", "drain_timeout"}, "runtime")
+    drain = parse_duration(runtime.get("drain_timeout", 10.0), "runtime.drain_timeout")
+    services = _mapping(root.get("services"), "services")
+    if not services:
+        raise ConfigError(f"{source}: no services configured (expected services: slim/0: ...)")
+    if len(services) > 1:
+        raise ConfigError(f"services: one slim/<n> service per process, got {sorted(services)}")
+    ((svc_key, svc_raw),) = services.items()
+    if not re.fullmatch(r"slim/\d+", str(svc_key)):
+        raise ConfigError(f"unknown key services.{svc_key} (expected slim/<n>)")
+    where = f"services.{svc_key}"
+    svc = _mapping(svc_raw, where)
+    _check_keys(svc, _SERVICE_KEYS, where)
+    for section in ("auth", "controller", "peers"):
+        if svc.get(section):
+            ignored.append(f"{where}.{section}")
+    dp = _mapping(svc.get("dataplane"), f"{where}.dataplane")
+    _check_keys(dp, _DATAPLANE_KEYS, f"{where}.dataplane")
+    servers_raw = dp.get("servers", [])
+    clients_raw = dp.get("clients", [])
+    if not isinstance(servers_raw, list) or not isinstance(clients_raw, list):
+        raise ConfigError(f"{where}.dataplane.servers/clients: expected lists")
+    servers = tuple(
+        ServerConfig.parse(s, f"{where}.dataplane.servers[{i}]") for i, s in enumerate(servers_raw)
+    )
+    clients = tuple(
+        ClientConfig.parse(c, f"{where}.dataplane.clients[{i}]") for i, c in enumerate(clients_raw)
+    )
+    node_id = svc.get("node_id")
+    return NodeConfig(
+        node_id=_str(node_id, f"{where}.node_id") if node_id else f"node-{uuid.uuid4()}",
+        domain_name=_str(svc.get("domain_name", ""), f"{where}.domain_name"),
+        servers=servers,
+        clients=clients,
+        enforce_pqc=_bool(dp.get("enforce_pqc", False), f"{where}.dataplane.enforce_pqc"),
+        max_message_size=_int(
+            dp.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
+            f"{where}.dataplane.max_message_size",
+        ),
+        slow_consumer_timeout=parse_duration(
+            dp.get("slow_consumer_timeout", 30.0), f"{where}.dataplane.slow_consumer_timeout"
+        ),
+        bad_mac_limit=_int(dp.get("bad_mac_limit", 100), f"{where}.dataplane.bad_mac_limit"),
+        log_level="warning" if log_level == "warn" else log_level,
+        drain_timeout=drain,
+        ignored=tuple(ignored),
+    )
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and validate a YAML node configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror}") from exc
+    return parse_config(text, str(p))
+
+
+def default_config() -> NodeConfig:
+    """The embedded default: one h2c server on 127.0.0.1:46357 with strict header MACs."""
+    text = resources.files("slimwire").joinpath("default_node.yaml").read_text(encoding="utf-8")
+    return parse_config(text, "default_node.yaml")
