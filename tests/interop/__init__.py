@@ -1,0 +1,1 @@
+"""Interop tests: drive the reference implementation (slim-bindings) against our code."""
