@@ -1,0 +1,235 @@
+"""The transport-independent :class:`Stream` (one gRPC call) and :class:`BaseChannel`.
+
+Every transport (HTTP/2 server side, HTTP/2 client side, in-memory) hands out the same
+``Stream``: messages go out with a non-blocking :meth:`Stream.send` and come in as *batches*
+from :meth:`Stream.recv`. Batches are what keep the per-message cost low: a forwarder awaits
+once per batch, not once per message, and back-pressure is applied per batch via
+:meth:`Stream.drain` when :attr:`Stream.pending_bytes` is over the high-water mark.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+from slimwire.errors import (
+    ConnectionClosed,
+    RemoteProtocolError,
+    SlimwireError,
+    SlimwireTimeout,
+)
+from slimwire.transport._events import Headers
+from slimwire.transport._status import Status
+
+__all__ = ["DEFAULT_HIGH_WATER", "BaseChannel", "Handler", "Stream"]
+
+DEFAULT_HIGH_WATER = 1024 * 1024
+"""Outbound bytes queued on a stream above which :meth:`Stream.drain` waits."""
+
+
+class Stream(abc.ABC):
+    """One gRPC call (one SLIM link), the same on every transport.
+
+    * ``send``/``send_many`` queue serialized messages and never block; they raise
+      :class:`ConnectionClosed` once the stream can no longer send.
+    * ``await drain()`` returns once queued outbound bytes are below the high-water mark.
+    * ``await recv()`` returns the next non-empty batch of whole messages, ``[]`` once the peer
+      ended its side cleanly, raises :class:`GrpcError` for a non-OK status and
+      :class:`ConnectionClosed` on reset or connection loss (messages that arrived before the end
+      are always returned first).
+    """
+
+    def __init__(self, *, peer: str, path: str, request_headers: Headers, high_water: int) -> None:
+        self.peer = peer
+        self.path = path
+        self.request_headers = request_headers
+        self.high_water = high_water
+        self._inbox: list[bytes] = []
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._ended = False  # the peer's side is over (cleanly or not)
+        self._end_error: SlimwireError | None = None
+        self._send_closed = False  # we can no longer send
+
+    # -- abstract, per transport -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def send(self, message: bytes) -> None:
+        """Queue one serialized message."""
+
+    @abc.abstractmethod
+    def send_many(self, messages: Iterable[bytes]) -> None:
+        """Queue several serialized messages, in order."""
+
+    @property
+    @abc.abstractmethod
+    def pending_bytes(self) -> int:
+        """Outbound bytes queued and not yet handed to the network."""
+
+    @abc.abstractmethod
+    async def close(self, status: int = 0, message: str = "") -> None:
+        """End our side: the server sends trailers with ``status``; the client half-closes."""
+
+    @abc.abstractmethod
+    def abort(self, status: int = Status.CANCELLED, message: str = "") -> None:
+        """End the call now, dropping queued output (server: trailers; client: RST_STREAM)."""
+
+    def _consumed(self) -> None:  # noqa: B027 - optional hook
+        """The application took the inbox (hook for returning flow-control credit)."""
+
+    # -- shared ------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once this side can no longer send (closed, aborted, reset or lost)."""
+        return self._send_closed
+
+    async def recv(self) -> list[bytes]:
+        while True:
+            inbox = self._inbox
+            if inbox:
+                self._inbox = []
+                self._consumed()
+                return inbox
+            if self._ended:
+                if self._end_error is not None:
+                    raise self._end_error
+                return []
+            if self._recv_waiter is not None:
+                raise RuntimeError("recv() is already being awaited on this stream")
+            waiter = asyncio.get_running_loop().create_future()
+            self._recv_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+
+    async def drain(self) -> None:
+        if self.pending_bytes < self.high_water:
+            return
+        if self._send_closed:
+            raise ConnectionClosed(f"stream {self.path} to {self.peer} is closed")
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            with contextlib.suppress(ValueError):
+                self._drain_waiters.remove(waiter)
+        if self._send_closed and self.pending_bytes >= self.high_water:
+            raise ConnectionClosed(f"stream {self.path} to {self.peer} is closed")
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[list[bytes]]:
+        """Batches until the peer ends cleanly (errors propagate)."""
+        while batch := await self.recv():
+            yield batch
+
+    def __repr__(self) -> str:
+        state = "closed" if self._send_closed else "open"
+        return f"<{type(self).__name__} {self.path} peer={self.peer} {state}>"
+
+    # -- driver side -------------------------------------------------------------------------
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        if self._inbox:
+            self._inbox.extend(messages)
+        else:
+            self._inbox = messages
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _finish(self, error: SlimwireError | None) -> None:
+        """The peer's side ended (``error`` None: cleanly)."""
+        if not self._ended:
+            self._ended = True
+            self._end_error = error
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _close_send(self) -> None:
+        self._send_closed = True
+        self._wake_drain(force=True)
+
+    def _wake_drain(self, force: bool = False) -> None:
+        if self._drain_waiters and (force or self.pending_bytes < self.high_water):
+            for w in self._drain_waiters:
+                if not w.done():
+                    w.set_result(None)
+            self._drain_waiters.clear()
+
+
+Handler = Callable[[Stream], Awaitable[None]]
+"""A server method: called once per incoming stream on its path; returning ends the call OK."""
+
+
+class BaseChannel(abc.ABC):
+    """Several calls to one peer; unary and server-streaming calls built on :meth:`open_stream`."""
+
+    @abc.abstractmethod
+    async def open_stream(self, path: str, *, headers: Iterable[tuple[str, str]] = ()) -> Stream:
+        """Open a bidi-streaming call."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the channel; open calls end with :class:`ConnectionClosed`."""
+
+    async def unary(
+        self,
+        path: str,
+        request: bytes,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        timeout: float | None = None,
+    ) -> bytes:
+        """One request, one response."""
+        hdrs = list(headers)
+        if timeout is not None:
+            hdrs.append(("grpc-timeout", f"{max(1, int(timeout * 1000))}m"))
+        stream = await self.open_stream(path, headers=hdrs)
+        try:
+            async with asyncio.timeout(timeout):
+                stream.send(request)
+                await stream.close()
+                replies: list[bytes] = []
+                while batch := await stream.recv():
+                    replies.extend(batch)
+        except TimeoutError:
+            stream.abort(Status.DEADLINE_EXCEEDED, "deadline exceeded")
+            raise SlimwireTimeout(f"unary call {path} timed out after {timeout} s") from None
+        except BaseException:
+            if not stream.closed or not stream._ended:
+                stream.abort()
+            raise
+        if len(replies) != 1:
+            raise RemoteProtocolError(f"unary call {path} got {len(replies)} responses")
+        return replies[0]
+
+    async def server_stream(
+        self, path: str, request: bytes, *, headers: Iterable[tuple[str, str]] = ()
+    ) -> AsyncIterator[bytes]:
+        """One request, a stream of responses (ends at OK; raises :class:`GrpcError` otherwise)."""
+        stream = await self.open_stream(path, headers=headers)
+        done = False
+        try:
+            stream.send(request)
+            await stream.close()
+            while batch := await stream.recv():
+                for message in batch:
+                    yield message
+            done = True
+        finally:
+            if not done:
+                stream.abort()
+
+    async def __aenter__(self) -> BaseChannel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
