@@ -5,6 +5,7 @@ commits in GroupUpdate, PrivateMessages in the blobs of MLS-protected MSG publis
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -12,7 +13,7 @@ from typing import NamedTuple
 import pytest
 
 from slimwire._proto.data_plane_pb2 import Message
-from slimwire.mls._struct_content import Commit
+from slimwire.mls._struct_content import Add, Commit
 from slimwire.mls._struct_framing import MLSMessage, PrivateMessage, PublicMessage
 from slimwire.mls._struct_welcome import Welcome
 from slimwire.mls._structs import (
@@ -23,6 +24,8 @@ from slimwire.mls._structs import (
     SenderType,
     WireFormat,
 )
+from slimwire.mls._suites import cipher_suite
+from slimwire.mls._welcome import verify_key_package, verify_leaf_node_signature
 from tests.conftest import CAPTURES
 
 _MSG = 1  # SessionMessageType MSG
@@ -62,6 +65,17 @@ def _blobs(path: Path) -> list[Blob]:
     return out
 
 
+def _token_pubkey(token: bytes) -> bytes:
+    """The ``pubkey`` claim of a SLIM shared-secret token ``id:ts:nonce:claims:hmac`` (the
+    reference's MLS credential identity), which must be the leaf's signature key."""
+    claims_b64 = token.decode().rsplit(":", 4)[-2]
+    claims = json.loads(base64.urlsafe_b64decode(claims_b64 + "=" * (-len(claims_b64) % 4)))
+    try:
+        return base64.b64decode(claims["pubkey"], validate=True)
+    except binascii.Error:
+        return b""
+
+
 BLOBS = _blobs(CAPTURES / "wire_mls.jsonl") + _blobs(CAPTURES / "wire_group.jsonl")
 
 
@@ -69,6 +83,15 @@ def test_captures_carry_every_kind() -> None:
     kinds = {b.kind for b in BLOBS}
     assert kinds == {"key_package", "welcome", "commit", "application"}
     assert len(BLOBS) >= 30
+    commits = [MLSMessage.from_bytes(b.data).body for b in BLOBS if b.kind == "commit"]
+    with_path = [
+        m
+        for m in commits
+        if isinstance(m, PublicMessage)
+        and isinstance(m.content.content, Commit)
+        and m.content.content.path is not None
+    ]
+    assert with_path, "the group capture has a Remove commit with an UpdatePath"
 
 
 @pytest.mark.parametrize("blob", BLOBS, ids=[b.where for b in BLOBS])
@@ -85,6 +108,9 @@ def test_capture_blob_round_trips(blob: Blob) -> None:
         assert leaf.credential.credential_type == CredentialType.BASIC
         assert len(leaf.signature_key) == 65  # SEC1 uncompressed P-256
         assert leaf.signature_key[0] == 4
+        # mls-rs signed it; our verification (KeyPackageTBS and LeafNodeTBS) must agree.
+        verify_key_package(cipher_suite(_SUITE_P256), body)
+        assert _token_pubkey(leaf.credential.identity) == leaf.signature_key
     elif blob.kind == "welcome":
         assert isinstance(body, Welcome)
         assert body.cipher_suite == _SUITE_P256
@@ -96,6 +122,22 @@ def test_capture_blob_round_trips(blob: Blob) -> None:
         assert isinstance(body.content.content, Commit)
         assert body.auth.confirmation_tag is not None
         assert body.membership_tag is not None
+        suite = cipher_suite(_SUITE_P256)
+        commit = body.content.content
+        for proposal in commit.proposals:
+            if isinstance(proposal, Add):
+                verify_key_package(suite, proposal.key_package)
+        if commit.path is not None:
+            # A commit's new leaf is signed over LeafNodeTBS with the group id and the
+            # committer's leaf index.
+            leaf = commit.path.leaf_node
+            assert leaf.leaf_node_source == LeafNodeSource.COMMIT
+            assert verify_leaf_node_signature(
+                suite, leaf, body.content.group_id, body.content.sender.index
+            )
+            assert not verify_leaf_node_signature(
+                suite, leaf, body.content.group_id, body.content.sender.index + 1
+            )
     else:
         assert isinstance(body, PrivateMessage)
         assert body.content_type == ContentType.APPLICATION
