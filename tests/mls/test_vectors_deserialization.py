@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from slimwire.mls._codec import DecodeError, Reader, encode_varint
-from tests.conftest import MLS_VECTORS
-
-CASES: list[dict[str, object]] = json.loads((MLS_VECTORS / "deserialization.json").read_text())
+from tests.mls._vectors import cases
 
 
-@pytest.mark.parametrize(
-    "case", CASES, ids=[f"deserialization.json#{i}" for i in range(len(CASES))]
-)
+@pytest.mark.parametrize("case", cases("deserialization"))
 def test_vlbytes_header(case: dict[str, object]) -> None:
     header = bytes.fromhex(str(case["vlbytes_header"]))
     length = case["length"]

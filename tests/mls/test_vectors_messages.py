@@ -3,7 +3,6 @@ interop vectors; one test item per case)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -30,9 +29,9 @@ from slimwire.mls._structs import (
     decode_ratchet_tree,
     ratchet_tree_to_bytes,
 )
-from tests.conftest import MLS_VECTORS
+from tests.mls._vectors import cases, load
 
-CASES: list[dict[str, str]] = json.loads((MLS_VECTORS / "messages.json").read_text())
+CASES: list[dict[str, str]] = load("messages")
 
 
 def _mls(body_type: type[object]) -> Callable[[bytes], bytes]:
@@ -100,7 +99,7 @@ def test_every_field_is_covered() -> None:
         assert set(case) == set(FIELDS)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"messages.json#{i}" for i in range(len(CASES))])
+@pytest.mark.parametrize("case", cases("messages"))
 def test_messages_round_trip(case: dict[str, str]) -> None:
     for field, check in FIELDS.items():
         data = bytes.fromhex(case[field])
