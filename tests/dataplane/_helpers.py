@@ -26,8 +26,8 @@ class TestMac:
             self.key, copy.SerializeToString(deterministic=True), hashlib.sha256
         ).digest()
 
-    def sign(self, header: pb.SLIMHeader) -> bytes:
-        return self._tag(header)
+    def sign(self, header: pb.SLIMHeader) -> None:
+        header.header_mac = self._tag(header)
 
     def verify(self, header: pb.SLIMHeader) -> bool:
         return hmac.compare_digest(self._tag(header), header.header_mac)
@@ -59,7 +59,7 @@ def publish(
     p.session.session_id = 7
     p.msg.app_payload.blob = payload
     if mac is not None:
-        h.header_mac = mac.sign(h)
+        mac.sign(h)
     return msg.SerializeToString()
 
 
@@ -86,7 +86,7 @@ def subscription(
     if forward_to is not None:
         h.forward_to = forward_to
     if mac is not None:
-        h.header_mac = mac.sign(h)
+        mac.sign(h)
     return msg.SerializeToString()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._connections import LinkMac
 from ._forwarder import DEFAULT_MAX_MESSAGE_SIZE, Forwarder
+from ._node import Node
 from ._subscriptions import SubscriptionTable
 from ._types import (
     ConnInfo,
@@ -28,6 +29,7 @@ __all__ = [
     "DropReason",
     "Forwarder",
     "LinkMac",
+    "Node",
     "RouteKey",
     "SubscriptionEntry",
     "SubscriptionTable",

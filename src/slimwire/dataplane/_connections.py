@@ -22,11 +22,11 @@ _log = logging.getLogger(__name__)
 class LinkMac(Protocol):
     """What the core needs from a link's header MAC: sign and verify a parsed header.
 
-    ``sign`` returns the 32-byte tag for ``header`` as it stands (the caller stores it in
-    ``header_mac``); ``verify`` checks ``header.header_mac`` against the header.
+    ``sign`` sets ``header.header_mac`` to the tag for the header as it stands (the shape of
+    :class:`slimwire.link.HeaderMac`); ``verify`` checks ``header.header_mac`` against it.
     """
 
-    def sign(self, header: pb.SLIMHeader) -> bytes: ...
+    def sign(self, header: pb.SLIMHeader) -> None: ...
 
     def verify(self, header: pb.SLIMHeader) -> bool: ...
 

@@ -223,7 +223,7 @@ class Forwarder:
         if conn.verifies:
             mac = conn.mac
             if mac is not None:
-                header.header_mac = mac.sign(header)
+                mac.sign(header)
             elif conn.require_mac:
                 conn.count_drop(DropReason.SEND_FAILED, "strict header MAC but no link key")
                 return False

@@ -1,0 +1,526 @@
+"""The asyncio Node: the sans-IO :class:`Forwarder` driven over the gRPC transport.
+
+One task per link reads *batches* from the stream, feeds the whole batch to the forwarder, sends
+what came out (one ``send_many`` per destination), and only then awaits: ``drain()`` on any
+destination over its high-water mark, so a slow consumer slows its producers through HTTP/2
+flow control instead of growing our memory. A destination that stays congested longer than
+``slow_consumer_timeout`` has stopped reading and is closed, so the others keep flowing.
+
+Every failure is scoped to one stream and logged once with its reason: a first message that is
+not a link negotiation, a failed or late negotiation, a malformed or oversized message, a run of
+bad header MACs, a peer that stopped reading. Graceful stop sends our pending output, ends every
+stream with OK trailers, then closes the listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl as _ssl
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from slimwire._constants import DATAPLANE_PATH, NEGOTIATION_TIMEOUT_S, SLIM_VERSION
+from slimwire._proto import data_plane_pb2 as pb
+from slimwire.config import ClientConfig, NodeConfig, ServerConfig, TlsConfig
+from slimwire.errors import GrpcError, LinkNegotiationError, SlimwireError
+from slimwire.link import ClientNegotiation, LinkConnectionType, LinkInfo, ServerNegotiation
+
+from ._forwarder import Forwarder
+from ._types import ConnInfo, SubscriptionEntry, conn_type_from_link
+
+__all__ = ["Node"]
+
+_log = logging.getLogger(__name__)
+
+# gRPC status codes used to end streams (numbers from the gRPC spec)
+_OK = 0
+_CANCELLED = 1
+_INVALID_ARGUMENT = 3
+_DEADLINE_EXCEEDED = 4
+_PERMISSION_DENIED = 7
+_RESOURCE_EXHAUSTED = 8
+_UNAVAILABLE = 14
+
+
+class _Stream(Protocol):
+    """The transport's Stream, as far as the node uses it."""
+
+    peer: str
+    high_water: int
+
+    def send(self, message: bytes) -> None: ...
+    def send_many(self, messages: Iterable[bytes]) -> None: ...
+    @property
+    def pending_bytes(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    async def recv(self) -> list[bytes]: ...
+    async def drain(self) -> None: ...
+    async def close(self, status: int = 0, message: str = "") -> None: ...
+    def abort(self, status: int = _CANCELLED, message: str = "") -> None: ...
+
+
+def _server_ssl(tls: TlsConfig) -> _ssl.SSLContext | None:
+    if tls.insecure:
+        return None
+    ctx = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.ca_file:
+        ctx.load_verify_locations(tls.ca_file)
+        ctx.verify_mode = _ssl.CERT_REQUIRED
+    return ctx
+
+
+def _client_ssl(tls: TlsConfig, endpoint: str) -> _ssl.SSLContext | None:
+    if not endpoint.startswith("https://"):
+        return None
+    ctx = _ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = _ssl.CERT_NONE
+    if tls.cert_file and tls.key_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
+
+
+_LINK_TYPES = {
+    "remote": LinkConnectionType.REMOTE,
+    "peer": LinkConnectionType.PEER,
+    "edge": LinkConnectionType.EDGE,
+}
+
+
+class Node:
+    """A SLIM messaging node. ``async with Node(config) as node:`` serves until the block ends.
+
+    ``node.addresses`` lists the bound ``(host, port)`` pairs (use port 0 in tests),
+    ``node.connections()`` and ``node.subscriptions()`` snapshot the tables, and
+    ``await node.add_link(url)`` dials another node as a remote link (re-dialled with backoff,
+    same link id, our subscriptions replayed after each reconnect).
+    """
+
+    def __init__(self, config: NodeConfig | None = None) -> None:
+        self.config = config or NodeConfig()
+        cfg = self.config
+        self.node_id = cfg.node_id
+        self.forwarder = Forwarder(
+            cfg.node_id,
+            max_message_size=cfg.max_message_size,
+            bad_mac_limit=cfg.bad_mac_limit,
+        )
+        self._streams: dict[int, _Stream] = {}
+        self._servers: list[Any] = []
+        self._links: list[_ClientLink] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._started = False
+        self._changed = asyncio.Event()
+        self.addresses: list[tuple[str, int]] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<Node {self.node_id!r} on {self.addresses} conns={len(self._streams)} "
+            f"subs={len(self.forwarder.table)}>"
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on every configured server and dial every configured client link."""
+        from slimwire import transport
+
+        if self._started:
+            raise RuntimeError("node already started")
+        self._started = True
+        for scfg in self.config.servers:
+            server = await transport.start_server(
+                {DATAPLANE_PATH: self._make_handler(scfg)},
+                scfg.host,
+                scfg.port,
+                ssl=_server_ssl(scfg.tls),
+                max_message_size=self.config.max_message_size,
+            )
+            self._servers.append(server)
+            self.addresses.append((scfg.host, server.port))
+        for ccfg in self.config.clients:
+            self._start_link(ccfg)
+        for section in self.config.ignored:
+            _log.info("config section %s is accepted but not used by slimwire yet", section)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain and stop: send pending output, end every stream with OK trailers, close."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self.config.drain_timeout if grace is None else grace
+        for link in self._links:
+            link.stop()
+        self._flush()
+        streams = list(self._streams.values())
+        if streams:
+            await asyncio.wait(
+                [
+                    asyncio.ensure_future(self._close_stream(s, _OK, "node shutting down"))
+                    for s in streams
+                ],
+                timeout=grace,
+            )
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.close(grace)
+        tasks = [t for t in self._tasks if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        _log.info("node %s stopped", self.node_id)
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The first server's bound port."""
+        return self.addresses[0][1]
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the first server (for clients and ``add_link``)."""
+        host, port = self.addresses[0]
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def connections(self) -> list[ConnInfo]:
+        return self.forwarder.connections()
+
+    def subscriptions(self) -> list[SubscriptionEntry]:
+        return self.forwarder.subscriptions()
+
+    async def wait_for(self, predicate: Callable[[Node], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(node)`` holds, re-checked after each connection or
+        subscription change (raises ``TimeoutError``)."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self._changed.wait()
+
+    # -- links we dial ---------------------------------------------------------------------
+
+    async def add_link(
+        self,
+        url: str,
+        *,
+        connection_type: str = "remote",
+        link_id: str | None = None,
+        require_header_mac: bool = True,
+    ) -> int:
+        """Dial ``url`` as a static link (re-dialled after a drop); returns its conn id."""
+        kwargs: dict[str, Any] = {
+            "endpoint": url,
+            "connection_type": connection_type,
+            "require_header_mac": require_header_mac,
+        }
+        if link_id:
+            kwargs["link_id"] = link_id
+        return self._start_link(ClientConfig(**kwargs)).conn_id
+
+    def _start_link(self, cfg: ClientConfig) -> _ClientLink:
+        link = _ClientLink(self, cfg, self.forwarder.reserve_id())
+        self._links.append(link)
+        link.task = self._spawn(link.run())
+        return link
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- the per-stream machinery ----------------------------------------------------------
+
+    def _make_handler(self, scfg: ServerConfig) -> Callable[[Any], Any]:
+        async def handle(stream: _Stream) -> None:
+            await self._serve(stream, scfg)
+
+        return handle
+
+    async def _serve(self, stream: _Stream, scfg: ServerConfig) -> None:
+        """An incoming link: negotiate (first message, within the timeout), then route."""
+        if self._stopping:
+            stream.abort(_UNAVAILABLE, "node shutting down")
+            return
+        neg = ServerNegotiation(self.node_id, require_mac=scfg.require_header_mac)
+        try:
+            async with asyncio.timeout(scfg.negotiation_timeout):
+                batch = await stream.recv()
+        except TimeoutError:
+            self._reject(stream, _DEADLINE_EXCEEDED, "no link negotiation within the timeout")
+            return
+        except SlimwireError as exc:
+            _log.info("link from %s ended before negotiation: %s", stream.peer, exc)
+            return
+        if not batch:
+            return
+        try:
+            first = pb.Message.FromString(batch[0])
+        except Exception:
+            self._reject(stream, _INVALID_ARGUMENT, "first message is not a protobuf Message")
+            return
+        if first.WhichOneof("message_type") != "link":
+            self._reject(stream, _INVALID_ARGUMENT, "first message is not a link negotiation")
+            return
+        try:
+            reply, info = neg.receive(first)
+        except LinkNegotiationError as exc:
+            status = _PERMISSION_DENIED if "peer link" in str(exc) else _INVALID_ARGUMENT
+            self._reject(stream, status, f"link negotiation failed: {exc}")
+            return
+        stream.send(reply.SerializeToString())
+        ctype = conn_type_from_link(int(info.connection_type))
+        cid = self.forwarder.add_connection(
+            ctype,
+            remote=stream.peer,
+            link_id=info.link_id,
+            peer_node_id=info.peer_node_id,
+            peer_version=info.peer_version,
+            mac=info.mac,
+            require_mac=scfg.require_header_mac,
+            outbound=False,
+            now=time.monotonic(),
+        )
+        _log.info(
+            "link %s from %s (%s, node %r, version %s) up as conn %d",
+            info.link_id,
+            stream.peer,
+            ctype.name.lower(),
+            info.peer_node_id,
+            info.peer_version,
+            cid,
+        )
+        reason = await self._run_link(cid, stream, batch[1:])
+        self._link_down(cid, stream, reason, reconnecting=False)
+        if not stream.closed:
+            await self._close_stream(stream, _OK, "")
+
+    def _reject(self, stream: _Stream, status: int, reason: str) -> None:
+        _log.warning("rejecting link from %s: %s", stream.peer, reason)
+        stream.abort(status, reason)
+
+    async def _run_link(self, cid: int, stream: _Stream, first: list[bytes]) -> str:
+        """Route everything ``stream`` sends until it ends; returns why it ended."""
+        self._streams[cid] = stream
+        self._changed.set()
+        fwd = self.forwarder
+        if first:
+            fwd.receive_batch(cid, first, time.monotonic())
+        congested = self._flush()
+        try:
+            while True:
+                if congested:
+                    await self._relieve(cid, congested)
+                batch = await stream.recv()
+                if not batch:
+                    return "closed by peer"
+                fwd.receive_batch(cid, batch, time.monotonic())
+                congested = self._flush()
+                if cid not in self._streams:
+                    return "closed by node"
+        except GrpcError as exc:
+            return f"ended by peer with status {exc.status} {exc.grpc_message!r}"
+        except SlimwireError as exc:
+            return f"connection lost: {exc}"
+        except asyncio.CancelledError:
+            raise
+
+    def _flush(self) -> list[tuple[int, _Stream]] | None:
+        """Send what the forwarder produced; close what it wants closed. Returns the
+        destinations now over their high-water mark (the caller decides whether to wait)."""
+        fwd = self.forwarder
+        streams = self._streams
+        congested: list[tuple[int, _Stream]] | None = None
+        for cid, msgs in fwd.take_outputs():
+            s = streams.get(cid)
+            if s is None or s.closed:
+                continue
+            try:
+                s.send_many(msgs)
+            except SlimwireError:
+                continue
+            if s.pending_bytes >= s.high_water:
+                if congested is None:
+                    congested = []
+                congested.append((cid, s))
+        for cid, reason in fwd.take_closes():
+            s = streams.get(cid)
+            _log.warning("closing conn %d (%s): %s", cid, s.peer if s else "?", reason)
+            status = _RESOURCE_EXHAUSTED if "exceeds" in reason else _INVALID_ARGUMENT
+            if s is not None:
+                s.abort(status, reason)
+            self._link_down(cid, s, reason, reconnecting=False, already_logged=True)
+        return congested
+
+    async def _relieve(self, own: int, congested: list[tuple[int, _Stream]]) -> None:
+        """Back-pressure: wait (bounded) for each congested destination to drain."""
+        timeout = self.config.slow_consumer_timeout
+        for cid, s in congested:
+            if cid == own or s.closed or s.pending_bytes < s.high_water:
+                continue
+            try:
+                async with asyncio.timeout(timeout):
+                    await s.drain()
+            except TimeoutError:
+                reason = f"peer stopped reading ({s.pending_bytes} bytes queued for {timeout}s)"
+                _log.warning("closing conn %d (%s): %s", cid, s.peer, reason)
+                s.abort(_RESOURCE_EXHAUSTED, reason)
+                self._link_down(cid, s, reason, reconnecting=False, already_logged=True)
+            except SlimwireError:
+                continue
+
+    def _link_down(
+        self,
+        cid: int,
+        stream: _Stream | None,
+        reason: str,
+        *,
+        reconnecting: bool,
+        already_logged: bool = False,
+    ) -> None:
+        if self._streams.get(cid) is not stream and stream is not None:
+            return
+        self._streams.pop(cid, None)
+        conn = self.forwarder.conns.get(cid)
+        if conn is None and not reconnecting:
+            return
+        if not already_logged:
+            _log.info("conn %d (%s) down: %s", cid, stream.peer if stream else "?", reason)
+        self.forwarder.connection_down(cid, reconnecting=reconnecting)
+        self._flush()
+        self._changed.set()
+
+    @staticmethod
+    async def _close_stream(stream: _Stream, status: int, message: str) -> None:
+        with contextlib.suppress(SlimwireError, OSError):
+            await stream.close(status, message)
+
+
+class _ClientLink:
+    """A static outbound link: dial, negotiate, route; re-dial with backoff on loss."""
+
+    def __init__(self, node: Node, cfg: ClientConfig, conn_id: int) -> None:
+        self.node = node
+        self.cfg = cfg
+        self.conn_id = conn_id
+        self.task: asyncio.Task[None] | None = None
+        self.stream: _Stream | None = None
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self.stream is None and self.task is not None:
+            self.task.cancel()
+
+    async def run(self) -> None:
+        from slimwire import transport
+
+        node = self.node
+        cfg = self.cfg
+        attempt = 0
+        ctype = _LINK_TYPES[cfg.connection_type]
+        while not self._stopped:
+            stream: _Stream | None = None
+            try:
+                stream = await transport.open_stream(
+                    cfg.endpoint,
+                    DATAPLANE_PATH,
+                    ssl=_client_ssl(cfg.tls, cfg.endpoint),
+                    headers=cfg.headers,
+                )
+                neg = ClientNegotiation(
+                    cfg.link_id,
+                    node_id=node.node_id,
+                    connection_type=ctype,
+                    require_mac=cfg.require_header_mac,
+                    deployment_name=node.config.domain_name,
+                )
+                stream.send(neg.request().SerializeToString())
+                async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
+                    batch = await stream.recv()
+                if not batch:
+                    raise LinkNegotiationError("stream ended before the negotiation reply")
+                info: LinkInfo = neg.receive(pb.Message.FromString(batch[0]))
+            except asyncio.CancelledError:
+                if stream is not None:
+                    stream.abort(_CANCELLED, "node shutting down")
+                raise
+            except GrpcError as exc:
+                if stream is not None:
+                    stream.abort(_CANCELLED, "")
+                if exc.status == _PERMISSION_DENIED:
+                    _log.error("link to %s refused for good: %s", cfg.endpoint, exc)
+                    return
+                await self._backoff(attempt, f"{exc}")
+                attempt += 1
+                continue
+            except (SlimwireError, OSError, TimeoutError, ValueError) as exc:
+                if stream is not None:
+                    stream.abort(_CANCELLED, "")
+                await self._backoff(attempt, f"{type(exc).__name__}: {exc}")
+                attempt += 1
+                continue
+            if self._stopped:
+                stream.abort(_CANCELLED, "node shutting down")
+                return
+            attempt = 0
+            self.stream = stream
+            ct = conn_type_from_link(int(info.connection_type))
+            node.forwarder.add_connection(
+                ct,
+                remote=cfg.endpoint,
+                link_id=info.link_id,
+                peer_node_id=info.peer_node_id,
+                peer_version=info.peer_version or SLIM_VERSION,
+                mac=info.mac,
+                require_mac=cfg.require_header_mac,
+                outbound=True,
+                now=time.monotonic(),
+                conn_id=self.conn_id,
+            )
+            _log.info(
+                "link %s to %s (%s, node %r) up as conn %d",
+                info.link_id,
+                cfg.endpoint,
+                ct.name.lower(),
+                info.peer_node_id,
+                self.conn_id,
+            )
+            reason = await node._run_link(self.conn_id, stream, batch[1:])
+            self.stream = None
+            if self._stopped:
+                node._link_down(self.conn_id, stream, reason, reconnecting=False)
+                return
+            node._link_down(self.conn_id, stream, reason, reconnecting=True)
+            if not stream.closed:
+                stream.abort(_CANCELLED, "")
+            await self._backoff(0, reason)
+
+    async def _backoff(self, attempt: int, reason: str) -> None:
+        cfg = self.cfg.backoff
+        if cfg.max_attempts and attempt >= cfg.max_attempts:
+            _log.error("link to %s: giving up after %d attempts", self.cfg.endpoint, attempt)
+            self._stopped = True
+            return
+        delay = cfg.delay(attempt)
+        if attempt == 0 or _log.isEnabledFor(logging.DEBUG):
+            _log.info("link to %s: %s; re-dialling in %.1fs", self.cfg.endpoint, reason, delay)
+        await asyncio.sleep(delay)
