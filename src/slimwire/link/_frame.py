@@ -58,7 +58,8 @@ def _uvarint(value: int) -> bytes:
 class Frame(NamedTuple):
     """A Publish, Subscribe or Unsubscribe read from wire bytes (see :func:`parse_frame`).
 
-    The offsets locate the routed body and its header inside ``raw`` for re-emission.
+    The offsets locate the routed body and its header inside ``raw`` for re-emission;
+    ``pb.SLIMHeader.FromString(raw[header_start:header_end])`` is the header alone.
     """
 
     kind: FrameKind
@@ -68,6 +69,7 @@ class Frame(NamedTuple):
     body_start: int
     body_end: int
     header_tag_at: int
+    header_start: int
     header_end: int
 
     @property
@@ -237,4 +239,4 @@ def _parse(raw: bytes) -> Frame | None:
     hdr = walk_header(raw, hstart, hend)
     if hdr is None or hdr.source is None or hdr.destination is None:
         return None
-    return Frame(_KINDS[kind], hdr, raw, tag_at, bstart, bend, htag, hend)
+    return Frame(_KINDS[kind], hdr, raw, tag_at, bstart, bend, htag, hstart, hend)
