@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from slimwire.errors import MlsError
 from slimwire.mls._codec import Writer
 from slimwire.mls._secret_tree import sender_data_key_nonce
+from slimwire.mls._struct_content import ProposalRef
 from slimwire.mls._struct_framing import (
     AuthenticatedContent,
     FramedContent,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from slimwire.mls._suites import CipherSuite
 
 _TBS_LABEL = b"FramedContentTBS"
+_PROPOSAL_REF_LABEL = b"MLS 1.0 Proposal Reference"
 _REUSE_GUARD_LEN = 4
 
 
@@ -110,6 +112,14 @@ def membership_tag(
 ) -> bytes:
     """``MAC(membership_key, AuthenticatedContentTBM)`` (§6.2)."""
     return suite.mac(membership_key, _tbm(content, auth, context))
+
+
+def proposal_ref(suite: CipherSuite, proposal: AuthenticatedContent) -> ProposalRef:
+    """``RefHash("MLS 1.0 Proposal Reference", AuthenticatedContent)`` (§5.2): how a commit
+    names a proposal sent earlier in the epoch."""
+    if proposal.content.content_type != ContentType.PROPOSAL:
+        raise ValueError("only proposals have references")
+    return ProposalRef(suite.ref_hash(_PROPOSAL_REF_LABEL, proposal.to_bytes()))
 
 
 # -- PublicMessage -----------------------------------------------------------------------------
