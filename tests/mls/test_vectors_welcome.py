@@ -4,6 +4,7 @@ way."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -11,7 +12,17 @@ import pytest
 from slimwire.mls._key_schedule import epoch_from_joiner_secret
 from slimwire.mls._struct_framing import MLSMessage
 from slimwire.mls._struct_welcome import GroupInfo, GroupSecrets, Welcome
-from slimwire.mls._structs import KeyPackage
+from slimwire.mls._structs import (
+    Capabilities,
+    Credential,
+    GroupContext,
+    KeyPackage,
+    LeafNode,
+    LeafNodeSource,
+    Lifetime,
+    ratchet_tree_extension,
+    ratchet_tree_from_extensions,
+)
 from slimwire.mls._suites import cipher_suite
 from slimwire.mls._welcome import (
     WelcomeError,
@@ -22,8 +33,11 @@ from slimwire.mls._welcome import (
     open_welcome,
     seal_group_secrets,
     sign_group_info,
+    sign_key_package,
+    sign_leaf_node,
     verify_group_info,
     verify_key_package,
+    verify_leaf_node_signature,
 )
 from tests.mls._vectors import cases, h
 
@@ -87,3 +101,61 @@ def test_welcome_we_build_opens(case: dict[str, Any]) -> None:
     assert again.group_info == group_info
     verify_group_info(suite, again.group_info, signer_pub)
     assert again.epoch.epoch_authenticator == opened.epoch.epoch_authenticator
+
+
+@pytest.mark.parametrize("suite_id", range(1, 8))
+def test_own_key_package_and_welcome(suite_id: int) -> None:
+    """Every suite: a key package we create verifies, a Welcome we address to it opens, the
+    in-band ratchet tree comes back, and tampering with the leaf breaks its signature."""
+    suite = cipher_suite(suite_id)
+    sig_priv, sig_pub = suite.generate_signature_key_pair()
+    init_priv, init_pub = suite.generate_kem_key_pair()
+    leaf = sign_leaf_node(
+        suite,
+        sig_priv,
+        LeafNode(
+            suite.generate_kem_key_pair()[1],
+            sig_pub,
+            Credential.basic(b"org/ns/alice"),
+            Capabilities((1,), (suite_id,), (), (), (1,)),
+            LeafNodeSource.KEY_PACKAGE,
+            Lifetime(0, 2**64 - 1),
+        ),
+    )
+    assert verify_leaf_node_signature(suite, leaf)
+    assert not verify_leaf_node_signature(
+        suite, dataclasses.replace(leaf, credential=Credential.basic(b"org/ns/mallory"))
+    )
+    key_package = sign_key_package(suite, sig_priv, KeyPackage(1, suite_id, init_pub, leaf))
+    verify_key_package(suite, key_package)
+    with pytest.raises(WelcomeError, match="signature"):
+        verify_key_package(suite, dataclasses.replace(key_package, init_key=init_pub[::-1]))
+
+    joiner = bytes(range(suite.hash_len))
+    tree = (leaf,)
+    confirmed = b"\x07" * suite.hash_len
+    context = GroupContext(1, suite_id, b"group", 3, b"\x01" * suite.hash_len, confirmed)
+    epoch = epoch_from_joiner_secret(suite, joiner, None, context.to_bytes())
+    group_info = sign_group_info(
+        suite,
+        sig_priv,
+        GroupInfo(
+            context,
+            (ratchet_tree_extension(tree),),
+            suite.mac(epoch.confirmation_key, confirmed),
+            0,
+        ),
+    )
+    encrypted = encrypt_group_info(suite, epoch.welcome_secret, group_info)
+    entry = seal_group_secrets(suite, key_package, encrypted, GroupSecrets(joiner))
+    opened = open_welcome(suite, Welcome(suite_id, (entry,), encrypted), key_package, init_priv)
+    verify_group_info(suite, opened.group_info, sig_pub)
+    assert ratchet_tree_from_extensions(opened.group_info.extensions) == tree
+    assert opened.epoch.epoch_authenticator == epoch.epoch_authenticator
+
+    # A GroupInfo whose confirmation tag does not match the joiner secret is refused.
+    bad = sign_group_info(suite, sig_priv, dataclasses.replace(group_info, confirmation_tag=joiner))
+    encrypted = encrypt_group_info(suite, epoch.welcome_secret, bad)
+    entry = seal_group_secrets(suite, key_package, encrypted, GroupSecrets(joiner))
+    with pytest.raises(WelcomeError, match="confirmation tag"):
+        open_welcome(suite, Welcome(suite_id, (entry,), encrypted), key_package, init_priv)

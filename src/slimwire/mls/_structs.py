@@ -483,3 +483,15 @@ def find_extension(extensions: Sequence[Extension], extension_type: int) -> byte
         if ext.extension_type == extension_type:
             return ext.extension_data
     return None
+
+
+def ratchet_tree_extension(tree: Sequence[Node | None]) -> Extension:
+    """The ``ratchet_tree`` extension a GroupInfo carries so joiners get the tree in-band
+    (the reference always sends it: mls-rs ``ratchet_tree_extension=true``)."""
+    return Extension(ExtensionType.RATCHET_TREE, ratchet_tree_to_bytes(tree))
+
+
+def ratchet_tree_from_extensions(extensions: Sequence[Extension]) -> RatchetTree | None:
+    """The tree from a ``ratchet_tree`` extension, or None when it was not sent in-band."""
+    data = find_extension(extensions, ExtensionType.RATCHET_TREE)
+    return None if data is None else ratchet_tree_from_bytes(data)

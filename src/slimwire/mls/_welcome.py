@@ -11,6 +11,7 @@ signature. :func:`open_welcome` does all but the last step, which needs the tree
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -47,14 +48,22 @@ def sign_key_package(
     """The key package with its signature over ``KeyPackageTBS`` filled in (its leaf node must
     already be signed)."""
     signature = suite.sign_with_label(signature_private_key, b"KeyPackageTBS", key_package.tbs())
-    return KeyPackage(
-        key_package.version,
-        key_package.cipher_suite,
-        key_package.init_key,
-        key_package.leaf_node,
-        key_package.extensions,
-        signature,
+    return dataclasses.replace(key_package, signature=signature)
+
+
+def sign_leaf_node(
+    suite: CipherSuite,
+    signature_private_key: bytes,
+    leaf: LeafNode,
+    group_id: bytes = b"",
+    leaf_index: int = 0,
+) -> LeafNode:
+    """``leaf`` with a fresh signature over its LeafNodeTBS. A commit or update leaf must be
+    re-signed whenever any field changes (a stale signature is the classic interop bug)."""
+    signature = suite.sign_with_label(
+        signature_private_key, b"LeafNodeTBS", leaf.tbs(group_id, leaf_index)
     )
+    return dataclasses.replace(leaf, signature=signature)
 
 
 def verify_leaf_node_signature(
@@ -97,13 +106,7 @@ def sign_group_info(
     suite: CipherSuite, signature_private_key: bytes, group_info: GroupInfo
 ) -> GroupInfo:
     signature = suite.sign_with_label(signature_private_key, b"GroupInfoTBS", group_info.tbs())
-    return GroupInfo(
-        group_info.group_context,
-        group_info.extensions,
-        group_info.confirmation_tag,
-        group_info.signer,
-        signature,
-    )
+    return dataclasses.replace(group_info, signature=signature)
 
 
 def verify_group_info(suite: CipherSuite, group_info: GroupInfo, signer_public_key: bytes) -> None:
