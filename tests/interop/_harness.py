@@ -224,6 +224,26 @@ def start_node(kind: str, log_dir: Path) -> Iterator[NodeInfo]:
         raise ValueError(f"unknown node kind {kind!r}")
 
 
+@dataclass(frozen=True)
+class Star:
+    """A hub node and reference nodes that each dial it with a static peer link."""
+
+    hub: NodeInfo
+    spokes: tuple[NodeInfo, ...]
+
+
+@contextlib.contextmanager
+def star(hub_kind: str, log_dir: Path, *, spokes: int = 2) -> Iterator[Star]:
+    """``spokes`` reference nodes -> hub: with two spokes, the chain reference node -> hub ->
+    reference node. The hub starts first (links are dialled at start-up)."""
+    with start_node(hub_kind, log_dir) as hub, contextlib.ExitStack() as stack:
+        ends = [
+            stack.enter_context(reference_node(log_dir, links=[hub.endpoint], link_type="peer"))
+            for _ in range(spokes)
+        ]
+        yield Star(hub, tuple(ends))
+
+
 @contextlib.asynccontextmanager
 async def start_node_async(kind: str, log_dir: Path) -> AsyncIterator[NodeInfo]:
     """``start_node`` for async tests: the blocking start and stop run in a worker thread."""

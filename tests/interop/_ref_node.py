@@ -1,11 +1,12 @@
 """A reference SLIM node (``slim-bindings``) as a subprocess, for the interop tests.
 
 The reference's Rust runtime is global per process, so each node is its own process. The script
-picks a free loopback port (unless ``--port`` is given), starts an insecure (h2c) data-plane
-server, checks that it accepts TCP connections, and prints one JSON line on stdout:
-``{"event": "ready", "endpoint": "http://127.0.0.1:PORT", "pid": ..., ...}``. The Rust runtime's
-own logs (which go to stdout, with ANSI colours) are moved to stderr so that stdout carries only
-these JSON lines.
+picks a free loopback port (unless ``--port`` is given), writes the node's YAML configuration (an
+insecure h2c data-plane server, plus the static links) and starts from it with
+``initialize_from_config_with_error``, checks that it accepts TCP connections, and prints one
+JSON line on stdout: ``{"event": "ready", "endpoint": "http://127.0.0.1:PORT", "pid": ...}``.
+The Rust runtime's own logs (which go to stdout, with ANSI colours) are moved to stderr so that
+stdout carries only these JSON lines.
 
 It runs until it is signalled (SIGTERM/SIGKILL by PID from the harness), until its stdin reaches
 EOF (the harness holds the other end, so a crashed test run cannot leave an orphan node behind),
@@ -16,9 +17,19 @@ Static links (``--link ENDPOINT``, repeatable): the bindings' ``ClientConfig`` h
 makes an **edge** link, over which the reference propagates no subscriptions. The only way to get
 a node-to-node link that carries routes is the node's YAML configuration
 (``services.<id>.dataplane.clients[].connection_type: peer``), loaded with
-``initialize_from_config_with_error``. With ``--link`` this script therefore writes that YAML
-(``--link-type peer`` by default; ``edge`` or ``remote`` for experiments) and starts from it.
-Links are dialled at start-up, so the nodes they point to must already be up.
+``initialize_from_config_with_error`` (``--link-type peer`` by default; ``edge`` or ``remote`` for
+experiments). Links are dialled at start-up, so the nodes they point to must already be up.
+
+Why YAML by default, even without links: ``Service::new_with_config``
+(``crates/service/src/service.rs``) builds the message processor from the *first configured
+server*. A node started the other way (``--api``: ``initialize_with_configs`` +
+``run_server_async``, as in ``reference-observed.md``) has no configured server, so its processor
+gets the defaults: ``require_header_mac=false`` (it logs a WARN "server require_header_mac differs
+from MessageProcessor"), i.e. it would accept a client that sends no header MAC, and no relaying
+of publishes between peer links (observed: as the hub of ref -> hub <- ref, the invite failed
+with "message send retries exhausted"). Started from YAML, the node enforces the MAC (the
+server's default ``require_header_mac: true``) and, having no ``peers:`` section, relays peer
+publishes (``relay_peer_publishes = config.peers.is_none()``); the same hub then works.
 """
 
 from __future__ import annotations
@@ -124,10 +135,13 @@ def watch_stdin() -> None:
 async def amain(args: argparse.Namespace) -> int:
     port = args.port or free_port(args.host)
     config_path = None
-    if args.link:
-        config_path = start_with_yaml(args, port)
-    else:
+    if args.api:
+        if args.link:
+            emit("error", error="--api cannot make static links (connect_async is edge-only)")
+            return 2
         await start_with_api(args, port)
+    else:
+        config_path = start_with_yaml(args, port)
     deadline = time.monotonic() + args.start_timeout
     while not accepts(args.host, port):
         if time.monotonic() > deadline:
@@ -158,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link", action="append", default=[], help="static link to this endpoint")
     p.add_argument("--link-type", choices=("peer", "edge", "remote"), default="peer")
     p.add_argument("--log-level", default="warn")
+    p.add_argument(
+        "--api",
+        action="store_true",
+        help="start with initialize_with_configs + run_server_async instead of a YAML config",
+    )
     p.add_argument("--start-timeout", type=float, default=15.0)
     p.add_argument("--max-lifetime", type=float, default=900.0, help="exit after this, seconds")
     return p

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import NodeInfo, node_kinds, start_node
+from ._harness import NodeInfo, Star, chain_middle_kinds, node_kinds, star, start_node
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,3 +36,15 @@ def node(node_kind: str, interop_logs: Path) -> Iterator[NodeInfo]:
     """The node under test, shared by the module's tests; stopped by PID at the end."""
     with start_node(node_kind, interop_logs) as info:
         yield info
+
+
+@pytest.fixture(scope="module", params=chain_middle_kinds())
+def hub_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def chain(hub_kind: str, interop_logs: Path) -> Iterator[Star]:
+    """reference node -> hub (node under test) <- reference node, joined by static peer links."""
+    with star(hub_kind, interop_logs, spokes=2) as topology:
+        yield topology
