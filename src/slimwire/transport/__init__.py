@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from slimwire.transport._client import Channel, connect, open_stream
 from slimwire.transport._core import GrpcConnection
-from slimwire.transport._framing import DEFAULT_MAX_MESSAGE_SIZE, MessageDecoder, encode_message
+from slimwire.transport._framing import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MessageDecoder,
+    encode_message,
+    encode_messages,
+)
+from slimwire.transport._memory import MemoryChannel, MemoryNetwork, MemoryServer, MemoryStream
 from slimwire.transport._server import Server, start_server
 from slimwire.transport._status import Status
 from slimwire.transport._stream import DEFAULT_HIGH_WATER, BaseChannel, Handler, Stream
@@ -20,12 +26,17 @@ __all__ = [
     "Channel",
     "GrpcConnection",
     "Handler",
+    "MemoryChannel",
+    "MemoryNetwork",
+    "MemoryServer",
+    "MemoryStream",
     "MessageDecoder",
     "Server",
     "Status",
     "Stream",
     "connect",
     "encode_message",
+    "encode_messages",
     "open_stream",
     "start_server",
 ]

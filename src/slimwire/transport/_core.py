@@ -23,6 +23,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from slimwire.errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from slimwire.transport._events import (
@@ -72,6 +73,32 @@ def _decode(value: bytes) -> str:
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     return tuple((_decode(k), _decode(v)) for k, v in raw)
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """``h2`` with a graceful GOAWAY.
+
+    ``h2`` treats any GOAWAY, sent or received, as the end of the connection and refuses every
+    later frame. gRPC servers (tonic, grpcio, ours) shut down gracefully by sending GOAWAY with
+    NO_ERROR and then finishing the streams at or below ``last_stream_id``, so a NO_ERROR GOAWAY
+    here is reported as an event but leaves the connection open for those streams.
+    """
+
+    def _receive_goaway_frame(
+        self, frame: hyperframe.frame.GoAwayFrame
+    ) -> tuple[list[hyperframe.frame.Frame], list[h2.events.Event]]:
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)
+        ev = h2.events.ConnectionTerminated()
+        ev.error_code = h2.errors.ErrorCodes.NO_ERROR
+        ev.last_stream_id = frame.last_stream_id
+        ev.additional_data = frame.additional_data or None
+        return [], [ev]
+
+    def graceful_goaway(self, last_stream_id: int, additional_data: bytes | None) -> None:
+        state = self.state_machine.state
+        self.close_connection(0, additional_data=additional_data, last_stream_id=last_stream_id)
+        self.state_machine.state = state
 
 
 class OutQueue:
@@ -174,7 +201,7 @@ class GrpcConnection:
         self.max_message_size = max_message_size
         self.window_size = window_size
         config = h2.config.H2Configuration(client_side=client_side, header_encoding=None)
-        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2 = _H2Connection(config=config)
         values = {
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window_size,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: max_frame_size,
@@ -190,6 +217,7 @@ class GrpcConnection:
         self._last_inbound_id = 0
         self.terminated = False
         self.goaway_received = False
+        self.goaway_sent = False
         self._initiated = False
 
     # -- setup -------------------------------------------------------------------------------
@@ -254,9 +282,14 @@ class GrpcConnection:
     def _on_request(self, ev: h2.events.RequestReceived, out: list[Event]) -> None:
         sid = ev.stream_id or 0
         headers = _headers(ev.headers or ())
-        self._last_inbound_id = max(self._last_inbound_id, sid)
         st = _StreamState(sid, self.max_message_size)
         self._streams[sid] = st
+        if self.goaway_sent:  # after our GOAWAY: never processed, the client may retry
+            st.dead = True
+            self._reset(st, h2.errors.ErrorCodes.REFUSED_STREAM)
+            self._streams.pop(sid, None)
+            return
+        self._last_inbound_id = max(self._last_inbound_id, sid)
         method = path = content_type = ""
         for k, v in headers:
             if k == ":method":
@@ -504,12 +537,17 @@ class GrpcConnection:
         """Queue a GOAWAY; streams already open may finish."""
         if self.terminated:
             return
+        self.goaway_sent = True
         try:
-            self._h2.close_connection(
-                error_code=error_code,
-                additional_data=reason.encode() or None,
-                last_stream_id=self._last_inbound_id,
-            )
+            if error_code:
+                self.terminated = True
+                self._h2.close_connection(
+                    error_code=error_code,
+                    additional_data=reason.encode() or None,
+                    last_stream_id=self._last_inbound_id,
+                )
+            else:
+                self._h2.graceful_goaway(self._last_inbound_id, reason.encode() or None)
         except h2.exceptions.ProtocolError:  # pragma: no cover
             self.terminated = True
 

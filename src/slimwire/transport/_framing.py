@@ -16,7 +16,14 @@ from collections.abc import Iterable
 
 from slimwire.errors import MessageTooLarge, RemoteProtocolError
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "PREFIX_LEN", "MessageDecoder", "encode_message", "prefix"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "PREFIX_LEN",
+    "MessageDecoder",
+    "encode_message",
+    "encode_messages",
+    "prefix",
+]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 PREFIX_LEN = 5

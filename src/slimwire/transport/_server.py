@@ -7,13 +7,12 @@ import logging
 import ssl as _ssl
 from collections.abc import Mapping
 
-from slimwire.errors import ConnectionClosed, GrpcError
 from slimwire.transport._core import DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, GrpcConnection
 from slimwire.transport._events import RequestReceived
 from slimwire.transport._framing import DEFAULT_MAX_MESSAGE_SIZE
 from slimwire.transport._protocol import H2Protocol, H2Stream
 from slimwire.transport._status import Status
-from slimwire.transport._stream import DEFAULT_HIGH_WATER, Handler
+from slimwire.transport._stream import DEFAULT_HIGH_WATER, Handler, run_handler
 
 __all__ = ["Server", "start_server"]
 
@@ -113,29 +112,9 @@ class Server:
         return len(self._connections)
 
     def _spawn(self, handler: Handler, stream: H2Stream) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(handler, stream))
+        task = asyncio.get_running_loop().create_task(run_handler(handler, stream))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, handler: Handler, stream: H2Stream) -> None:
-        try:
-            await handler(stream)
-        except asyncio.CancelledError:
-            if not stream.closed:
-                stream.abort(Status.UNAVAILABLE, "server is shutting down")
-            raise
-        except GrpcError as exc:
-            if not stream.closed:
-                stream.abort(exc.status, exc.grpc_message)
-        except ConnectionClosed as exc:
-            log.debug("call %s from %s ended: %s", stream.path, stream.peer, exc)
-        except Exception as exc:
-            log.exception("handler for %s from %s failed", stream.path, stream.peer)
-            if not stream.closed:
-                stream.abort(Status.INTERNAL, f"{type(exc).__name__}: {exc}")
-        else:
-            if not stream.closed:
-                await stream.close(Status.OK)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting, send GOAWAY, let open calls finish for up to ``grace`` seconds, then

@@ -12,10 +12,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from slimwire.errors import (
     ConnectionClosed,
+    GrpcError,
     RemoteProtocolError,
     SlimwireError,
     SlimwireTimeout,
@@ -23,7 +25,9 @@ from slimwire.errors import (
 from slimwire.transport._events import Headers
 from slimwire.transport._status import Status
 
-__all__ = ["DEFAULT_HIGH_WATER", "BaseChannel", "Handler", "Stream"]
+__all__ = ["DEFAULT_HIGH_WATER", "BaseChannel", "Handler", "Stream", "run_handler"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HIGH_WATER = 1024 * 1024
 """Outbound bytes queued on a stream above which :meth:`Stream.drain` waits."""
@@ -167,6 +171,33 @@ class Stream(abc.ABC):
 
 Handler = Callable[[Stream], Awaitable[None]]
 """A server method: called once per incoming stream on its path; returning ends the call OK."""
+
+
+async def run_handler(handler: Handler, stream: Stream) -> None:
+    """Run a server handler and end its call the way gRPC servers do.
+
+    Returning sends OK (unless the handler already closed the stream); raising
+    :class:`GrpcError` sends that status; any other exception sends INTERNAL with its text;
+    cancellation (server shutdown) sends UNAVAILABLE.
+    """
+    try:
+        await handler(stream)
+    except asyncio.CancelledError:
+        if not stream.closed:
+            stream.abort(Status.UNAVAILABLE, "server is shutting down")
+        raise
+    except GrpcError as exc:
+        if not stream.closed:
+            stream.abort(exc.status, exc.grpc_message)
+    except ConnectionClosed as exc:
+        log.debug("call %s from %s ended: %s", stream.path, stream.peer, exc)
+    except Exception as exc:
+        log.exception("handler for %s from %s failed", stream.path, stream.peer)
+        if not stream.closed:
+            stream.abort(Status.INTERNAL, f"{type(exc).__name__}: {exc}")
+    else:
+        if not stream.closed:
+            await stream.close(Status.OK)
 
 
 class BaseChannel(abc.ABC):
