@@ -161,3 +161,5 @@ def test_sender_kinds() -> None:
     ):
         assert Sender.from_bytes(sender.to_bytes()) == sender
     assert len(Sender(SenderType.NEW_MEMBER_COMMIT).to_bytes()) == 1
+    with pytest.raises(ValueError, match="no index"):
+        Sender(SenderType.NEW_MEMBER_COMMIT, 3)

@@ -4,12 +4,14 @@ content with our own code and unprotect it again (RFC 9420 §6)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from slimwire.mls._framing import (
     DecryptionError,
+    FramingError,
     MembershipTagError,
     SignatureError,
     open_private_content,
@@ -248,4 +250,37 @@ def test_tampering_is_detected(case: dict[str, Any]) -> None:
             group.context,
             membership_key=group.membership_key,
             signature_public_key=suite.generate_signature_key_pair()[1],
+        )
+
+
+@pytest.mark.parametrize("case", cases("message-protection")[:1])
+def test_wrong_epoch_and_public_application_are_refused(case: dict[str, Any]) -> None:
+    group = Group(case)
+    suite = group.suite
+    msg = MLSMessage.from_bytes(h(case["proposal_pub"])).body
+    assert isinstance(msg, PublicMessage)
+    later = dataclasses.replace(group.context, epoch=group.context.epoch + 1)
+    with pytest.raises(FramingError, match="epoch"):
+        unprotect_public(
+            suite,
+            msg,
+            later,
+            membership_key=group.membership_key,
+            signature_public_key=group.sig_pub,
+        )
+    # A PublicMessage carrying application data is well-formed on the wire but not allowed.
+    app = protect_public(
+        suite,
+        group.framed(b"cleartext"),
+        group.context,
+        signature_private_key=group.sig_priv,
+        membership_key=group.membership_key,
+    )
+    with pytest.raises(FramingError, match="PrivateMessage"):
+        unprotect_public(
+            suite,
+            app,
+            group.context,
+            membership_key=group.membership_key,
+            signature_public_key=group.sig_pub,
         )

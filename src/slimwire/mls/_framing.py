@@ -157,8 +157,12 @@ def unprotect_public(
 ) -> AuthenticatedContent:
     """Verify a PublicMessage (membership tag for member senders, then the signature) and
     return its AuthenticatedContent. The caller has checked group id and epoch and looked up
-    ``signature_public_key`` for the sender."""
+    ``signature_public_key`` for the sender. Application data in a PublicMessage is refused:
+    RFC 9420 §6.2 requires it to be encrypted."""
     content, auth = message.content, message.auth
+    _check_epoch(content.group_id, content.epoch, context)
+    if content.content_type == ContentType.APPLICATION:
+        raise FramingError("application data must come as a PrivateMessage")
     if content.sender.sender_type == SenderType.MEMBER:
         if membership_key is None or message.membership_tag is None:
             raise MembershipTagError("membership tag missing")
@@ -168,6 +172,11 @@ def unprotect_public(
     result = AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, content, auth)
     verify_content_signature(suite, signature_public_key, result, _context_for(content, context))
     return result
+
+
+def _check_epoch(group_id: bytes, epoch: int, context: GroupContext) -> None:
+    if group_id != context.group_id or epoch != context.epoch:
+        raise FramingError(f"message is for another group or epoch ({epoch})")
 
 
 def _context_for(content: FramedContent, context: GroupContext) -> GroupContext | None:
@@ -326,8 +335,10 @@ def unprotect_private(
     key_for: KeyLookup,
     signature_key_for: Callable[[int], bytes],
 ) -> tuple[AuthenticatedContent, SenderData]:
-    """Open a PrivateMessage completely: sender data, content, signature. ``key_for`` may
-    raise (unknown leaf, generation too far back or ahead); its error propagates."""
+    """Open a PrivateMessage of this group and epoch completely: sender data, content,
+    signature. ``key_for`` may raise (unknown leaf, generation too far back or ahead); its
+    error propagates."""
+    _check_epoch(message.group_id, message.epoch, context)
     sender_data = open_sender_data(suite, sender_data_secret, message)
     key, nonce = key_for(sender_data.leaf_index, message.content_type, sender_data.generation)
     content = open_private_content(suite, message, sender_data, key, nonce)

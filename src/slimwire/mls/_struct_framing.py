@@ -62,6 +62,10 @@ class Sender(Struct):
     sender_type: SenderType
     index: int = 0
 
+    def __post_init__(self) -> None:
+        if not self.has_index and self.index:
+            raise ValueError(f"a {self.sender_type.name} sender has no index")
+
     @classmethod
     def member(cls, leaf_index: int) -> Sender:
         return cls(SenderType.MEMBER, leaf_index)
@@ -289,7 +293,6 @@ _WIRE_FORMATS: dict[type[Struct], WireFormat] = {
     GroupInfo: WireFormat.GROUP_INFO,
     KeyPackage: WireFormat.KEY_PACKAGE,
 }
-_BODY_TYPES = {wf: t for t, wf in _WIRE_FORMATS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,8 +316,18 @@ class MLSMessage(Struct):
         if version != ProtocolVersion.MLS10:
             raise DecodeError(f"unsupported MLS protocol version {version}")
         wire_format = read_enum(r, Reader.u16, WireFormat)
-        body = _BODY_TYPES[wire_format].decode(r)
-        return cls(body, version)  # type: ignore[arg-type]
+        body: MessageBody
+        if wire_format == WireFormat.PUBLIC_MESSAGE:
+            body = PublicMessage.decode(r)
+        elif wire_format == WireFormat.PRIVATE_MESSAGE:
+            body = PrivateMessage.decode(r)
+        elif wire_format == WireFormat.WELCOME:
+            body = Welcome.decode(r)
+        elif wire_format == WireFormat.GROUP_INFO:
+            body = GroupInfo.decode(r)
+        else:
+            body = KeyPackage.decode(r)
+        return cls(body, version)
 
 
 def mls_message_from_bytes(data: bytes) -> MLSMessage:
