@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from slimwire.config import NodeConfig, ServerConfig
-from slimwire.dataplane import ConnType, Node
+from slimwire.dataplane import ConnType, DropReason, Node
 from slimwire.names import Name
 
 from ._client import RawClient
@@ -17,7 +17,9 @@ BOB = Name("org", "ns", "bob", 22)
 
 
 def config(**kw: object) -> NodeConfig:
-    servers = (ServerConfig(host="127.0.0.1", port=0, **kw.pop("server", {})),)  # type: ignore[arg-type]
+    server: dict[str, object] = {"host": "127.0.0.1", "port": 0}
+    server.update(kw.pop("server", {}))  # type: ignore[call-overload]
+    servers = (ServerConfig(**server),)  # type: ignore[arg-type]
     return NodeConfig(node_id=str(kw.pop("node_id", "test-node")), servers=servers, **kw)  # type: ignore[arg-type]
 
 
@@ -36,10 +38,126 @@ async def test_subscribe_and_publish_through_node(node: Node) -> None:
     h = msg.publish.header
     assert msg.publish.msg.app_payload.blob == b"hello"
     assert h.ttl == 7
-    assert alice.info.mac is not None and alice.info.mac.verify(h)
+    assert alice.info.mac is not None
+    assert alice.info.mac.verify(h)
     conns = {c.conn_type for c in node.connections()}
     assert conns == {ConnType.EDGE}
     (entry,) = node.subscriptions()
     assert entry.strings == ("org", "ns", "alice")
     await alice.close()
     await bob.close()
+
+
+async def test_anycast_and_multicast(node: Node) -> None:
+    svc = Name("org", "ns", "svc")
+    members = [await RawClient.connect(node.url, svc.with_id(100 + i)) for i in range(3)]
+    for m in members:
+        await m.subscribe()
+    pub = await RawClient.connect(node.url, BOB)
+    for i in range(6):
+        pub.publish(svc, b"any%d" % i)
+    got = [await m.received(2) for m in members]  # round-robin: two each
+    assert sorted(p.publish.msg.app_payload.blob for g in got for p in g) == [
+        b"any%d" % i for i in range(6)
+    ]
+    pub.publish(svc, b"all", fanout=256)
+    for m in members:
+        (msg,) = await m.received(1)
+        assert msg.publish.msg.app_payload.blob == b"all"
+        assert m.info.mac is not None
+        assert m.info.mac.verify(msg.publish.header)
+    # an exact id reaches only its owner
+    pub.publish(svc.with_id(101), b"one", fanout=256)
+    (msg,) = await members[1].received(1)
+    assert msg.publish.msg.app_payload.blob == b"one"
+    for c in [*members, pub]:
+        await c.close()
+
+
+async def test_unsubscribe_stops_delivery_and_errors_are_acked(node: Node) -> None:
+    alice = await RawClient.connect(node.url, ALICE)
+    bob = await RawClient.connect(node.url, BOB)
+    sid = await alice.subscribe()
+    ack = await alice.unsubscribe(ALICE.without_id(), sid)
+    assert not ack.success
+    assert ack.error == "id not found: NULL_COMPONENT"
+    ack = await alice.unsubscribe(ALICE, sid)
+    assert ack.success
+    bob.publish(ALICE, b"lost")
+    await node.wait_for(lambda n: _drops(n, DropReason.NO_ROUTE) == 1)
+    assert node.subscriptions() == []
+    await alice.close()
+    await bob.close()
+
+
+def _drops(node: Node, reason: DropReason) -> int:
+    return sum(c.drops.get(reason, 0) for c in node.connections())
+
+
+def _chain_config(name: str) -> NodeConfig:
+    return config(node_id=name)
+
+
+async def test_chain_of_three_nodes() -> None:
+    async with Node(config(node_id="a")) as a, Node(config(node_id="b")) as b:
+        async with Node(config(node_id="c")) as c:
+            await b.add_link(a.url)
+            await c.add_link(b.url)
+            await a.wait_for(lambda n: len(n.connections()) == 1)
+            await b.wait_for(lambda n: len(n.connections()) == 2)
+            alice = await RawClient.connect(a.url, ALICE)
+            await alice.subscribe()
+            # the subscription travels a <- b <- c as remote subscriptions
+            await c.wait_for(lambda n: len(n.subscriptions()) == 1)
+            (entry,) = c.subscriptions()
+            assert entry.remote and not entry.edge
+            bob = await RawClient.connect(c.url, BOB)
+            await bob.subscribe()
+            await a.wait_for(lambda n: len(n.subscriptions()) == 2)
+            bob.publish(ALICE, b"across")
+            (msg,) = await alice.received(1)
+            assert msg.publish.msg.app_payload.blob == b"across"
+            assert msg.publish.header.ttl == 5  # c, b, a
+            alice.publish(BOB, b"back")
+            (msg,) = await bob.received(1)
+            assert msg.publish.msg.app_payload.blob == b"back"
+            # no echo: c never announced alice back towards b
+            assert len(b.subscriptions()) == 2
+            await alice.close()
+            await bob.close()
+            # alice gone: her subscription is withdrawn along the chain
+            await c.wait_for(lambda n: len(n.subscriptions()) == 0)
+
+
+async def test_restart_node_in_two_node_chain() -> None:
+    async with Node(config(node_id="a")) as a:
+        port_a = a.port
+        b_cfg = config(node_id="b")
+        async with Node(b_cfg) as b:
+            link = await b.add_link(a.url)
+            bob = await RawClient.connect(b.url, BOB)
+            await bob.subscribe()
+            await a.wait_for(lambda n: len(n.subscriptions()) == 1)
+            alice = await RawClient.connect(a.url, ALICE)
+            alice.publish(BOB, b"before")
+            assert (await bob.received(1))[0].publish.msg.app_payload.blob == b"before"
+            await alice.close()
+            await a.stop()
+            await b.wait_for(
+                lambda n: any(
+                    c.conn_id == link and c.state.value == "reconnecting" for c in n.connections()
+                )
+            )
+            # a comes back on the same port: b re-dials, replays bob's subscription
+            a2 = Node(config(node_id="a", server={"port": port_a}))
+            async with a2:
+                await a2.wait_for(lambda n: len(n.subscriptions()) == 1, timeout=15)
+                alice = await RawClient.connect(a2.url, ALICE)
+                alice.publish(BOB, b"after")
+                (msg,) = await bob.received(1)
+                assert msg.publish.msg.app_payload.blob == b"after"
+                (info,) = [c for c in b.connections() if c.conn_id == link]
+                assert info.outbound
+                assert info.state.value == "up"
+                await alice.close()
+            await bob.close()

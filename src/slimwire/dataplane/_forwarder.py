@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from slimwire._constants import DEFAULT_TTL, SLIM_VERSION, UNICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.errors import SubscriptionError
-from slimwire.names import NULL_ID
+from slimwire.names import NULL_ID, format_id
 
 from ._connections import Conn, ConnectionTable, LinkMac
 from ._subscriptions import SubscriptionTable
@@ -58,6 +58,12 @@ def _name_key(name: pb.Name) -> RouteKey:
         enc.component_2,
         (nid.id_0 << 64 | nid.id_1) if enc.HasField("name_id") else NULL_ID,
     )
+
+
+def _display(name: pb.Name) -> str:
+    """``org/ns/svc/<id>`` for logs (only computed when a message is dropped)."""
+    key = _name_key(name)
+    return "/".join((*_strings(name), format_id(key.id)))
 
 
 def _strings(name: pb.Name) -> tuple[str, str, str]:
@@ -347,11 +353,13 @@ class Forwarder:
             )
             out = table.match_one(key, in_id, exclude_peer)
             if out is None:
-                conn.count_drop(DropReason.NO_ROUTE, f"no subscriber for {key}")
+                conn.count_drop(
+                    DropReason.NO_ROUTE, f"no subscriber for {_display(header.destination)}"
+                )
                 return
             target = conns.get(out)
             if target is None or target.state is not _UP:
-                conn.count_drop(DropReason.NO_ROUTE, f"conn {out} for {key} is down")
+                conn.count_drop(DropReason.NO_ROUTE, f"conn {out} is down")
                 return
             if header.HasField("recv_from"):
                 header.ClearField("recv_from")

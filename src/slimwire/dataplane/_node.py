@@ -160,14 +160,17 @@ class Node:
             link.stop()
         self._flush()
         streams = list(self._streams.values())
-        if streams:
-            await asyncio.wait(
-                [
-                    asyncio.ensure_future(self._close_stream(s, _OK, "node shutting down"))
-                    for s in streams
-                ],
-                timeout=grace,
-            )
+        for s in streams:
+            await self._close_stream(s, _OK, "")
+        # wait until our output (trailers included) has gone to the network, then end the
+        # readers: a peer that never ends its side must not hold the stop for ``grace``
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while any(s.pending_bytes for s in streams):
+                    await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        for s in list(self._streams.values()):
+            s.abort(_UNAVAILABLE, "node shutting down")
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.close(grace)
