@@ -50,12 +50,6 @@ def verify_leaf_node_signature(
     )
 
 
-def _leaf_span(x: int) -> tuple[int, int]:
-    """The leaf indices [first, last] under node ``x``."""
-    half = (1 << tm.level(x)) - 1
-    return (x - half) >> 1, (x + half) >> 1
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class RatchetTree:
     """A full-width array of optional nodes (leaves at even indices) for one cipher suite."""
@@ -224,7 +218,7 @@ class RatchetTree:
 
     def _subtree_hash(self, x: int, removed: frozenset[int]) -> bytes:
         if removed:
-            first, last = _leaf_span(x)
+            first, last = tm.leaf_span(x)
             if any(first <= u <= last for u in removed):
                 return self._hash_node(x, removed)
         return self.tree_hash(x)
@@ -255,7 +249,7 @@ class RatchetTree:
         matches = 0
         for child, sibling in ((tm.left(p), tm.right(p)), (tm.right(p), tm.left(p))):
             expected = self.parent_hash(p, sibling)
-            first, last = _leaf_span(child)
+            first, last = tm.leaf_span(child)
             under_child = {u for u in unmerged if first <= (u >> 1) <= last}
             res = self.resolution(child)
             for d in res:
@@ -287,7 +281,7 @@ class RatchetTree:
             node = self.parent_node(p)
             if node is None:
                 continue
-            first, last = _leaf_span(p)
+            first, last = tm.leaf_span(p)
             for u in node.unmerged_leaves:
                 if not first <= u <= last or self.nodes[2 * u] is None:
                     raise InvalidTreeError(f"node {p} lists leaf {u} as unmerged")

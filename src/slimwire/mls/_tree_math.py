@@ -13,6 +13,7 @@ __all__ = [
     "direct_path",
     "filtered_direct_path_pairs",
     "is_leaf",
+    "leaf_span",
     "leaf_to_node",
     "left",
     "level",
@@ -36,6 +37,12 @@ def is_leaf(x: int) -> bool:
 
 def leaf_to_node(leaf_index: int) -> int:
     return 2 * leaf_index
+
+
+def leaf_span(x: int) -> tuple[int, int]:
+    """The leaf indices [first, last] under node ``x``."""
+    half = (1 << level(x)) - 1
+    return (x - half) >> 1, (x + half) >> 1
 
 
 def node_to_leaf(x: int) -> int:
