@@ -94,39 +94,40 @@ def _drops(node: Node, reason: DropReason) -> int:
     return sum(c.drops.get(reason, 0) for c in node.connections())
 
 
-def _chain_config(name: str) -> NodeConfig:
-    return config(node_id=name)
-
-
 async def test_chain_of_three_nodes() -> None:
-    async with Node(config(node_id="a")) as a, Node(config(node_id="b")) as b:
-        async with Node(config(node_id="c")) as c:
-            await b.add_link(a.url)
-            await c.add_link(b.url)
-            await a.wait_for(lambda n: len(n.connections()) == 1)
-            await b.wait_for(lambda n: len(n.connections()) == 2)
-            alice = await RawClient.connect(a.url, ALICE)
-            await alice.subscribe()
-            # the subscription travels a <- b <- c as remote subscriptions
-            await c.wait_for(lambda n: len(n.subscriptions()) == 1)
-            (entry,) = c.subscriptions()
-            assert entry.remote and not entry.edge
-            bob = await RawClient.connect(c.url, BOB)
-            await bob.subscribe()
-            await a.wait_for(lambda n: len(n.subscriptions()) == 2)
-            bob.publish(ALICE, b"across")
-            (msg,) = await alice.received(1)
-            assert msg.publish.msg.app_payload.blob == b"across"
-            assert msg.publish.header.ttl == 5  # c, b, a
-            alice.publish(BOB, b"back")
-            (msg,) = await bob.received(1)
-            assert msg.publish.msg.app_payload.blob == b"back"
-            # no echo: c never announced alice back towards b
-            assert len(b.subscriptions()) == 2
-            await alice.close()
-            await bob.close()
-            # alice gone: her subscription is withdrawn along the chain
-            await c.wait_for(lambda n: len(n.subscriptions()) == 0)
+    async with (
+        Node(config(node_id="a")) as a,
+        Node(config(node_id="b")) as b,
+        Node(config(node_id="c")) as c,
+    ):
+        await b.add_link(a.url)
+        await c.add_link(b.url)
+        await a.wait_for(lambda n: len(n.connections()) == 1)
+        await b.wait_for(lambda n: len(n.connections()) == 2)
+        alice = await RawClient.connect(a.url, ALICE)
+        await alice.subscribe()
+        # the subscription travels a <- b <- c as remote subscriptions
+        await c.wait_for(lambda n: len(n.subscriptions()) == 1)
+        (entry,) = c.subscriptions()
+        assert entry.remote
+        assert not entry.edge
+        bob = await RawClient.connect(c.url, BOB)
+        await bob.subscribe()
+        await a.wait_for(lambda n: len(n.subscriptions()) == 2)
+        bob.publish(ALICE, b"across")
+        (msg,) = await alice.received(1)
+        assert msg.publish.msg.app_payload.blob == b"across"
+        assert msg.publish.header.ttl == 5  # c, b, a
+        alice.publish(BOB, b"back")
+        (msg,) = await bob.received(1)
+        assert msg.publish.msg.app_payload.blob == b"back"
+        # no echo: c never announced alice back towards b, so b reaches alice only via a
+        (via_b,) = [e for e in b.subscriptions() if e.strings[2] == "alice"]
+        assert len(via_b.remote) == 1
+        await alice.close()
+        await bob.close()
+        # alice gone: her subscription is withdrawn along the chain
+        await c.wait_for(lambda n: len(n.subscriptions()) == 0)
 
 
 async def test_restart_node_in_two_node_chain() -> None:
