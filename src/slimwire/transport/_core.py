@@ -458,7 +458,11 @@ class GrpcConnection:
         self, stream_id: int, headers: Iterable[tuple[str, str]] = ()
     ) -> OutQueue:
         """Server: answer a request with 200 + gRPC headers now; returns the outbound queue."""
-        st = self._streams[stream_id]
+        st = self._streams.get(stream_id)
+        if st is None:
+            # Already over (e.g. failed later in the same read): the driver learns from the
+            # event that follows; give it a queue that goes nowhere.
+            return OutQueue()
         if not st.headers_sent:
             hdrs = [
                 (":status", "200"),
