@@ -1,0 +1,438 @@
+"""The load generator: its sans-IO pieces, and ``slimwire bench --json`` against a real node."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import select
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from slimwire._constants import DEFAULT_TTL, MULTICAST_FANOUT, SLIM_VERSION, UNICAST_FANOUT
+from slimwire._proto import data_plane_pb2 as pb
+from slimwire.loadgen._config import BenchConfig, plan
+from slimwire.loadgen._stats import (
+    ConsumerReport,
+    LatencySummary,
+    ProducerReport,
+    format_text,
+    percentile,
+    summarize,
+)
+from slimwire.loadgen._wire import (
+    FIRST_MESSAGE_ID,
+    STAMP_LEN,
+    LatencyTally,
+    build_pool,
+    build_subscribe,
+    identity_token,
+    read_stamp,
+)
+from slimwire.names import NULL_ID, Name
+
+SRC = Name("org", "ns", "prod0", 12345)
+DST = Name("org", "ns", "cons0", 67890)
+
+
+def _split(buffer: bytes | bytearray) -> list[bytes]:
+    """Independent gRPC de-framing for the tests."""
+    out, pos = [], 0
+    while pos < len(buffer):
+        flag, length = struct.unpack_from(">BI", buffer, pos)
+        assert flag == 0
+        out.append(bytes(buffer[pos + 5 : pos + 5 + length]))
+        pos += 5 + length
+    assert pos == len(buffer)
+    return out
+
+
+def _fake_signer(header: pb.SLIMHeader) -> None:
+    header.header_mac = b"\xaa" * 32
+
+
+# ------------------------------------------------------------------------------- wire
+
+
+def test_identity_token_is_sdk_shaped():
+    token = identity_token("prod0", random.Random(1))
+    parts = token.split(":")
+    assert len(parts) == 5
+    assert parts[0].startswith("prod0_")
+    assert len(parts[0]) == len("prod0_") + 8
+    assert parts[1].isdigit()
+    assert len(parts[4]) == 43  # b64url of a 32-byte HMAC, no padding
+    assert 210 <= len(token) <= 250
+
+
+@pytest.mark.parametrize("multicast", [False, True])
+def test_pool_messages_are_fixed_length_publishes(multicast: bool):
+    dst = Name("org", "ns", "mcast", NULL_ID) if multicast else DST
+    pool = build_pool(
+        SRC,
+        dst,
+        identity=identity_token("prod0"),
+        payload_size=100,
+        multicast=multicast,
+        signer=_fake_signer,
+        count=300,
+        sample_every=64,
+    )
+    messages = _split(pool.framed())
+    assert messages == pool.messages
+    assert len(messages) == pool.count == 300
+    assert {len(m) for m in messages} == {pool.message_len}
+    assert pool.frame_len == pool.message_len + 5
+    session_ids = set()
+    for i, raw in enumerate(messages):
+        msg = pb.Message.FromString(raw)
+        assert msg.WhichOneof("message_type") == "publish"
+        h = msg.publish.header
+        assert Name.from_proto(h.source) == SRC
+        assert Name.from_proto(h.destination) == dst
+        assert h.fanout == (MULTICAST_FANOUT if multicast else UNICAST_FANOUT)
+        assert h.ttl == DEFAULT_TTL
+        assert h.version == SLIM_VERSION
+        assert h.header_mac == b"\xaa" * 32
+        s = msg.publish.session
+        assert s.message_id == FIRST_MESSAGE_ID + i
+        assert s.session_message_type == pb.SESSION_MESSAGE_TYPE_MSG
+        assert s.session_type == (
+            pb.SESSION_TYPE_MULTICAST if multicast else pb.SESSION_TYPE_POINT_TO_POINT
+        )
+        session_ids.add(s.session_id)
+        app = msg.publish.msg.app_payload
+        assert app.payload_type == "msg"
+        assert len(app.blob) == 100
+        # The stamp area is the very end of the message, whatever precedes it.
+        assert raw.endswith(app.blob)
+        assert app.blob[-1] == (1 if i % 64 == 0 else 0)
+    assert len(session_ids) == 1
+
+
+def test_pool_message_size_matches_the_reference_method():
+    """100 B payload with an SDK-shaped token: about the reference's 562-byte message."""
+    rng = random.Random(7)
+    pool = build_pool(
+        Name("org", "ns", "prod0", rng.getrandbits(120)),
+        Name("org", "ns", "cons0", rng.getrandbits(120)),
+        identity=identity_token("bench-prod0", rng),
+        payload_size=100,
+        multicast=False,
+        signer=_fake_signer,
+        count=1,
+    )
+    assert 550 <= pool.message_len <= 575
+
+
+def test_stamp_patches_only_sampled_slots_in_range():
+    pool = build_pool(
+        SRC,
+        DST,
+        identity="x",
+        payload_size=50,
+        multicast=False,
+        signer=None,
+        count=200,
+        sample_every=10,
+    )
+    before = list(pool.messages)
+    pool.stamp(15, 95, 123_456_789)
+    after = pool.messages
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
+        if i % 10 == 0 and 15 <= i < 95:
+            assert read_stamp(a) == 123_456_789
+            assert a[:-STAMP_LEN] == b[:-STAMP_LEN]
+        else:
+            assert a == b
+    assert len(pool.framed(20, 22)) == 2 * pool.frame_len
+
+
+def test_small_payload_disables_sampling():
+    pool = build_pool(SRC, DST, identity="", payload_size=4, multicast=False, signer=None, count=8)
+    assert pool.sample_every == 0
+    pool.stamp(0, 8, 99)  # a no-op, not an error
+    assert all(read_stamp(m) is None for m in pool.messages)
+
+
+def test_subscribe_message():
+    raw = build_subscribe(DST, 42, "tok", _fake_signer)
+    msg = pb.Message.FromString(raw)
+    sub = msg.subscribe
+    assert sub.subscription_id == 42
+    assert Name.from_proto(sub.header.source) == DST == Name.from_proto(sub.header.destination)
+    assert sub.header.fanout == 1
+    assert sub.header.ttl == DEFAULT_TTL
+    assert sub.header.identity == "tok"
+    assert len(sub.header.header_mac) == 32
+
+
+def _stamped(payload: bytes, stamp: int | None) -> bytes:
+    if stamp is None:
+        return payload + bytes(STAMP_LEN)
+    return payload + struct.pack("<Q", stamp) + b"\x01"
+
+
+def test_tally_counts_and_samples():
+    tally = LatencyTally(not_before_ns=1_000)
+    batch = [
+        _stamped(b"a" * 10, 1_500),
+        _stamped(b"b" * 10, None),
+        _stamped(b"c", 5_000),  # from the future: corrupt
+        _stamped(b"", 10),  # before the run: corrupt
+        b"\x01",  # too short to carry a stamp
+    ]
+    tally.feed(batch, now_ns=2_000)
+    assert tally.count == 5
+    assert tally.bytes == sum(map(len, batch))
+    assert tally.samples == [500]
+    assert tally.bad_stamps == 2
+
+
+@given(
+    st.lists(st.binary(max_size=40), max_size=30),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+)
+def test_tally_accepts_any_bytes(messages: list[bytes], not_before: int, now: int):
+    """Whatever the network delivers, the tally counts it and never raises."""
+    tally = LatencyTally(not_before_ns=not_before)
+    tally.feed(messages, now)
+    assert tally.count == len(messages)
+    assert tally.bytes == sum(map(len, messages))
+    flagged = [m for m in messages if len(m) >= STAMP_LEN and m[-1] == 1]
+    assert len(tally.samples) + tally.bad_stamps == len(flagged)
+    assert all(0 <= s <= now - not_before for s in tally.samples)
+    for m in messages:
+        stamp = read_stamp(m)
+        assert (stamp is not None) == (m in flagged)
+
+
+# ------------------------------------------------------------------------------- stats
+
+
+@given(st.lists(st.integers(0, 10**12), min_size=1, max_size=200), st.floats(0, 100))
+def test_percentile_is_nearest_rank(values: list[int], q: float):
+    ordered = sorted(values)
+    p = percentile(ordered, q)
+    assert p in ordered
+    at_most = sum(1 for v in ordered if v <= p)
+    assert at_most >= q / 100 * len(ordered)  # at least q % of samples are <= p
+    below = sum(1 for v in ordered if v < p)
+    assert below < max(1, q / 100 * len(ordered)) or q == 0
+
+
+def test_percentile_edges():
+    assert percentile([], 50) == 0
+    assert percentile([5], 0) == 5
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile(list(range(1, 101)), 100) == 100
+    with pytest.raises(ValueError, match="out of range"):
+        percentile([1], 101)
+
+
+def test_latency_summary_in_ms():
+    s = LatencySummary.from_ns([1_000_000, 2_000_000, 3_000_000, 4_000_000])
+    assert s.samples == 4
+    assert (s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms) == (2.0, 4.0, 4.0, 4.0)
+
+
+def _consumer(index: int, expected: int, received: int, last_ns: int) -> ConsumerReport:
+    return ConsumerReport(index, expected, received, received * 500, 0, last_ns, (10, 20))
+
+
+def test_summarize_unicast_and_fanout_loss():
+    go = 1_000_000_000
+    producers = [ProducerReport(0, 600, go, go + 10**9), ProducerReport(1, 400, go, go + 10**9)]
+    uni = summarize(
+        endpoint="e",
+        fanout=False,
+        payload_bytes=100,
+        message_bytes=500,
+        go_ns=go,
+        producers=producers,
+        consumers=[_consumer(0, 600, 600, go + 2 * 10**9), _consumer(1, 400, 390, go + 10**9)],
+    )
+    assert (uni.published, uni.expected, uni.delivered, uni.lost) == (1000, 1000, 990, 10)
+    assert uni.elapsed_s == 2.0
+    assert uni.msgs_per_s == 495.0
+    assert uni.mb_per_s == round(990 * 500 / 2 / 1e6, 3)
+    assert uni.latency.samples == 4
+    fan = summarize(
+        endpoint="e",
+        fanout=True,
+        payload_bytes=100,
+        message_bytes=500,
+        go_ns=go,
+        producers=producers[:1],
+        consumers=[_consumer(i, 600, 600, go + 10**9) for i in range(3)],
+    )
+    assert (fan.expected, fan.delivered, fan.lost) == (1800, 1800, 0)
+    data = json.loads(fan.to_json())
+    assert data["latency"]["samples"] == 6
+    assert data["fanout"] is True
+    assert "1,800" in format_text(fan)
+
+
+# ------------------------------------------------------------------------------- plan
+
+
+def test_plan_unicast_pairs_producers_with_consumers():
+    cfg = BenchConfig("http://x", messages=1001, size=10, producers=3, consumers=2)
+    consumers, producers = plan(cfg, random.Random(0))
+    assert sum(p.messages for p in producers) == 1001
+    assert [p.messages for p in producers] == [334, 334, 333]
+    assert [c.expected for c in consumers] == [334 + 333, 334]
+    assert producers[2].destination == consumers[0].name
+    assert all(c.name.has_id and c.name.service == f"cons{c.index}" for c in consumers)
+    assert all(not p.multicast for p in producers)
+
+
+def test_plan_fanout_uses_one_multicast_name():
+    cfg = BenchConfig("http://x", messages=500, size=10, producers=1, consumers=8, fanout=True)
+    consumers, producers = plan(cfg)
+    assert {c.name.without_id() for c in consumers} == {Name("org", "ns", "mcast")}
+    assert len({c.name.id for c in consumers}) == 8
+    assert all(c.expected == 500 for c in consumers)
+    assert producers[0].destination == Name("org", "ns", "mcast")
+    assert producers[0].multicast
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"messages": -1}, "messages"),
+        ({"producers": 0}, "at least one"),
+        ({"consumers": 2}, "producers >= consumers"),  # unicast needs a producer per consumer
+        ({"timeout": 0}, "positive"),
+        ({"sample_every": -1}, "sample_every"),
+    ],
+)
+def test_config_rejects_nonsense(kwargs: dict[str, int], match: str):
+    base: dict[str, int] = {"messages": 10, "size": 10}
+    with pytest.raises(ValueError, match=match):
+        BenchConfig("http://x", **{**base, **kwargs})  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------- end to end
+
+REPO = Path(__file__).resolve().parent.parent
+REF_NODE = REPO / "tests" / "interop" / "_ref_node.py"
+READY_TIMEOUT = 30.0
+
+
+def _slimwire_node_exists() -> bool:
+    return importlib.util.find_spec("slimwire.cli._node") is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_line(proc: subprocess.Popen[bytes], needle: bytes) -> bytes:
+    """Read the node's output until a line containing ``needle`` (with a deadline)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf = b""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            for line in buf.splitlines():
+                if needle in line:
+                    return line
+    raise AssertionError(f"node not ready: {buf[-2000:]!r}")
+
+
+@pytest.fixture(params=["reference", "slimwire"])
+def node_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A real node on loopback, ended by its PID afterwards (and bounded by its own lifetime)."""
+    kind = request.param
+    if kind == "slimwire" and not _slimwire_node_exists():
+        pytest.skip("the slimwire node (slimwire.cli._node) is not there yet")
+    port = _free_port()
+    if kind == "reference":
+        cmd = [sys.executable, str(REF_NODE), "--port", str(port), "--max-lifetime", "120"]
+    else:
+        cmd = [sys.executable, "-m", "slimwire", "node", "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,  # the reference node exits when this closes
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if kind == "reference" else subprocess.STDOUT,
+    )
+    try:
+        _wait_line(proc, b"ready")
+        if proc.stdout is not None and kind != "reference":
+            # Keep the pipe from filling up while the node logs.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _bench(endpoint: str, *args: str) -> dict[str, object]:
+    cmd = [sys.executable, "-m", "slimwire", "bench", "--endpoint", endpoint, "--json"]
+    cmd += ["--timeout", "20", "--idle", "3", "--no-uvloop", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout  # --json prints exactly one object
+    return dict(json.loads(lines[0]))
+
+
+def test_bench_json_unicast(node_endpoint: str):
+    r = _bench(node_endpoint, "--messages", "3000", "--size", "100")
+    assert (r["producers"], r["consumers"], r["fanout"]) == (1, 1, False)
+    assert r["published"] == r["expected"] == r["delivered"] == 3000
+    assert r["lost"] == 0
+    assert r["errors"] == []
+    assert r["bad_stamps"] == 0
+    assert r["validated"] is True  # a Publish for us, ttl 8 -> 7, incoming_conn, node's MAC
+    assert 550 <= r["message_bytes"] <= 575  # type: ignore[operator]
+    assert r["msgs_per_s"] > 0
+    assert r["mb_per_s"] > 0
+    assert r["last_arrival_ns"] > r["go_ns"]  # type: ignore[operator]
+    lat = r["latency"]
+    assert isinstance(lat, dict)
+    assert lat["samples"] == 3000 // 64 + 1
+    assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+
+
+def test_bench_json_fanout_and_two_producers(node_endpoint: str):
+    r = _bench(node_endpoint, "--messages", "1000", "--size", "64", "-c", "3", "--fanout")
+    assert (r["consumers"], r["fanout"], r["published"]) == (3, True, 1000)
+    assert r["expected"] == r["delivered"] == 3000
+    assert r["lost"] == 0
+    assert r["validated"] is True
+    assert r["errors"] == []
+    r = _bench(node_endpoint, "--messages", "2001", "--size", "1024", "-p", "2", "-c", "2")
+    assert r["published"] == r["delivered"] == 2001
+    assert r["lost"] == 0
+    assert r["message_bytes"] > 1024  # type: ignore[operator]
