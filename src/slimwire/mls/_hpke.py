@@ -15,7 +15,6 @@ NIST private key costs a scalar multiplication.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
@@ -76,19 +75,17 @@ class AeadId(IntEnum):
 
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
     """RFC 5869 Extract. ``hmac.digest`` is OpenSSL's one-shot HMAC: several times cheaper
-    than building a ``cryptography`` HKDF object, and this runs for every message key."""
-    if not salt:
-        salt = bytes(hashlib.new(hash_name).digest_size)
+    than building a ``cryptography`` HKDF object, and this runs for every message key. An
+    empty salt equals HashLen zero bytes under HMAC's key padding, so it is passed as is."""
     return hmac.digest(salt, ikm, hash_name)
 
 
-def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
-    """RFC 5869 Expand; the one-block case (every MLS key and nonce) is a single HMAC."""
-    hash_len = hashlib.new(hash_name).digest_size
-    if length > 255 * hash_len:
-        raise ValueError("HKDF-Expand output too long")
+def hkdf_expand(hash_name: str, hash_len: int, prk: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 Expand; the one-block case (every MLS key, nonce and secret) is one HMAC."""
     if length <= hash_len:
         return hmac.digest(prk, info + b"\x01", hash_name)[:length]
+    if length > 255 * hash_len:
+        raise ValueError("HKDF-Expand output too long")
     out = bytearray()
     block = b""
     counter = 1
@@ -106,10 +103,12 @@ class Kdf:
     hash_len: int
 
     def extract(self, salt: bytes, ikm: bytes) -> bytes:
-        return hkdf_extract(self.hash_name, salt, ikm)
+        return hmac.digest(salt, ikm, self.hash_name)
 
     def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
-        return hkdf_expand(self.hash_name, prk, info, length)
+        if length <= self.hash_len:
+            return hmac.digest(prk, info + b"\x01", self.hash_name)[:length]
+        return hkdf_expand(self.hash_name, self.hash_len, prk, info, length)
 
     def labeled_extract(self, suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
         return self.extract(salt, _VERSION + suite_id + label + ikm)

@@ -66,10 +66,11 @@ class SignatureScheme(Enum):
     ED448 = 0x0808
 
 
-_EC_CURVES: dict[SignatureScheme, tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]] = {
-    SignatureScheme.ECDSA_SECP256R1_SHA256: (ec.SECP256R1(), hashes.SHA256(), 32),
-    SignatureScheme.ECDSA_SECP384R1_SHA384: (ec.SECP384R1(), hashes.SHA384(), 48),
-    SignatureScheme.ECDSA_SECP521R1_SHA512: (ec.SECP521R1(), hashes.SHA512(), 66),
+# (curve, ECDSA algorithm object built once, scalar length)
+_EC_CURVES: dict[SignatureScheme, tuple[ec.EllipticCurve, ec.ECDSA, int]] = {
+    SignatureScheme.ECDSA_SECP256R1_SHA256: (ec.SECP256R1(), ec.ECDSA(hashes.SHA256()), 32),
+    SignatureScheme.ECDSA_SECP384R1_SHA384: (ec.SECP384R1(), ec.ECDSA(hashes.SHA384()), 48),
+    SignatureScheme.ECDSA_SECP521R1_SHA512: (ec.SECP521R1(), ec.ECDSA(hashes.SHA512()), 66),
 }
 
 _SigPrivate = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
@@ -116,7 +117,7 @@ def _sig_public_bytes(key: _SigPublic) -> bytes:
 def _sign(scheme: SignatureScheme, private_key: bytes, message: bytes) -> bytes:
     key = _sig_private(scheme, bytes(private_key))
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(message, ec.ECDSA(_EC_CURVES[scheme][1]))
+        return key.sign(message, _EC_CURVES[scheme][1])
     return key.sign(message)
 
 
@@ -124,7 +125,7 @@ def _verify(scheme: SignatureScheme, public_key: bytes, message: bytes, signatur
     key = _sig_public(scheme, bytes(public_key))
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, ec.ECDSA(_EC_CURVES[scheme][1]))
+            key.verify(signature, message, _EC_CURVES[scheme][1])
         else:
             key.verify(signature, message)
     except InvalidSignature:
@@ -147,11 +148,27 @@ def _generate(scheme: SignatureScheme) -> tuple[bytes, bytes]:
     return raw, _sig_public_bytes(private.public_key())
 
 
+_LABELS: dict[bytes, bytes] = {}
+_MAX_LABELS = 1024
+
+
+def _encoded_label(label: bytes) -> bytes:
+    """``opaque label<V> = "MLS 1.0 " + Label``, memoised: labels are a handful of constants
+    (plus exporter labels, hence the bound), and this sits on every key derivation."""
+    encoded = _LABELS.get(label)
+    if encoded is None:
+        full = _LABEL_PREFIX + label
+        encoded = encode_varint(len(full)) + full
+        if len(_LABELS) < _MAX_LABELS:
+            _LABELS[label] = encoded
+    return encoded
+
+
 def _labeled(label: bytes, content: bytes) -> bytes:
     """``struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }``, shared by
     SignContent and EncryptContext."""
-    full = _LABEL_PREFIX + label
-    return encode_varint(len(full)) + full + encode_varint(len(content)) + content
+    n = len(content)
+    return _encoded_label(label) + (bytes((n,)) if n < 0x40 else encode_varint(n)) + content
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +225,15 @@ class CipherSuite:
 
     def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
         """ExpandWithLabel (§8): ``label`` without the "MLS 1.0 " prefix."""
-        full = _LABEL_PREFIX + label
+        n = len(context)
         info = (
             length.to_bytes(2, "big")
-            + encode_varint(len(full))
-            + full
-            + encode_varint(len(context))
+            + _encoded_label(label)
+            + (bytes((n,)) if n < 0x40 else encode_varint(n))
             + context
         )
+        if length <= self.kdf.hash_len:  # one HMAC block: every key, nonce and secret
+            return hmac.digest(secret, info + b"\x01", self.kdf.hash_name)[:length]
         return self.kdf.expand(secret, info, length)
 
     def derive_secret(self, secret: bytes, label: bytes) -> bytes:
