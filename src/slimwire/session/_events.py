@@ -1,0 +1,132 @@
+"""What the session layer tells its driver: immutable event values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from slimwire.names import Name
+from slimwire.session._config import SessionConfig
+
+__all__ = [
+    "DeliveryFailed",
+    "MessageDelivered",
+    "MessageLost",
+    "MessageReceived",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "ParticipantStatus",
+    "ReceivedMessage",
+    "SessionClosed",
+    "SessionEstablished",
+    "SessionEvent",
+    "SessionFailed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """An application message as the user sees it (internal metadata removed)."""
+
+    session_id: int
+    message_id: int
+    source: Name
+    destination: Name
+    payload: bytes
+    payload_type: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    sender_id: str = ""
+    """The verified subject of the sender's token when it was checked, else ``""``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEstablished:
+    """A session is ready: we initiated it (``initiator``) or a peer invited us."""
+
+    session_id: int
+    peer: Name
+    initiator: bool
+    config: SessionConfig
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFailed:
+    """Opening a session failed (no peer answered, or it was refused)."""
+
+    session_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """The session is over; ``by_peer`` when the other side closed it."""
+
+    session_id: int
+    by_peer: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    message: ReceivedMessage
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    """Every receiver acknowledged our reliable message ``message_id``."""
+
+    session_id: int
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailed:
+    """Our reliable message ``message_id`` was not acknowledged after every retry."""
+
+    session_id: int
+    message_id: int
+    missing: tuple[Name, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLost:
+    """A message from ``source`` will never arrive: the sender no longer has it, or RTX gave up."""
+
+    session_id: int
+    source: Name
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantJoined:
+    session_id: int
+    participant: Name
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLeft:
+    session_id: int
+    participant: Name
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantStatus:
+    """A member went offline (missed heartbeats) or came back online."""
+
+    session_id: int
+    participant: Name
+    online: bool
+
+
+SessionEvent = (
+    SessionEstablished
+    | SessionFailed
+    | SessionClosed
+    | MessageReceived
+    | MessageDelivered
+    | DeliveryFailed
+    | MessageLost
+    | ParticipantJoined
+    | ParticipantLeft
+    | ParticipantStatus
+)

@@ -1,0 +1,228 @@
+"""The session layer: every session of one app, behind one sans-IO object.
+
+Inputs: :meth:`SessionLayer.receive` (a publish from the node), :meth:`handle_timeout` (the
+clock), and user calls (:meth:`open`, :meth:`publish`, :meth:`close`). Outputs, collected with
+:meth:`take`: messages for the node (already carrying a fresh identity token and, for commands,
+the e2e header signature) and :mod:`events <slimwire.session._events>` for the app. Deadlines
+are values: the driver sleeps until :meth:`next_deadline`.
+
+Sessions are found by ``session_id`` alone. For an unknown id only a JoinRequest (creates a
+responder session) and a DiscoveryRequest (stateless reply, after checking the sender's token
+and header signature, which the reference requires even without MLS) are accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from slimwire._proto import data_plane_pb2 as pb
+from slimwire.auth import TokenProvider, TokenVerifier, sign_header, verify_header
+from slimwire.errors import AuthError, SessionClosed
+from slimwire.names import Name
+from slimwire.session._config import SessionConfig, SessionKind
+from slimwire.session._events import SessionEvent
+from slimwire.session._ids import random_session_id
+from slimwire.session._p2p import (
+    DISCOVERY_REPLY,
+    DISCOVERY_REQUEST,
+    GROUP_ACK,
+    GROUP_CLOSE,
+    JOIN_REQUEST,
+    P2PSession,
+    SessionState,
+)
+from slimwire.session._timers import Timers
+from slimwire.session._wire import COMMAND_TYPES, build_publish, command, name_from_proto
+
+__all__ = ["Outputs", "SessionLayer"]
+
+log = logging.getLogger(__name__)
+
+
+class Outputs(NamedTuple):
+    """What :meth:`SessionLayer.take` hands the driver."""
+
+    messages: list[pb.Message]
+    events: list[SessionEvent]
+
+
+class SessionLayer:
+    """All sessions of the app ``local`` (a name with the app's id)."""
+
+    def __init__(self, local: Name, provider: TokenProvider, verifier: TokenVerifier) -> None:
+        if not local.has_id:
+            raise ValueError("the local name needs the app's id")
+        self._local = local
+        self._provider = provider
+        self._verifier = verifier
+        self._key = provider.identity.signing_key
+        self._timers = Timers()
+        self._sessions: dict[int, P2PSession] = {}
+        self._out: list[pb.Message] = []
+        self._events: list[SessionEvent] = []
+
+    def __repr__(self) -> str:
+        return f"SessionLayer({self._local}, sessions={len(self._sessions)})"
+
+    # -- Host protocol for sessions -----------------------------------------------------------
+
+    @property
+    def local(self) -> Name:
+        return self._local
+
+    @property
+    def timers(self) -> Timers:
+        return self._timers
+
+    def send(self, msg: pb.Message) -> None:
+        pub = msg.publish
+        pub.header.identity = self._provider.token()
+        if pub.session.session_message_type in COMMAND_TYPES:
+            sign_header(pub, self._key)
+        self._out.append(msg)
+
+    def emit(self, event: SessionEvent) -> None:
+        self._events.append(event)
+
+    def forget(self, session_id: int) -> None:
+        self._sessions.pop(session_id, None)
+
+    # -- user calls ---------------------------------------------------------------------------
+
+    def open(self, peer: Name, config: SessionConfig, now: float) -> int:
+        """Start a session to ``peer`` (any instance unless it has an id); returns its id.
+
+        :class:`SessionEstablished` or :class:`SessionFailed` follows.
+        """
+        if config.kind is not SessionKind.POINT_TO_POINT:
+            raise NotImplementedError("group sessions are not implemented yet")
+        if config.mls:
+            raise NotImplementedError("MLS sessions need slimwire.mls (not wired in yet)")
+        session_id = random_session_id()
+        while session_id in self._sessions:
+            session_id = random_session_id()
+        session = P2PSession(self, session_id, config, initiator=True, peer=peer)
+        self._sessions[session_id] = session
+        session.start(now)
+        return session_id
+
+    def publish(
+        self,
+        session_id: int,
+        payload: bytes,
+        *,
+        payload_type: str = "msg",
+        metadata: Mapping[str, str] | None = None,
+        now: float,
+    ) -> int | None:
+        """Send data on a session; returns the message id (``None`` if queued until set up)."""
+        return self._session(session_id).publish(payload, payload_type, metadata, now)
+
+    def close(self, session_id: int, now: float) -> None:
+        """Close gracefully; :class:`SessionClosed` follows."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.close(now)
+
+    def session(self, session_id: int) -> P2PSession | None:
+        return self._sessions.get(session_id)
+
+    @property
+    def sessions(self) -> Mapping[int, P2PSession]:
+        return self._sessions
+
+    def _session(self, session_id: int) -> P2PSession:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionClosed(f"no session {session_id}")
+        return session
+
+    # -- network and clock --------------------------------------------------------------------
+
+    def receive(self, msg: pb.Message, now: float) -> None:
+        """Take one message from the node (anything but a publish is ignored)."""
+        if msg.WhichOneof("message_type") != "publish":
+            return
+        pub = msg.publish
+        if not pub.HasField("session") or not pub.header.HasField("source"):
+            return
+        session_id = pub.session.session_id
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.on_message(msg, now)
+            return
+        mtype = pub.session.session_message_type
+        if mtype == DISCOVERY_REQUEST:
+            self._on_discovery_request(msg)
+        elif mtype == JOIN_REQUEST:
+            self._on_join_request(msg, now)
+        elif mtype == GROUP_CLOSE:
+            # we already forgot this session: confirm so the peer stops retrying
+            self._reply(msg, GROUP_ACK, command(group_ack=pb.GroupAckPayload()))
+        else:
+            log.debug("dropping message type %d for unknown session %d", mtype, session_id)
+
+    def _reply(self, request: pb.Message, mtype: int, cmd: pb.CommandPayload) -> None:
+        pub = request.publish
+        self.send(
+            build_publish(
+                self._local,
+                name_from_proto(pub.header.source),
+                pub.session.session_type,
+                mtype,
+                session_id=pub.session.session_id,
+                message_id=pub.session.message_id,
+                cmd=cmd,
+            )
+        )
+
+    def _on_discovery_request(self, msg: pb.Message) -> None:
+        try:
+            verify_header(msg.publish, self._verifier)
+        except AuthError as exc:
+            log.warning("refusing discovery request: %s", exc)
+            return
+        self._reply(msg, DISCOVERY_REPLY, command(discovery_reply=pb.DiscoveryReplyPayload()))
+
+    def _on_join_request(self, msg: pb.Message, now: float) -> None:
+        pub = msg.publish
+        stype = pub.session.session_type
+        if stype != pb.SESSION_TYPE_POINT_TO_POINT:
+            log.info("group sessions are not supported yet; ignoring invite")
+            return
+        cp = pub.msg.command_payload
+        if cp.WhichOneof("command_payload_type") != "join_request":
+            return
+        join = cp.join_request
+        if join.HasField("mls_settings"):
+            log.info("MLS sessions are not supported yet; ignoring invite")
+            return
+        config = SessionConfig.from_join_request(
+            SessionKind.POINT_TO_POINT, join, dict(msg.metadata)
+        )
+        peer = name_from_proto(pub.header.source)
+        session = P2PSession(self, pub.session.session_id, config, initiator=False, peer=peer)
+        self._sessions[session.session_id] = session
+        session.accept(msg, now)
+
+    def next_deadline(self) -> float | None:
+        return self._timers.next_deadline()
+
+    def handle_timeout(self, now: float) -> None:
+        for key in self._timers.pop_expired(now):
+            assert isinstance(key, tuple)
+            session = self._sessions.get(key[0])
+            if session is not None:
+                session.on_timer(key[1:], now)
+
+    def take(self) -> Outputs:
+        """Hand over (and forget) the queued messages and events."""
+        out, self._out = self._out, []
+        events, self._events = self._events, []
+        return Outputs(out, events)
+
+    def established(self, session_id: int) -> bool:
+        session = self._sessions.get(session_id)
+        return session is not None and session.state is SessionState.ESTABLISHED
