@@ -32,8 +32,10 @@ class RawClient:
         *,
         require_mac: bool = True,
         connection_type: LinkConnectionType = LinkConnectionType.EDGE,
+        window_size: int | None = None,
     ) -> RawClient:
-        stream = await open_stream(url, DATAPLANE_PATH)
+        kw = {} if window_size is None else {"window_size": window_size}
+        stream = await open_stream(url, DATAPLANE_PATH, **kw)
         neg = ClientNegotiation(
             node_id=f"client-{name.service}",
             connection_type=connection_type,
