@@ -155,7 +155,8 @@ class P2PSession:
         self._next_id = 0
         self._sent: ProducerBuffer[pb.Message] = ProducerBuffer()
         self._unacked: dict[int, int] = {}  # message id -> retries left
-        self._recv: ReorderBuffer[pb.Message] = ReorderBuffer()
+        # both ends of a p2p session number from 1, so a lost first message is a gap too
+        self._recv: ReorderBuffer[pb.Message] = ReorderBuffer(last_delivered=0)
         self._rtx: dict[int, int] = {}  # requested id -> retries left
         self._sent_since_tick = False
         self._missed = 0

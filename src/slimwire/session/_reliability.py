@@ -63,8 +63,10 @@ class ReorderBuffer(Generic[T]):
 
     __slots__ = ("_held", "_last", "_requested")
 
-    def __init__(self) -> None:
-        self._last: int | None = None
+    def __init__(self, last_delivered: int | None = None) -> None:
+        """``last_delivered=0`` when the stream is known to start at 1 (a p2p session);
+        ``None`` to take the first id seen as the start (a member joining a running group)."""
+        self._last: int | None = last_delivered
         self._held: dict[int, T | _LostMark] = {}
         self._requested: set[int] = set()
 
