@@ -162,3 +162,22 @@ async def test_restart_node_in_two_node_chain() -> None:
                 assert info.state.value == "up"
                 await alice.close()
             await bob.close()
+
+
+async def test_run_node_helper_on_a_free_port() -> None:
+    from slimwire.dataplane import run_node
+
+    from ._client import subscription_msg
+
+    async with run_node(node_id="helper", require_header_mac=False) as n:
+        assert n.port > 0
+        assert n.url == f"http://127.0.0.1:{n.port}"
+        plain = await RawClient.connect(n.url, ALICE, require_mac=False)
+        # non-strict server: an untagged subscribe is accepted (a key still exists)
+        plain.stream.send(subscription_msg(ALICE, 5).SerializeToString())
+        await plain.wait(lambda c: bool(c.inbox))
+        (ack,) = plain.take("subscription_ack")
+        assert ack.subscription_ack.success
+        (c,) = n.connections()
+        assert c.authenticated
+        await plain.close()

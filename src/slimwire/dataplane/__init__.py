@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._connections import LinkMac
 from ._forwarder import DEFAULT_MAX_MESSAGE_SIZE, Forwarder
+from ._launch import NodeProcess, run_node
 from ._node import Node
 from ._subscriptions import SubscriptionTable
 from ._types import (
@@ -30,9 +31,11 @@ __all__ = [
     "Forwarder",
     "LinkMac",
     "Node",
+    "NodeProcess",
     "RouteKey",
     "SubscriptionEntry",
     "SubscriptionTable",
     "conn_type_from_link",
     "link_type_of",
+    "run_node",
 ]

@@ -1,0 +1,115 @@
+"""``slimwire node``: run a SLIM messaging node (drop-in for the reference ``slim`` binary)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+
+HELP = "run a SLIM messaging node"
+
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="node config (the reference's YAML shape)")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        action="append",
+        default=[],
+        help="serve the data plane here (h2c), replacing the config's servers; repeatable",
+    )
+    p.add_argument(
+        "--link",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="dial another node (http://host:port) as a remote link; repeatable",
+    )
+    p.add_argument("--node-id", help="this node's id (default: from the config)")
+    p.add_argument(
+        "--log-level",
+        choices=sorted(_LEVELS),
+        help="log level (default: the config's tracing.log_level)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimwire.config import (
+        ClientConfig,
+        ServerConfig,
+        default_config,
+        load_config,
+        split_host_port,
+    )
+    from slimwire.errors import ConfigError
+
+    log = logging.getLogger("slimwire.node")
+    try:
+        cfg = load_config(args.config) if args.config else default_config()
+        if args.listen:
+            base = cfg.servers[0] if cfg.servers else ServerConfig()
+            servers = []
+            for spec in args.listen:
+                host, port = split_host_port(spec, "--listen")
+                servers.append(dataclasses.replace(base, host=host, port=port))
+            cfg = dataclasses.replace(cfg, servers=tuple(servers))
+        if args.link:
+            links = tuple(ClientConfig.parse({"endpoint": u}, "--link") for u in args.link)
+            cfg = dataclasses.replace(cfg, clients=cfg.clients + links)
+        if args.node_id:
+            cfg = dataclasses.replace(cfg, node_id=args.node_id)
+    except ConfigError as exc:
+        logging.basicConfig(format="%(levelname)s %(message)s")
+        log.error("%s", exc)
+        return 2
+    level = _LEVELS[args.log_level or cfg.log_level]
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    try:
+        import uvloop  # optional extra: a faster event loop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return int(runner.run(_serve(cfg)))
+    except OSError as exc:
+        log.error("cannot start node: %s", exc)
+        return 1
+
+
+async def _serve(cfg: object) -> int:
+    from slimwire.config import NodeConfig
+    from slimwire.dataplane import Node
+
+    assert isinstance(cfg, NodeConfig)
+    log = logging.getLogger("slimwire.node")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    node = Node(cfg)
+    await node.start()
+    where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in node.addresses)
+    log.info("slimwire node ready on %s (node id %s)", where, cfg.node_id)
+    try:
+        await stop.wait()
+        log.info("stopping: draining links")
+    finally:
+        await node.stop()
+    return 0
