@@ -52,3 +52,21 @@ def test_misuse_raises() -> None:
         tm.parent(tm.root(8), 8)
     with pytest.raises(ValueError, match="not a leaf"):
         tm.node_to_leaf(3)
+
+
+@given(st.integers(0, 7), st.data())
+def test_common_ancestor_is_lowest_shared_ancestor(k: int, data: st.DataObject) -> None:
+    n = 1 << k
+    width = tm.node_width(n)
+    x = data.draw(st.integers(0, width - 1))
+    y = data.draw(st.integers(0, width - 1))
+
+    def ancestors(z: int) -> list[int]:
+        return [z, *tm.direct_path(z, n)]
+
+    shared = [a for a in ancestors(x) if a in ancestors(y)]
+    assert tm.common_ancestor(x, y) == shared[0]
+    first, last = tm.leaf_span(shared[0])
+    for z in (x, y):
+        lo, hi = tm.leaf_span(z)
+        assert first <= lo <= hi <= last

@@ -24,20 +24,30 @@ from slimwire.mls._structs import (
     Node,
     NodeType,
     ParentNode,
+    RequiredCapabilities,
     ratchet_tree_from_bytes,
     ratchet_tree_to_bytes,
 )
 from slimwire.mls._suites import CipherSuite
 
 __all__ = [
+    "InvalidLeafNodeError",
     "InvalidTreeError",
     "RatchetTree",
+    "validate_leaf_node",
     "verify_leaf_node_signature",
 ]
+
+# Extension types every client supports; RFC 9420 §7.2 forbids listing them in capabilities.
+_DEFAULT_EXTENSIONS = frozenset(range(1, 6))
 
 
 class InvalidTreeError(MlsError):
     """A ratchet tree (received, or produced by applying a message) breaks an invariant."""
+
+
+class InvalidLeafNodeError(InvalidTreeError):
+    """A LeafNode fails §7.3 validation (signature, source, capabilities, lifetime, keys)."""
 
 
 def verify_leaf_node_signature(
@@ -388,3 +398,66 @@ class RatchetTree:
         changes = self._blank_direct_path(leaf_index)
         changes[2 * leaf_index] = None
         return self.with_nodes(changes).truncated()
+
+
+def validate_leaf_node(
+    tree: RatchetTree | None,
+    leaf: LeafNode,
+    *,
+    source: LeafNodeSource,
+    group_id: bytes = b"",
+    leaf_index: int = 0,
+    required: RequiredCapabilities | None = None,
+    now: int | None = None,
+    suite: CipherSuite | None = None,
+) -> None:
+    """LeafNode validation (§7.3) for a leaf about to enter ``tree`` at ``leaf_index`` (from a
+    KeyPackage in an Add, an Update, or a Commit's path); ``tree`` None checks the leaf alone
+    (a KeyPackage, with ``suite``). Credential *content* is the identity layer's job; this
+    checks everything MLS itself defines. Raises :class:`InvalidLeafNodeError`."""
+    cs = tree.suite if tree is not None else suite
+    if cs is None:
+        raise ValueError("validate_leaf_node needs a tree or a suite")
+    if leaf.leaf_node_source != source:
+        raise InvalidLeafNodeError(
+            f"leaf_node_source is {leaf.leaf_node_source.name}, expected {source.name}"
+        )
+    if not verify_leaf_node_signature(cs, leaf, group_id, leaf_index):
+        raise InvalidLeafNodeError("LeafNode signature does not verify")
+    caps = leaf.capabilities
+    if leaf.credential.credential_type not in caps.credentials:
+        raise InvalidLeafNodeError("credential type not listed in the leaf's capabilities")
+    for ext in leaf.extensions:
+        if ext.extension_type not in _DEFAULT_EXTENSIONS and (
+            ext.extension_type not in caps.extensions
+        ):
+            raise InvalidLeafNodeError(f"extension {ext.extension_type} not in capabilities")
+    if required is not None and not (
+        set(required.extension_types) <= set(caps.extensions)
+        and set(required.proposal_types) <= set(caps.proposals)
+        and set(required.credential_types) <= set(caps.credentials)
+    ):
+        raise InvalidLeafNodeError("leaf lacks the group's required capabilities")
+    lifetime = leaf.lifetime
+    if (
+        now is not None
+        and lifetime is not None
+        and not lifetime.not_before <= now <= lifetime.not_after
+    ):
+        raise InvalidLeafNodeError("leaf lifetime does not cover the current time")
+    if tree is None:
+        return
+    replaced = tree.leaf(leaf_index) if source != LeafNodeSource.KEY_PACKAGE else None
+    if replaced is not None and replaced.encryption_key == leaf.encryption_key:
+        raise InvalidLeafNodeError("an updated leaf must carry a new encryption key")
+    for i, other in tree.leaves():
+        if i == leaf_index and replaced is not None:
+            continue
+        if other.signature_key == leaf.signature_key:
+            raise InvalidLeafNodeError(f"signature key already used by leaf {i}")
+        if other.encryption_key == leaf.encryption_key:
+            raise InvalidLeafNodeError(f"encryption key already used by leaf {i}")
+        if other.credential.credential_type not in caps.credentials:
+            raise InvalidLeafNodeError(f"leaf does not support leaf {i}'s credential type")
+        if leaf.credential.credential_type not in other.capabilities.credentials:
+            raise InvalidLeafNodeError(f"leaf {i} does not support this credential type")

@@ -9,6 +9,7 @@ is plain integer arithmetic, so ratchet-tree code can walk paths without buildin
 from __future__ import annotations
 
 __all__ = [
+    "common_ancestor",
     "copath",
     "direct_path",
     "filtered_direct_path_pairs",
@@ -124,3 +125,18 @@ def filtered_direct_path_pairs(x: int, n_leaves: int) -> list[tuple[int, int]]:
     """(ancestor, copath child) pairs along the direct path of ``x``, before filtering; the
     ratchet tree drops the pairs whose copath child has an empty resolution (§4.1.2)."""
     return list(zip(direct_path(x, n_leaves), copath(x, n_leaves), strict=True))
+
+
+def common_ancestor(x: int, y: int) -> int:
+    """The lowest node whose subtree holds both ``x`` and ``y`` (either may be that node).
+    In a full tree it has the longest common prefix of the two indices as its high bits."""
+    lx, ly = level(x) + 1, level(y) + 1
+    if lx <= ly and x >> ly == y >> ly:
+        return y
+    if ly <= lx and x >> lx == y >> lx:
+        return x
+    k = 0
+    while x != y:
+        x, y = x >> 1, y >> 1
+        k += 1
+    return (x << k) + (1 << (k - 1)) - 1

@@ -38,6 +38,7 @@ __all__ = [
     "TreePrivateKeys",
     "apply_update_path",
     "create_update_path",
+    "joiner_path_secret",
     "node_key_pair",
 ]
 
@@ -73,6 +74,38 @@ class TreePrivateKeys:
         keys = dict(self.keys)
         keys[node] = node_key_pair(suite, path_secret)[0]
         return TreePrivateKeys(self.leaf_index, keys)
+
+    @classmethod
+    def joined(
+        cls,
+        tree: RatchetTree,
+        leaf_index: int,
+        leaf_private_key: bytes,
+        *,
+        committer: int,
+        path_secret: bytes,
+    ) -> TreePrivateKeys:
+        """A new member's keys from the Welcome's path secret (§12.4.3.1): the secret belongs
+        to the lowest common ancestor with the committer, and the chain continues through the
+        non-blank nodes above it (after the merge exactly the committer's filtered path)."""
+        suite = tree.suite
+        leaf = tree.leaf(leaf_index)
+        if leaf is None or suite.kem_public_key(leaf_private_key) != leaf.encryption_key:
+            raise TreeKemError(f"leaf {leaf_index} does not hold our encryption key")
+        keys = {2 * leaf_index: leaf_private_key}
+        start = tm.common_ancestor(2 * leaf_index, 2 * committer)
+        if tree.nodes[start] is None:
+            raise TreeKemError(f"common ancestor {start} with the committer is blank")
+        for x in [start, *tm.direct_path(start, tree.n_leaves)]:
+            node = tree.nodes[x]
+            if node is None:
+                continue
+            priv, pub = node_key_pair(suite, path_secret)
+            if pub != node.encryption_key:
+                raise TreeKemError(f"path secret does not give node {x}'s public key")
+            keys[x] = priv
+            path_secret = suite.derive_secret(path_secret, b"path")
+        return cls(leaf_index, keys)
 
     def pruned(self, tree: RatchetTree) -> TreePrivateKeys:
         """Drop keys of nodes that are now blank or outside the tree."""
@@ -301,3 +334,10 @@ def apply_update_path(
     keys = {x: k for x, k in private_keys.keys.items() if x not in changes or x == my_node}
     keys.update(new_keys)
     return AppliedPath(new_tree, path_secret, TreePrivateKeys(me, keys), decrypted, p)
+
+
+def joiner_path_secret(created: CreatedPath, joiner: int) -> bytes | None:
+    """The path secret a Welcome carries for a member added by this commit: the one at the
+    lowest common ancestor of committer and joiner (None when the commit has no path)."""
+    committer = created.private_keys.leaf_index
+    return created.path_secrets.get(tm.common_ancestor(2 * committer, 2 * joiner))
