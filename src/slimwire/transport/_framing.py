@@ -19,6 +19,7 @@ from slimwire.errors import MessageTooLarge, RemoteProtocolError
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "PREFIX_LEN",
+    "PREFIX_STRUCT",
     "MessageDecoder",
     "encode_message",
     "encode_messages",
@@ -28,9 +29,10 @@ __all__ = [
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 PREFIX_LEN = 5
 
-_PREFIX = struct.Struct(">BI")
-_pack = _PREFIX.pack
-_unpack_from = _PREFIX.unpack_from
+PREFIX_STRUCT = struct.Struct(">BI")
+"""flag (0: uncompressed), big-endian length."""
+_pack = PREFIX_STRUCT.pack
+_unpack_from = PREFIX_STRUCT.unpack_from
 
 
 def prefix(length: int) -> bytes:

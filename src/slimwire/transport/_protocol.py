@@ -15,6 +15,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from slimwire.errors import ConnectionClosed, GrpcError
 from slimwire.transport._core import GrpcConnection, OutQueue
@@ -146,8 +147,8 @@ class H2Protocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses but have the same API.
+        self.transport = cast(asyncio.Transport, transport)
         self.peer = format_peer(transport.get_extra_info("peername"))
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
