@@ -34,7 +34,13 @@ from slimwire.session._p2p import (
     SessionState,
 )
 from slimwire.session._timers import Timers
-from slimwire.session._wire import COMMAND_TYPES, build_publish, command, name_from_proto
+from slimwire.session._wire import (
+    COMMAND_TYPES,
+    build_publish,
+    command,
+    name_from_proto,
+    user_metadata,
+)
 
 __all__ = ["Outputs", "SessionLayer"]
 
@@ -200,7 +206,7 @@ class SessionLayer:
             log.info("MLS sessions are not supported yet; ignoring invite")
             return
         config = SessionConfig.from_join_request(
-            SessionKind.POINT_TO_POINT, join, dict(msg.metadata)
+            SessionKind.POINT_TO_POINT, join, user_metadata(msg.metadata)
         )
         peer = name_from_proto(pub.header.source)
         session = P2PSession(self, pub.session.session_id, config, initiator=False, peer=peer)

@@ -1,0 +1,537 @@
+"""The asyncio app driver: one link to a node, the session layer, and the user's sessions.
+
+``connect()`` dials the node, negotiates the link as an EDGE client (header MAC on), subscribes
+the app's own name *with its id* and waits for the SubscriptionAck. Then one reader task feeds
+the node's messages to the sans-IO :class:`~slimwire.session.SessionLayer`, one timer task
+sleeps until its next deadline, and every layer call is followed by :meth:`App._pump`, which
+stamps the link MAC on the layer's output and hands it to the stream (the transport coalesces
+everything queued in one loop tick into one write, with TCP_NODELAY: no Nagle stalls). A lost
+link is re-dialled with backoff under the same link id, and the subscriptions are replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from slimwire._constants import DATAPLANE_PATH, DEFAULT_TTL, SLIM_VERSION
+from slimwire._proto import data_plane_pb2 as pb
+from slimwire.auth import (
+    Identity,
+    SharedSecretProvider,
+    SharedSecretVerifier,
+    TokenProvider,
+    TokenVerifier,
+)
+from slimwire.client._session import Session
+from slimwire.errors import (
+    ConnectionClosed,
+    LinkNegotiationError,
+    SessionError,
+    SlimwireError,
+    SlimwireTimeout,
+    SubscriptionError,
+    TransportError,
+)
+from slimwire.link import ClientNegotiation, HeaderMac, LinkConnectionType
+from slimwire.names import Name
+from slimwire.session import (
+    DeliveryFailed,
+    MessageDelivered,
+    MessageLost,
+    MessageReceived,
+    SessionClosed,
+    SessionConfig,
+    SessionEstablished,
+    SessionEvent,
+    SessionFailed,
+    SessionLayer,
+)
+from slimwire.transport import Stream, open_stream
+
+__all__ = ["App", "OpeningSession", "connect"]
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_TIMEOUT = 10.0
+NEGOTIATION_TIMEOUT = 5.0
+BACKOFF_INITIAL = 0.2
+BACKOFF_MAX = 2.0
+MAX_BUFFERED_WHILE_DOWN = 10_000
+
+
+def _subscription_id() -> int:
+    return secrets.randbits(64) or 1
+
+
+class OpeningSession:
+    """What :meth:`App.open_session` returns: await it, or use it with ``async with``."""
+
+    __slots__ = ("_coro", "_session")
+
+    def __init__(self, coro: Coroutine[Any, Any, Session]) -> None:
+        self._coro = coro
+        self._session: Session | None = None
+
+    def __await__(self) -> Generator[Any, None, Session]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> Session:
+        self._session = await self._coro
+        return self._session
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def __repr__(self) -> str:
+        return f"<OpeningSession {self._session!r}>"
+
+
+class App:
+    """A connected app. Build it with :func:`connect`; close it with ``await app.close()``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        name: Name,
+        provider: TokenProvider,
+        verifier: TokenVerifier,
+        *,
+        node_id: str,
+        reconnect: bool = True,
+    ) -> None:
+        self.endpoint = endpoint
+        self.name = name
+        self._provider = provider
+        self._layer = SessionLayer(name, provider, verifier)
+        self._node_id = node_id
+        self._link_id: str | None = None
+        self._reconnect = reconnect
+        self._stream: Stream | None = None
+        self._mac: HeaderMac | None = None
+        self._down_buffer: deque[pb.Message] = deque(maxlen=MAX_BUFFERED_WHILE_DOWN)
+        self._subs: dict[Name, int] = {}
+        self._sub_acks: dict[int, asyncio.Future[None]] = {}
+        self._sessions: dict[int, Session] = {}
+        self._opening: dict[int, asyncio.Future[Session]] = {}
+        self._incoming: asyncio.Queue[Session] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._sleep_until: float | None = None
+        self._connected = asyncio.Event()
+        self._closed = False
+        self._loop = asyncio.get_running_loop()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("up" if self._connected.is_set() else "down")
+        return f"<App {self.name} at {self.endpoint} {state}, sessions={len(self._sessions)}>"
+
+    @property
+    def identity(self) -> Identity:
+        return self._provider.identity
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- link ---------------------------------------------------------------------------------
+
+    async def _dial(self) -> None:
+        """Open the stream, negotiate the link, replay subscriptions."""
+        stream = await open_stream(self.endpoint, DATAPLANE_PATH)
+        try:
+            neg = ClientNegotiation(
+                self._link_id, node_id=self._node_id, connection_type=LinkConnectionType.EDGE
+            )
+            self._link_id = neg.link_id
+            stream.send(neg.request().SerializeToString())
+            info = None
+            async with asyncio.timeout(NEGOTIATION_TIMEOUT):
+                while info is None:
+                    batch = await stream.recv()
+                    if not batch:
+                        raise LinkNegotiationError("node closed the stream during negotiation")
+                    first = pb.Message.FromString(batch[0])
+                    info = neg.receive(first)
+                    rest = batch[1:]
+        except TimeoutError:
+            stream.abort()
+            raise LinkNegotiationError("timed out waiting for link negotiation") from None
+        except BaseException:
+            stream.abort()
+            raise
+        self._stream = stream
+        self._mac = info.mac if info.needs_mac else None
+        self._connected.set()
+        log.debug("link %s to %s up (node %s)", self._link_id, self.endpoint, info.peer_node_id)
+        for raw in rest:
+            self._on_raw(raw)
+        for name, sub_id in self._subs.items():
+            self._send_subscribe(name, sub_id)
+        while self._down_buffer:
+            self._write(self._down_buffer.popleft())
+
+    async def _reader(self) -> None:
+        backoff = BACKOFF_INITIAL
+        while not self._closed:
+            stream = self._stream
+            if stream is not None:
+                try:
+                    while batch := await stream.recv():
+                        for raw in batch:
+                            self._on_raw(raw)
+                        self._pump()
+                except (ConnectionClosed, TransportError, SlimwireError) as exc:
+                    log.info("link to %s lost: %s", self.endpoint, exc)
+                self._stream = None
+                self._connected.clear()
+                backoff = BACKOFF_INITIAL
+            if self._closed or not self._reconnect:
+                self._fail_all("link to the node lost")
+                return
+            await asyncio.sleep(backoff)
+            try:
+                await self._dial()
+            except (OSError, SlimwireError) as exc:
+                log.info("reconnect to %s failed: %s", self.endpoint, exc)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _on_raw(self, raw: bytes) -> None:
+        try:
+            msg = pb.Message.FromString(raw)
+        except DecodeError:
+            log.warning("dropping undecodable message (%d bytes)", len(raw))
+            return
+        kind = msg.WhichOneof("message_type")
+        if kind == "publish":
+            if self._mac is not None and not self._mac.verify(msg.publish.header):
+                log.warning("dropping publish with a bad header MAC")
+                return
+            self._layer.receive(msg, self._loop.time())
+        elif kind == "subscription_ack":
+            ack = msg.subscription_ack
+            fut = self._sub_acks.pop(ack.subscription_id, None)
+            if fut is not None and not fut.done():
+                if ack.success:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(SubscriptionError(ack.error or "subscription refused"))
+
+    def _write(self, msg: pb.Message) -> None:
+        stream = self._stream
+        if stream is None or stream.closed:
+            self._down_buffer.append(msg)
+            return
+        if self._mac is not None and msg.WhichOneof("message_type") != "link":
+            header = getattr(msg, str(msg.WhichOneof("message_type"))).header
+            self._mac.sign(header)
+        try:
+            stream.send(msg.SerializeToString())
+        except ConnectionClosed:
+            self._down_buffer.append(msg)
+
+    async def _drain(self) -> None:
+        stream = self._stream
+        if stream is not None and stream.pending_bytes >= stream.high_water:
+            with contextlib.suppress(ConnectionClosed):
+                await stream.drain()
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    def _send_subscribe(self, name: Name, sub_id: int, *, unsubscribe: bool = False) -> None:
+        msg = pb.Message()
+        sub = msg.unsubscribe if unsubscribe else msg.subscribe
+        header = sub.header
+        name.fill_proto(header.source)
+        name.fill_proto(header.destination)
+        header.identity = self._provider.token()
+        header.fanout = 1
+        header.version = SLIM_VERSION
+        header.ttl = DEFAULT_TTL
+        sub.subscription_id = sub_id
+        self._write(msg)
+
+    async def subscribe(self, name: Name, timeout: float = SUBSCRIBE_TIMEOUT) -> None:
+        """Ask the node to deliver ``name`` (with its exact id) to this app; wait for the ack."""
+        sub_id = _subscription_id()
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._sub_acks[sub_id] = fut
+        self._subs[name] = sub_id
+        self._send_subscribe(name, sub_id)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            self._sub_acks.pop(sub_id, None)
+            raise SlimwireTimeout(f"no subscription ack for {name} in {timeout}s") from None
+
+    async def unsubscribe(self, name: Name) -> None:
+        """Withdraw a subscription made with :meth:`subscribe` (same id, as the node needs)."""
+        sub_id = self._subs.pop(name, None)
+        if sub_id is None:
+            return
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._sub_acks[sub_id] = fut
+        self._send_subscribe(name, sub_id, unsubscribe=True)
+        with contextlib.suppress(TimeoutError, SubscriptionError):
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                await fut
+
+    # -- the pump: layer outputs to the network and to sessions --------------------------------
+
+    def _pump(self) -> None:
+        out = self._layer.take()
+        for msg in out.messages:
+            self._write(msg)
+        for event in out.events:
+            self._dispatch(event)
+        nxt = self._layer.next_deadline()
+        if nxt is not None and (self._sleep_until is None or nxt < self._sleep_until):
+            self._wake.set()
+
+    def _dispatch(self, event: SessionEvent) -> None:
+        if isinstance(event, MessageReceived):
+            session = self._sessions.get(event.message.session_id)
+            if session is not None:
+                session._push(event.message)
+        elif isinstance(event, MessageDelivered):
+            session = self._sessions.get(event.session_id)
+            if session is not None:
+                session._on_delivered(event.message_id)
+        elif isinstance(event, DeliveryFailed):
+            session = self._sessions.get(event.session_id)
+            if session is not None:
+                session._on_failed(event.message_id)
+        elif isinstance(event, MessageLost):
+            session = self._sessions.get(event.session_id)
+            if session is not None:
+                session.lost.append((event.source, event.message_id))
+        elif isinstance(event, SessionEstablished):
+            session = Session(self, event.session_id, event.peer, event.config, event.initiator)
+            self._sessions[event.session_id] = session
+            if event.initiator:
+                fut = self._opening.pop(event.session_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(session)
+            else:
+                self._incoming.put_nowait(session)
+        elif isinstance(event, SessionFailed):
+            fut = self._opening.pop(event.session_id, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(SessionError(event.reason))
+        elif isinstance(event, SessionClosed):
+            closed = self._sessions.pop(event.session_id, None)
+            if closed is not None:
+                closed._on_closed("closed by the peer" if event.by_peer else "closed")
+
+    async def _timer_loop(self) -> None:
+        while not self._closed:
+            deadline = self._layer.next_deadline()
+            self._sleep_until = deadline
+            self._wake.clear()
+            timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            self._sleep_until = None
+            self._layer.handle_timeout(self._loop.time())
+            self._pump()
+
+    def _fail_all(self, reason: str) -> None:
+        for fut in self._opening.values():
+            if not fut.done():
+                fut.set_exception(SessionError(reason))
+        self._opening.clear()
+        for session in list(self._sessions.values()):
+            session._on_closed(reason)
+        self._sessions.clear()
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def _publish(
+        self,
+        session: Session,
+        payload: bytes,
+        payload_type: str,
+        metadata: Mapping[str, str] | None,
+    ) -> int | None:
+        mid = self._layer.publish(
+            session.session_id,
+            payload,
+            payload_type=payload_type,
+            metadata=metadata,
+            now=self._loop.time(),
+        )
+        if mid is not None and session.config.reliable:
+            session._ack_future(mid)
+        self._pump()
+        return mid
+
+    def _close_session(self, session: Session) -> None:
+        self._layer.close(session.session_id, self._loop.time())
+        self._pump()
+
+    def open_session(
+        self,
+        peer: Name | str,
+        *,
+        reliable: bool = False,
+        interval: float = 1.0,
+        max_retries: int = 5,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = 15.0,
+    ) -> OpeningSession:
+        """Open a point-to-point session to ``peer`` (any instance if it has no id).
+
+        ``s = await app.open_session(...)``, or ``async with app.open_session(...) as s`` to
+        close it on exit. Reliable sessions acknowledge and retransmit every message
+        (``interval`` seconds, ``max_retries`` times) and deliver in order.
+        """
+        return OpeningSession(
+            self._open_session(
+                peer,
+                reliable=reliable,
+                interval=interval,
+                max_retries=max_retries,
+                metadata=metadata,
+                timeout=timeout,
+            )
+        )
+
+    async def _open_session(
+        self,
+        peer: Name | str,
+        *,
+        reliable: bool = False,
+        interval: float = 1.0,
+        max_retries: int = 5,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = 15.0,
+    ) -> Session:
+        target = Name.parse(peer) if isinstance(peer, str) else peer
+        config = SessionConfig.p2p(
+            reliable=reliable, interval=interval, max_retries=max_retries, metadata=metadata
+        )
+        fut: asyncio.Future[Session] = self._loop.create_future()
+        sid = self._layer.open(target, config, self._loop.time())
+        self._opening[sid] = fut
+        self._pump()
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            self._opening.pop(sid, None)
+            self._layer.close(sid, self._loop.time())
+            self._pump()
+            raise SlimwireTimeout(f"opening a session to {target} timed out") from None
+        except asyncio.CancelledError:
+            self._opening.pop(sid, None)
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                await fut.result().close()
+            else:
+                self._layer.close(sid, self._loop.time())
+                self._pump()
+            raise
+
+    async def accept(self, timeout: float | None = None) -> Session:
+        """The next session a peer opened to us."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._incoming.get()
+        except TimeoutError:
+            raise SlimwireTimeout(f"no incoming session in {timeout}s") from None
+
+    async def incoming(self) -> AsyncIterator[Session]:
+        """``async for session in app.incoming()``: sessions peers open to us, as they come."""
+        while not self._closed:
+            yield await self._incoming.get()
+
+    @property
+    def sessions(self) -> Mapping[int, Session]:
+        return dict(self._sessions)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._reader(), name=f"slimwire-reader-{self.name.service}"),
+            asyncio.create_task(self._timer_loop(), name=f"slimwire-timers-{self.name.service}"),
+        ]
+
+    async def close(self) -> None:
+        """Close every session, then the link."""
+        if self._closed:
+            return
+        sessions = list(self._sessions.values())
+        if sessions and self.connected:
+            await asyncio.gather(*(s.close(timeout=5.0) for s in sessions), return_exceptions=True)
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(SlimwireError, OSError):
+                await asyncio.wait_for(stream.close(), 2.0)
+            stream.abort()
+        self._fail_all("app closed")
+
+    async def __aenter__(self) -> App:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def connect(
+    endpoint: str,
+    *,
+    name: Name | str,
+    secret: str | bytes | None = None,
+    identity: Identity | None = None,
+    provider: TokenProvider | None = None,
+    verifier: TokenVerifier | None = None,
+    node_id: str | None = None,
+    reconnect: bool = True,
+) -> App:
+    """Connect an app named ``name`` to the node at ``endpoint`` (``http://host:port``).
+
+    Identity: pass ``secret`` (the shared secret every app of the deployment uses, >= 32 bytes),
+    optionally with a saved ``identity`` (otherwise a fresh one is made from the name), or your
+    own ``provider`` and ``verifier``. The app's name id is derived from the identity, exactly
+    as a reference app derives its own.
+    """
+    base = Name.parse(name) if isinstance(name, str) else name
+    if provider is None or verifier is None:
+        if secret is None:
+            raise ValueError("connect() needs a shared secret (or a provider and a verifier)")
+        ident = identity or Identity.generate(base.without_id().short())
+        provider = provider or SharedSecretProvider(ident, secret)
+        verifier = verifier or SharedSecretVerifier(secret)
+    local = base.with_id(provider.identity.name_id)
+    app = App(
+        endpoint,
+        local,
+        provider,
+        verifier,
+        node_id=node_id or f"app-{local.service}-{secrets.token_hex(4)}",
+        reconnect=reconnect,
+    )
+    await app._dial()
+    app._start()
+    try:
+        await app.subscribe(local)
+    except BaseException:
+        await app.close()
+        raise
+    return app

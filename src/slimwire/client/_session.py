@@ -1,0 +1,239 @@
+"""The user's view of a session: publish, receive, reply, close — all awaitable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from slimwire.errors import DeliveryFailed, SessionClosed, SlimwireTimeout
+from slimwire.names import Name
+from slimwire.session import ReceivedMessage, SessionConfig
+
+if TYPE_CHECKING:
+    from slimwire.client._app import App
+
+__all__ = ["Message", "Session"]
+
+Payload = bytes | bytearray | memoryview | str
+
+
+def _as_bytes(payload: Payload) -> bytes:
+    return payload.encode() if isinstance(payload, str) else bytes(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A received application message. ``await msg.reply(...)`` answers its sender."""
+
+    session: Session
+    source: Name
+    payload: bytes
+    payload_type: str
+    metadata: Mapping[str, str]
+    message_id: int
+
+    @classmethod
+    def _from(cls, session: Session, received: ReceivedMessage) -> Message:
+        return cls(
+            session,
+            received.source,
+            received.payload,
+            received.payload_type,
+            received.metadata,
+            received.message_id,
+        )
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
+
+    async def reply(
+        self,
+        payload: Payload,
+        *,
+        payload_type: str = "msg",
+        metadata: Mapping[str, str] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> int | None:
+        """Answer the sender (``publish_to``; in a p2p session the same as :meth:`publish`)."""
+        return await self.session.publish(
+            payload, payload_type=payload_type, metadata=metadata, wait=wait, timeout=timeout
+        )
+
+    def __repr__(self) -> str:
+        body = self.payload[:32]
+        more = "…" if len(self.payload) > 32 else ""
+        return (
+            f"Message(from={self.source.short()}, id={self.message_id}, "
+            f"type={self.payload_type!r}, payload={body!r}{more})"
+        )
+
+
+class Session:
+    """One session of an :class:`App`. Use ``async with`` to close it on exit.
+
+    Received messages queue up until read with :meth:`receive` or ``async for``; a
+    :class:`SessionClosed` is raised once the session is closed and the queue is empty.
+    """
+
+    def __init__(
+        self, app: App, session_id: int, peer: Name, config: SessionConfig, initiator: bool
+    ) -> None:
+        self._app = app
+        self.session_id = session_id
+        self.peer = peer
+        self.config = config
+        self.initiator = initiator
+        self._inbox: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._closed: str | None = None
+        self._closed_event = asyncio.Event()
+        self.lost: list[tuple[Name, int]] = []
+        """Messages the peer sent that will never arrive (id reported by reliable delivery)."""
+
+    def __repr__(self) -> str:
+        state = f"closed: {self._closed}" if self._closed else "open"
+        return (
+            f"<Session {self.session_id} with {self.peer.short()} "
+            f"{'reliable' if self.config.reliable else 'best-effort'} {state}>"
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """The session metadata (set by the initiator, carried on the JoinRequest)."""
+        return self.config.metadata
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        payload: Payload,
+        *,
+        payload_type: str = "msg",
+        metadata: Mapping[str, str] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> int | None:
+        """Send ``payload`` to the peer; returns its message id.
+
+        With ``wait=True`` on a reliable session, return only once the peer acknowledged it
+        (raises :class:`DeliveryFailed` after every retry failed).
+        """
+        if self._closed is not None:
+            raise SessionClosed(f"session {self.session_id} is closed: {self._closed}")
+        mid = self._app._publish(self, _as_bytes(payload), payload_type, metadata)
+        if wait and self.config.reliable and mid is not None:
+            fut = self._acks.get(mid)
+            if fut is not None:
+                await self._wait(asyncio.shield(fut), timeout, f"ack of message {mid}")
+        await self._app._drain()
+        return mid
+
+    def _ack_future(self, mid: int) -> None:
+        self._acks[mid] = asyncio.get_running_loop().create_future()
+
+    def _on_delivered(self, mid: int) -> None:
+        fut = self._acks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _on_failed(self, mid: int) -> None:
+        fut = self._acks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(DeliveryFailed(f"message {mid} to {self.peer} was not acknowledged"))
+            fut.exception()  # retrieved: nobody may be waiting for this one
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every reliable message sent so far is acknowledged (or failed)."""
+        pending = [f for f in self._acks.values() if not f.done()]
+        if pending:
+            await self._wait(asyncio.gather(*pending, return_exceptions=True), timeout, "acks")
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _push(self, received: ReceivedMessage) -> None:
+        self._inbox.append(Message._from(self, received))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def receive(self, timeout: float | None = None) -> Message:
+        """The next message; raises :class:`SlimwireTimeout` or :class:`SessionClosed`."""
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        while not self._inbox:
+            if self._closed is not None:
+                raise SessionClosed(f"session {self.session_id} is closed: {self._closed}")
+            left = None if end is None else end - loop.time()
+            if left is not None and left <= 0:
+                raise SlimwireTimeout(f"no message on session {self.session_id} in {timeout}s")
+            self._waiter = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._waiter), left)
+            except TimeoutError:
+                continue
+            finally:
+                self._waiter = None
+        return self._inbox.popleft()
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield await self.receive()
+            except SessionClosed:
+                return
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def _on_closed(self, reason: str) -> None:
+        if self._closed is None:
+            self._closed = reason
+        self._closed_event.set()
+        self._wake()
+        for mid in list(self._acks):
+            self._on_failed(mid)
+
+    async def close(self, timeout: float = 15.0) -> None:
+        """Close gracefully: let outstanding reliable messages finish, then tell the peer."""
+        if self._closed is not None:
+            return
+        with contextlib.suppress(SlimwireTimeout):
+            await self.flush(timeout=timeout / 2)
+        if self._closed is None:
+            self._app._close_session(self)
+        with contextlib.suppress(SlimwireTimeout):
+            await self._wait(self._closed_event.wait(), timeout, "close")
+        self._on_closed("closed locally")
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _wait(self, aw: object, timeout: float | None, what: str) -> None:
+        try:
+            await asyncio.wait_for(aw, timeout)  # type: ignore[arg-type]
+        except TimeoutError:
+            raise SlimwireTimeout(f"session {self.session_id}: {what} timed out") from None
