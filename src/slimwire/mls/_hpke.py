@@ -8,8 +8,9 @@ sealed boxes open with ``cryptography``'s implementation where it has the KEM.
 
 Keys cross this module as bytes in RFC 9180's serializations: ``SerializePublicKey`` (SEC1
 uncompressed points, raw X25519/X448) and ``SerializePrivateKey`` (big-endian scalars of
-``Nsk`` bytes, raw X25519/X448). Loaded key objects are cached (small LRU) because loading a
-NIST private key costs a scalar multiplication.
+``Nsk`` bytes, raw X25519/X448). Loaded public keys are cached (small LRU: decoding a NIST
+point is not free); private keys and AEAD keys never are, so that keys TreeKEM and the secret
+tree delete are really gone (forward secrecy).
 """
 
 from __future__ import annotations
@@ -127,16 +128,6 @@ KDFS: dict[KdfId, Kdf] = {
 }
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _aesgcm(key: bytes) -> AESGCM:
-    return AESGCM(key)
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _chacha(key: bytes) -> ChaCha20Poly1305:
-    return ChaCha20Poly1305(key)
-
-
 @dataclass(frozen=True, slots=True)
 class Aead:
     id: AeadId
@@ -146,9 +137,11 @@ class Aead:
     def _cipher(self, key: bytes) -> AESGCM | ChaCha20Poly1305:
         if len(key) != self.key_len:
             raise HpkeError(f"AEAD key must be {self.key_len} bytes, got {len(key)}")
+        # Not cached: MLS message keys are used once and then deleted (forward secrecy); a
+        # cache would keep them alive, and building the cipher costs about a microsecond.
         if self.id == AeadId.CHACHA20_POLY1305:
-            return _chacha(key)
-        return _aesgcm(key)
+            return ChaCha20Poly1305(key)
+        return AESGCM(key)
 
     def seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
         if len(nonce) != self.nonce_len:
@@ -193,8 +186,8 @@ _ORDERS: dict[KemId, int] = {
 }
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _load_private(kem_id: KemId, data: bytes) -> _PrivateKey:
+    """Not cached, unlike public keys: TreeKEM node keys must be forgotten when replaced."""
     try:
         if kem_id == KemId.DHKEM_X25519:
             return x25519.X25519PrivateKey.from_private_bytes(data)
