@@ -449,3 +449,22 @@ async def test_peer_loss_fails_streams() -> None:
     with pytest.raises(ConnectionClosed):
         stream.send(b"x")
     await srv.close(0)
+
+
+def test_round_trip_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> list[bytes]:
+        srv = await start_server({PATH: echo}, "127.0.0.1", 0)
+        try:
+            stream = await open_stream(f"http://127.0.0.1:{srv.port}", PATH)
+            stream.send_many([b"uv"] * 1000 + [b"L" * 200_000])
+            got = await recv_n(stream, 1001)
+            await stream.close()
+            assert await asyncio.wait_for(stream.recv(), T) == []
+            return got
+        finally:
+            await srv.close(0)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()) == [b"uv"] * 1000 + [b"L" * 200_000]
