@@ -78,7 +78,7 @@ def test_frame_matches_protobuf_and_spec(msg: pb.Message, ttl: int, conn: int | 
     assert _BODY[frame.kind] == msg.WhichOneof("message_type")
     assert frame.destination == proto_key(h.destination)
     assert frame.source == proto_key(h.source)
-    f = frame.header
+    f = frame
     assert (f.fanout, f.ttl) == (h.fanout, h.ttl)
     for opt in ("recv_from", "forward_to", "incoming_conn", "error"):
         assert getattr(f, opt) == (getattr(h, opt) if h.HasField(opt) else None)
@@ -151,7 +151,7 @@ def test_field_order_does_not_matter(msg: pb.Message, rnd: random.Random) -> Non
     assert pb.Message.FromString(raw) == msg
     frame = parse_frame(raw)
     assert frame is not None
-    assert frame.header.body + frame.header.tail() == spec_preimage(h, "")[19:]
+    assert frame.body + frame.tail == spec_preimage(h, "")[19:]
     got = pb.Message.FromString(frame.forward(5, 2).signed(HeaderMac(KEY_OUT, LINK_OUT)))
     assert got == _expected_forward(msg, 5, 2, sign=True)
 
@@ -217,7 +217,7 @@ def _check_agrees_with_protobuf(raw: bytes) -> None:
         return
     # Whatever header the fast path accepts, protobuf accepts too, and they read it the same.
     hdr = pb.SLIMHeader.FromString(raw[frame.header_start : frame.header_end])
-    assert frame.header.body + frame.header.tail() == spec_preimage(hdr, "")[19:]
+    assert frame.body + frame.tail == spec_preimage(hdr, "")[19:]
     assert frame.destination == proto_key(hdr.destination)
     assert frame.source == proto_key(hdr.source)
     try:

@@ -37,7 +37,7 @@ def sample_header() -> pb.SLIMHeader:
 @given(headers(), st.text(min_size=1, max_size=40))
 def test_preimage_matches_spec(header: pb.SLIMHeader, link_id: str) -> None:
     f = header_fields(header)
-    assert link_prefix(link_id) + f.body + f.tail() == spec_preimage(header, link_id)
+    assert link_prefix(link_id) + f.body + f.tail == spec_preimage(header, link_id)
 
 
 @settings(max_examples=300, deadline=None)

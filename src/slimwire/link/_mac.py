@@ -42,7 +42,7 @@ class HeaderMac:
     Immutable after construction and safe to share between the tasks of one link.
     """
 
-    __slots__ = ("_inner", "_outer", "link_id")
+    __slots__ = ("_inner", "_inner_copy", "_outer", "_outer_copy", "link_id")
 
     link_id: str
 
@@ -58,6 +58,8 @@ class HeaderMac:
         # and the keyed outer state, and copy them per message.
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key) + link_prefix(link_id))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._inner_copy = self._inner.copy
+        self._outer_copy = self._outer.copy
         self.link_id = link_id
 
     def __repr__(self) -> str:
@@ -74,10 +76,10 @@ class HeaderMac:
 
     def tag2(self, body: bytes, tail: bytes) -> bytes:
         """:meth:`tag` for exactly two parts, the hot-path shape (no varargs loop)."""
-        inner = self._inner.copy()
+        inner = self._inner_copy()
         inner.update(body)
         inner.update(tail)
-        outer = self._outer.copy()
+        outer = self._outer_copy()
         outer.update(inner.digest())
         return outer.digest()
 
@@ -87,7 +89,7 @@ class HeaderMac:
         Callers clear recv_from/forward_to and set the outbound ttl first, as the reference does.
         """
         fields = header_fields(header)
-        header.header_mac = self.tag2(fields.body, fields.tail())
+        header.header_mac = self.tag2(fields.body, fields.tail)
 
     def verify(self, header: pb.SLIMHeader) -> bool:
         """Whether ``header`` carries a valid 32-byte tag for this link."""
@@ -100,11 +102,14 @@ class HeaderMac:
         mac = fields.header_mac
         if mac is None or len(mac) != MAC_LEN:
             return False
-        return _compare(mac, self.tag2(fields.body, fields.tail()))
+        return _compare(mac, self.tag2(fields.body, fields.tail))
 
     def verify_frame(self, frame: Frame) -> bool:
         """Verify the header of a frame from :func:`parse_frame`."""
-        return self.verify_fields(frame.header)
+        mac = frame.header_mac
+        if mac is None or len(mac) != MAC_LEN:
+            return False
+        return _compare(mac, self.tag2(frame.body, frame.tail))
 
     def verify_message(self, raw: bytes) -> Frame | None:
         """Parse a serialized Message on the fast path and verify its tag.
@@ -115,6 +120,9 @@ class HeaderMac:
         :meth:`verify` on the header if they are routed messages.
         """
         frame = parse_frame(raw)
-        if frame is None or not self.verify_fields(frame.header):
+        if frame is None:
             return None
-        return frame
+        mac = frame.header_mac
+        if mac is None or len(mac) != MAC_LEN:
+            return None
+        return frame if _compare(mac, self.tag2(frame.body, frame.tail)) else None

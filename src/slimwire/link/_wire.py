@@ -16,7 +16,7 @@ repeated or merged name, a known field with the wrong wire type, groups. ``None`
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 
@@ -30,6 +30,7 @@ _U32 = struct.Struct("<I").pack
 _ENC = struct.Struct("<BBQQQ").pack  # name present, encoded present, c0, c1, c2
 _NID = struct.Struct("<BQQ").pack
 _OPT_U64 = struct.Struct("<BQ").pack
+_new = tuple.__new__
 _NO_OPT = (b"\x00", b"\x01\x00", b"\x01\x01")  # opt_bool: None, False, True
 
 NameKey = tuple[int, int, int, int]
@@ -83,8 +84,10 @@ def _name_entry(raw: bytes) -> tuple[bytes, NameKey | None]:
 
 
 def name_cache_clear() -> None:
-    """Forget every cached name encoding (tests and long-lived processes may want this)."""
+    """Forget every cached name and header encoding (for tests and memory-conscious callers)."""
     _name_cache.clear()
+    _names_cache.clear()
+    _middle_cache.clear()
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -116,17 +119,29 @@ class HeaderFields(NamedTuple):
     header_mac: bytes | None
     body: bytes
     """Preimage middle: enc(source) || enc(destination) || len+identity || fanout."""
-    keep_low: bytes
-    """Raw fields 1-5 (names, identity, fanout, version): copied unchanged when re-emitting."""
+    tail: bytes
+    """Preimage end as received: opt(recv_from) || opt(forward_to) || opt(error) || ttl."""
+    raw: bytes
+    """The header's serialized bytes."""
+    keep_len: int
+    keep_extra: bytes
+    """``raw[:keep_len] + keep_extra`` are fields 1-5 (names, identity, fanout, version), which a
+    forwarder copies unchanged."""
     keep_high: bytes
-    """Raw field 12 (e2e_header_sig) and unknown fields: copied unchanged when re-emitting."""
+    """Raw field 12 (e2e_header_sig) and unknown fields, also copied unchanged."""
 
-    def tail(self) -> bytes:
-        """Preimage end for verifying: recv_from, forward_to, error, ttl as received."""
-        rf = b"\x00" if self.recv_from is None else _OPT_U64(1, self.recv_from)
-        ft = b"\x00" if self.forward_to is None else _OPT_U64(1, self.forward_to)
-        err = self.error
-        return b"".join((rf, ft, _NO_OPT[0 if err is None else 1 + err], _U32(self.ttl)))
+
+def _tail(recv_from: int | None, forward_to: int | None, error: bool | None, ttl: int) -> bytes:
+    if recv_from is None and forward_to is None and error is None:
+        return b"\x00\x00\x00" + _U32(ttl)
+    return b"".join(
+        (
+            b"\x00" if recv_from is None else _OPT_U64(1, recv_from),
+            b"\x00" if forward_to is None else _OPT_U64(1, forward_to),
+            _NO_OPT[0 if error is None else 1 + error],
+            _U32(ttl),
+        )
+    )
 
 
 # Tags (field number << 3 | wire type) of SLIMHeader fields.
@@ -134,12 +149,169 @@ _T_SRC, _T_DST, _T_ID, _T_FAN, _T_VER, _T_TTL = 0x0A, 0x12, 0x1A, 0x20, 0x2A, 0x
 _MAX_TAG = (1 << 32) - 1  # field numbers are 29 bits
 _T_RECV, _T_FWD, _T_INC, _T_ERR, _T_MAC, _T_SIG = 0x38, 0x40, 0x48, 0x50, 0x5A, 0x62
 
+# The fast reader's two caches. Names: the raw source and destination fields together (a flow
+# repeats them in every message). Middle: the few bytes between the identity and the tag
+# (fanout, version, ttl, recv_from, forward_to, incoming_conn, error), which take only a handful
+# of distinct values on a link. Both are bounded and reset wholesale when full.
+MIDDLE_CACHE_MAX = 4096
+_names_cache: dict[bytes, tuple[bytes, NameKey | None, NameKey | None]] = {}
+_Middle = tuple[int, int, int | None, int | None, int | None, bool | None, bytes, bytes, bytes]
+_middle_cache: dict[bytes, _Middle | None] = {}
+MISS: Any = object()
+"""Cache-miss sentinel (``None`` is a cached "not the fast layout" answer)."""
+
+
+def names_entry(pair: bytes, l1: int) -> tuple[bytes, NameKey | None, NameKey | None]:
+    """Cache entry for ``0A l1 <src> 12 l2 <dst>`` (both lengths below 128)."""
+    hit = _names_cache.get(pair)
+    if hit is not None:
+        return hit
+    src_enc, src_key = _name_entry(pair[2 : 2 + l1])
+    dst_enc, dst_key = _name_entry(pair[4 + l1 :])
+    entry = (src_enc + dst_enc, src_key, dst_key)
+    if len(_names_cache) >= NAME_CACHE_MAX:
+        _names_cache.clear()
+    _names_cache[pair] = entry
+    return entry
+
+
+def _middle_entry(mid: bytes) -> _Middle | None:
+    """Decode the header fields 4-10 in ``mid``, in field order; None if it is anything else."""
+    fanout = ttl = 0
+    recv_from: int | None = None
+    forward_to: int | None = None
+    incoming: int | None = None
+    error: bool | None = None
+    keep = b""
+    pos = 0
+    end = len(mid)
+    last_tag = 0
+    try:
+        while pos < end:
+            start = pos
+            tag = mid[pos]
+            if tag <= last_tag:
+                return None  # out of order or repeated: the general reader handles it
+            last_tag = tag
+            if tag == _T_VER:
+                ln, pos = _varint(mid, pos + 1)
+                pos += ln
+                if pos > end:
+                    return None
+                mid[start:pos].decode()
+                keep = mid[:pos]
+                continue
+            if tag not in _VARINT_TAGS:
+                return None
+            val, pos = _varint(mid, pos + 1)
+            if tag == _T_FAN:
+                fanout = val & _MASK32
+                keep = mid[:pos]
+            elif tag == _T_TTL:
+                ttl = val & _MASK32
+            elif tag == _T_RECV:
+                recv_from = val
+            elif tag == _T_FWD:
+                forward_to = val
+            elif tag == _T_INC:
+                incoming = val
+            else:
+                error = val != 0
+    except (IndexError, DecodeError, UnicodeDecodeError):
+        return None
+    if pos != end:
+        return None
+    return (
+        fanout,
+        ttl,
+        recv_from,
+        forward_to,
+        incoming,
+        error,
+        keep,
+        _U32(fanout),
+        _tail(recv_from, forward_to, error, ttl),
+    )
+
+
+def middle_miss(mid: bytes) -> _Middle | None:
+    """Decode and cache the middle of a header (see ``_middle_cache``)."""
+    entry = _middle_entry(mid)
+    if len(_middle_cache) >= MIDDLE_CACHE_MAX:
+        _middle_cache.clear()
+    _middle_cache[mid] = entry
+    return entry
+
+
+_VARINT_TAGS = frozenset((_T_FAN, _T_TTL, _T_RECV, _T_FWD, _T_INC, _T_ERR))
+
 
 def walk_header(buf: bytes, pos: int, end: int) -> HeaderFields | None:
-    """Read the SLIMHeader serialized in ``buf[pos:end]``; None if it needs the slow path.
+    """Read the SLIMHeader serialized in ``buf[pos:end]``; None if it needs protobuf.
 
     Raises IndexError/DecodeError/UnicodeDecodeError on malformed bytes (callers catch).
+    Headers written by protobuf (the reference, upb) keep their fields in field-number order and
+    end with the tag; those are read with two cache lookups and a few slices, anything else by
+    a general field loop.
     """
+    hb = buf[pos:end]
+    n = len(hb)
+    if n < 38 or hb[0] != 0x0A or hb[-34] != 0x5A or hb[-33] != 0x20:
+        return _walk_generic(hb)
+    l1 = hb[1]
+    q = 2 + l1
+    if l1 >= 0x80 or hb[q] != 0x12 or hb[q + 1] >= 0x80:
+        return _walk_generic(hb)
+    q += 2 + hb[q + 1]
+    if q > n - 34:
+        return _walk_generic(hb)
+    names, src_key, dst_key = names_entry(hb[:q], l1)
+    if q < n and hb[q] == 0x1A:
+        ln = hb[q + 1]
+        i = q + 2
+        if ln >= 0x80:
+            ln, i = _varint(hb, q + 1)
+        ident = hb[i : i + ln]
+        i += ln
+        if not ident.isascii():
+            ident.decode()
+    else:
+        ident = b""
+        i = q
+    if i > n - 34:
+        return _walk_generic(hb)
+    mid = _middle_cache.get(hb[i:-34], MISS)
+    if mid is MISS:
+        mid = middle_miss(hb[i:-34])
+    if mid is None:
+        return _walk_generic(hb)
+    fanout, ttl, recv_from, forward_to, incoming, error, keep, fan32, tail = mid
+    return _new(
+        HeaderFields,
+        (
+            src_key,
+            dst_key,
+            fanout,
+            ttl,
+            recv_from,
+            forward_to,
+            incoming,
+            error,
+            hb[-32:],
+            b"".join((names, _U32(len(ident)), ident, fan32)),
+            tail,
+            hb,
+            i,
+            keep,
+            b"",
+        ),
+    )
+
+
+def _walk_generic(buf: bytes) -> HeaderFields | None:
+    """:func:`walk_header` for any field order, with protobuf's last-one-wins semantics."""
+    pos = 0
+    end = len(buf)
     src_raw: bytes | None = None
     dst_raw: bytes | None = None
     ident = b""
@@ -239,19 +411,25 @@ def walk_header(buf: bytes, pos: int, end: int) -> HeaderFields | None:
     else:
         dst_enc, dst_key = _name_entry(dst_raw)
     body = b"".join((src_enc, dst_enc, _U32(len(ident)), ident, _U32(fanout)))
-    return HeaderFields(
-        src_key,
-        dst_key,
-        fanout,
-        ttl,
-        recv_from,
-        forward_to,
-        incoming,
-        error,
-        mac,
-        body,
-        b"".join(low),
-        b"".join(high),
+    return _new(
+        HeaderFields,
+        (
+            src_key,
+            dst_key,
+            fanout,
+            ttl,
+            recv_from,
+            forward_to,
+            incoming,
+            error,
+            mac,
+            body,
+            _tail(recv_from, forward_to, error, ttl),
+            buf,
+            0,
+            b"".join(low),
+            b"".join(high),
+        ),
     )
 
 
@@ -274,6 +452,9 @@ def _fields_from_object(header: pb.SLIMHeader) -> HeaderFields:
     src = header.source if has("source") else None
     dst = header.destination if has("destination") else None
     ident = header.identity.encode()
+    rf = header.recv_from if has("recv_from") else None
+    ft = header.forward_to if has("forward_to") else None
+    err = header.error if has("error") else None
     body = b"".join(
         (
             b"\x00" if src is None else encode_name(src),
@@ -288,12 +469,15 @@ def _fields_from_object(header: pb.SLIMHeader) -> HeaderFields:
         None if dst is None else _name_key(dst),
         header.fanout,
         header.ttl,
-        header.recv_from if has("recv_from") else None,
-        header.forward_to if has("forward_to") else None,
+        rf,
+        ft,
         header.incoming_conn if has("incoming_conn") else None,
-        header.error if has("error") else None,
+        err,
         header.header_mac if has("header_mac") else None,
         body,
+        _tail(rf, ft, err, header.ttl),
+        b"",
+        0,
         b"",
         b"",
     )
