@@ -5,10 +5,11 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 import h2.events
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slimwire.errors import MessageTooLarge, RemoteProtocolError
+from slimwire.errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from slimwire.transport import GrpcConnection, Status, encode_messages
 from slimwire.transport._events import (
     ConnectionTerminated,
@@ -403,3 +404,27 @@ def test_server_core_survives_arbitrary_frames(
         assert 0x7 in _frame_types(bytes(sent))
     else:
         assert messages(events, 1)[:1] == [b"hello"]
+
+
+def test_call_ended_by_server_while_client_still_open_is_forgotten() -> None:
+    client, server = pair()
+    sid, _ = client.start_request(PATH, "h")
+    pump(client, server)
+    server.send_response_headers(sid)
+    server.send_trailers(sid, Status.OK)
+    cev, _ = pump(client, server)
+    assert any(isinstance(e, StreamEnded) and e.status == 0 for e in cev)
+    assert client.open_streams == 0
+    assert server.open_streams == 0
+
+
+def test_peer_stream_limit_is_a_local_error() -> None:
+    client = GrpcConnection(client_side=True)
+    server = GrpcConnection(client_side=False, max_concurrent_streams=2)
+    client.initiate()
+    server.initiate()
+    pump(client, server)
+    client.start_request(PATH, "h")
+    client.start_request(PATH, "h")
+    with pytest.raises(LocalProtocolError):
+        client.start_request(PATH, "h")

@@ -406,9 +406,15 @@ class GrpcConnection:
             status, message = int(Status.UNKNOWN), f"invalid grpc-status {raw_status!r}"
         st.dead = True
         out.append(StreamEnded(st.stream_id, status, message, trailers))
-        # The call is over: anything we still had queued is moot; end our half if still open.
+        # The call is over: anything we still had queued is moot; end our half if still open
+        # so that both h2 and we can forget the stream.
         st.out.clear()
+        st.end_pending = False
         self._dirty.pop(st.stream_id, None)
+        h2_stream = self._h2.streams.get(st.stream_id)
+        if h2_stream is not None and not h2_stream.closed:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.end_stream(st.stream_id)
         self._maybe_forget(st)
 
     def _on_reset(self, sid: int, code: int, out: list[Event]) -> None:
@@ -461,7 +467,9 @@ class GrpcConnection:
             ("grpc-accept-encoding", "identity"),
         ]
         hdrs.extend((k.lower(), v) for k, v in headers)
-        self._send_headers(st, hdrs, end_stream=False)
+        error = self._send_headers(st, hdrs, end_stream=False)
+        if error is not None:
+            raise LocalProtocolError(f"cannot open a stream: {error}")
         return sid, st.out
 
     def send_response_headers(
@@ -652,15 +660,17 @@ class GrpcConnection:
 
     def _send_headers(
         self, st: _StreamState, headers: list[tuple[str, str]], end_stream: bool
-    ) -> None:
+    ) -> Exception | None:
         st.headers_sent = True
         try:
             self._h2.send_headers(st.stream_id, headers, end_stream=end_stream)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as exc:
+            st.dead = True
             self._streams.pop(st.stream_id, None)
-            return
+            return exc
         if end_stream and not self.client_side:
             self._after_server_end(st)
+        return None
 
     def _reset(self, st: _StreamState, code: int) -> None:
         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):

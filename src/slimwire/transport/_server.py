@@ -72,8 +72,10 @@ class Server:
         high_water: int,
         keepalive_interval: float | None,
         keepalive_timeout: float,
+        max_concurrent_streams: int = 1000,
     ) -> None:
         self._handlers = dict(handlers)
+        self._max_concurrent_streams = max_concurrent_streams
         self._max_message_size = max_message_size
         self._window_size = window_size
         self._max_frame_size = max_frame_size
@@ -92,6 +94,7 @@ class Server:
             max_message_size=self._max_message_size,
             window_size=self._window_size,
             max_frame_size=self._max_frame_size,
+            max_concurrent_streams=self._max_concurrent_streams,
         )
         return _ServerProtocol(self, core)
 
@@ -170,6 +173,7 @@ async def start_server(
     high_water: int = DEFAULT_HIGH_WATER,
     keepalive_interval: float | None = None,
     keepalive_timeout: float = 20.0,
+    max_concurrent_streams: int = 1000,
     backlog: int = 128,
 ) -> Server:
     """Serve gRPC ``handlers`` (path -> handler) on ``host:port``.
@@ -185,6 +189,7 @@ async def start_server(
         high_water=high_water,
         keepalive_interval=keepalive_interval,
         keepalive_timeout=keepalive_timeout,
+        max_concurrent_streams=max_concurrent_streams,
     )
     if ssl is not None:
         ssl.set_alpn_protocols(["h2"])
