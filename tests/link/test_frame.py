@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.link import FrameKind, HeaderMac, parse_frame
+from slimwire.link._frame import _parse_general
 from slimwire.names import Name, proto_key
 
 from ._spec import spec_preimage, spec_tag
@@ -87,6 +88,13 @@ def test_frame_matches_protobuf_and_spec(msg: pb.Message, ttl: int, conn: int | 
     assert not HeaderMac(KEY_OUT, LINK_IN).verify_frame(frame)
 
     out = frame.forward(ttl, conn)
+    # The straight-line reader (protobuf's layout) and the general field loop agree exactly.
+    general = _parse_general(raw)
+    assert general is not None
+    assert general[:12] == frame[:12]
+    g_out = general.forward(ttl, conn)
+    assert g_out.signed(HeaderMac(KEY_OUT, LINK_OUT)) == out.signed(HeaderMac(KEY_OUT, LINK_OUT))
+    assert g_out.unsigned() == out.unsigned()
     signed = pb.Message.FromString(out.signed(HeaderMac(KEY_OUT, LINK_OUT)))
     assert signed == _expected_forward(msg, ttl, conn, sign=True)
     assert out.tag_for(HeaderMac(KEY_OUT, LINK_OUT)) == _header(signed).header_mac
@@ -98,6 +106,7 @@ def test_forwarded_bytes_are_canonical() -> None:
     msg = sample_publish()
     frame = parse_frame(msg.SerializeToString())
     assert frame is not None
+    assert frame.keep_len > 0  # protobuf's own layout takes the straight-line reader
     out = frame.forward(7, 3)
     expected = _expected_forward(msg, 7, 3, sign=True)
     assert out.signed(HeaderMac(KEY_OUT, LINK_OUT)) == expected.SerializeToString()
