@@ -468,3 +468,23 @@ def test_round_trip_on_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(main()) == [b"uv"] * 1000 + [b"L" * 200_000]
+
+
+async def test_channel_after_server_goaway() -> None:
+    srv = await start_server({PATH: echo}, "127.0.0.1", 0)
+    ch = await connect(f"http://127.0.0.1:{srv.port}")
+    stream = await ch.open_stream(PATH)
+    stream.send(b"1")
+    assert await recv_n(stream, 1) == [b"1"]
+    closing = asyncio.create_task(srv.close(grace=T))
+    async with asyncio.timeout(T):
+        while not ch.closed:  # the GOAWAY arrives
+            await asyncio.sleep(0.01)
+    with pytest.raises(ConnectionClosed):
+        await ch.open_stream(PATH)
+    stream.send(b"2")  # the open call still completes
+    assert await recv_n(stream, 1) == [b"2"]
+    await stream.close()
+    assert await asyncio.wait_for(stream.recv(), T) == []
+    await asyncio.wait_for(closing, T)
+    await asyncio.wait_for(ch.aclose(), T)

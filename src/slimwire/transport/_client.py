@@ -33,7 +33,13 @@ class Channel(BaseChannel):
     @property
     def closed(self) -> bool:
         transport = self._proto.transport
-        return transport is None or transport.is_closing() or self._proto.core.terminated
+        core = self._proto.core
+        return (
+            transport is None
+            or transport.is_closing()
+            or core.terminated
+            or core.goaway_received  # no new calls; open ones may still finish
+        )
 
     @property
     def peer(self) -> str:

@@ -279,8 +279,12 @@ class H2Protocol(asyncio.Protocol):
         """Forget a stream whose call is over on both sides; tell an idle-watcher."""
         if st._send_closed and (st._ended or not self.core.client_side):
             self.streams.pop(st.stream_id, None)
-            if not self.streams and self.on_idle is not None:
-                self.on_idle()
+            if not self.streams:
+                if self.on_idle is not None:
+                    self.on_idle()
+                if self.core.goaway_received:  # the peer is going away: nothing more to do
+                    self.schedule_flush()
+                    self._close_soon()
 
     def _on_terminated(self, ev: ConnectionTerminated) -> None:
         if ev.remote:
