@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
 from typing import Any
@@ -65,6 +66,29 @@ NEGOTIATION_TIMEOUT = 5.0
 BACKOFF_INITIAL = 0.2
 BACKOFF_MAX = 2.0
 MAX_BUFFERED_WHILE_DOWN = 10_000
+
+
+def _socket_of(stream: Stream) -> Any:
+    """The TCP socket under a stream, when the transport exposes one (not in memory)."""
+    if not hasattr(socket, "TCP_QUICKACK"):  # Linux only
+        return None
+    proto = getattr(stream, "_proto", None)
+    transport = getattr(proto, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return sock
+
+
+def _quickack(sock: Any) -> None:
+    """ACK what we just read at once instead of after the delayed-ACK timer (40 ms on Linux).
+
+    The reference node writes with Nagle on: when it forwards two small messages in a row (an
+    MSG_ACK, then the reply), the second waits for our ACK of the first. Without this, a
+    reliable request/reply through a reference node takes ~88 ms; with it, ~1 ms.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
 def _subscription_id() -> int:
@@ -184,8 +208,11 @@ class App:
         while not self._closed:
             stream = self._stream
             if stream is not None:
+                sock = _socket_of(stream)
                 try:
                     while batch := await stream.recv():
+                        if sock is not None:
+                            _quickack(sock)
                         for raw in batch:
                             self._on_raw(raw)
                         self._pump()

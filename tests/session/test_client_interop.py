@@ -1,0 +1,174 @@
+"""Our asyncio client against the reference: a reference node, and a reference app as the peer.
+
+Every combination of who initiates (our app or the reference app), reliable or best-effort,
+and which side asks (``forward``: the initiator sends requests and the responder echoes them;
+``reverse``: the responder asks) runs a real session over loopback sockets and ends with the
+initiator closing it; both sides must see every message, in order, and see the close. The
+reference app reports what it saw as JSON (``tests/interop/_ref_app.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from slimwire.client import App, connect
+from slimwire.errors import SessionClosed
+from tests.interop._harness import AppSpec, NodeInfo, _App, start_node, unique
+from tests.interop._ref_app import DEFAULT_SECRET, PAYLOAD_TYPE
+
+COUNT = 3
+TIMEOUT = 10.0
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def ref_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeInfo]:
+    with start_node("reference", tmp_path_factory.mktemp("client-interop")) as node:
+        yield node
+
+
+@contextlib.asynccontextmanager
+async def ref_app(
+    node: NodeInfo, role: str, name: str, flags: tuple[str, ...]
+) -> AsyncIterator[_App]:
+    app = _App(AppSpec(role, name, node.endpoint, flags, timeout=30), node.log.parent)
+    await app.start()
+    try:
+        yield app
+    finally:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(app.done.wait(), 30)
+        await app.stop()
+
+
+@contextlib.asynccontextmanager
+async def our_app(node: NodeInfo, name: str) -> AsyncIterator[App]:
+    app = await connect(node.endpoint, name=name, secret=DEFAULT_SECRET)
+    try:
+        yield app
+    finally:
+        await app.close()
+
+
+def _flags(reliable: bool, direction: str, peer: str = "") -> tuple[str, ...]:
+    flags = ("--count", str(COUNT), "--direction", direction)
+    if peer:
+        flags += ("--peer", peer)
+    return flags + (("--reliable",) if reliable else ())
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
+async def test_we_initiate(ref_node: NodeInfo, reliable: bool, direction: str) -> None:
+    peer = f"org/ns/{unique('refbob')}"
+    async with ref_app(ref_node, "p2p-responder", peer, _flags(reliable, direction)) as ref:
+        await asyncio.wait_for(ref.ready.wait(), 20)
+        async with our_app(ref_node, f"org/ns/{unique('alice')}") as app:
+            session = await app.open_session(
+                peer, reliable=reliable, interval=0.5, max_retries=10, metadata={"interop": "1"}
+            )
+            assert session.initiator
+            assert session.peer.short().startswith(peer)
+            for i in range(COUNT):
+                if direction == "forward":
+                    await session.publish(
+                        f"req-{i}-0",
+                        payload_type=PAYLOAD_TYPE,
+                        metadata={"seq": str(i)},
+                        wait=True,
+                        timeout=TIMEOUT,
+                    )
+                    msg = await session.receive(timeout=TIMEOUT)
+                    assert msg.text == f"echo:req-{i}-0"
+                    assert msg.payload_type == PAYLOAD_TYPE
+                    assert msg.metadata == {"seq": str(i)}  # no internal keys leak
+                else:
+                    msg = await session.receive(timeout=TIMEOUT)
+                    assert msg.text == f"req-{i}-0"
+                    await msg.reply(f"echo:{msg.text}", payload_type=PAYLOAD_TYPE, wait=True)
+            await session.close()
+            assert session.closed
+        await asyncio.wait_for(ref.done.wait(), 30)
+    result = ref.result()
+    assert result.ok, result.explain()
+    assert result["session_metadata"] == {"interop": "1"}
+    assert result["closed_by_peer"] is True
+    got = [r["payload"] for r in result["received"]]
+    want = [f"{'' if direction == 'forward' else 'echo:'}req-{i}-0" for i in range(COUNT)]
+    assert got == want
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
+async def test_reference_initiates(ref_node: NodeInfo, reliable: bool, direction: str) -> None:
+    me = f"org/ns/{unique('bob')}"
+    async with our_app(ref_node, me) as app:
+        flags = _flags(reliable, direction, peer=me)
+        async with ref_app(ref_node, "p2p-initiator", f"org/ns/{unique('refalice')}", flags) as ref:
+            session = await app.accept(timeout=20)
+            assert not session.initiator
+            assert session.metadata == {"interop": "1"}
+            assert session.config.reliable is reliable
+            for i in range(COUNT):
+                if direction == "forward":
+                    msg = await session.receive(timeout=TIMEOUT)
+                    assert msg.text == f"req-{i}-0"
+                    assert msg.metadata == {"seq": str(i)}
+                    await msg.reply(f"echo:{msg.text}", payload_type=PAYLOAD_TYPE, wait=True)
+                else:
+                    await session.publish(f"req-{i}-0", payload_type=PAYLOAD_TYPE, wait=True)
+                    msg = await session.receive(timeout=TIMEOUT)
+                    assert msg.text == f"echo:req-{i}-0"
+            with pytest.raises(SessionClosed):
+                await session.receive(timeout=TIMEOUT)  # the reference closes the session
+            await asyncio.wait_for(ref.done.wait(), 30)
+    result = ref.result()
+    assert result.ok, result.explain()
+    got = [r["payload"] for r in result["replies"]]
+    want = [f"{'echo:' if direction == 'forward' else ''}req-{i}-0" for i in range(COUNT)]
+    assert got == want
+
+
+@pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
+async def test_ours_both_sides_through_reference_node(ref_node: NodeInfo, reliable: bool) -> None:
+    """Many messages pipelined, then request/reply round trips (timings printed, not asserted)."""
+    bob_name = f"org/ns/{unique('bob')}"
+    async with (
+        our_app(ref_node, bob_name) as bob,
+        our_app(ref_node, f"org/ns/{unique('alice')}") as alice,
+    ):
+
+        async def echo() -> int:
+            session = await bob.accept(timeout=TIMEOUT)
+            count = 0
+            async for msg in session:
+                count += 1
+                if msg.payload_type == "rpc":
+                    await msg.reply(msg.payload, payload_type="rpc")
+            return count
+
+        server = asyncio.create_task(echo())
+        async with alice.open_session(bob_name, reliable=reliable) as session:
+            for i in range(300):
+                await session.publish(b"bulk-%d" % i, payload_type="bulk")
+            await session.flush(timeout=TIMEOUT)
+            rtts = []
+            for i in range(50):
+                t0 = time.perf_counter()
+                await session.publish(b"ping-%d" % i, payload_type="rpc")
+                msg = await session.receive(timeout=TIMEOUT)
+                rtts.append(time.perf_counter() - t0)
+                assert msg.payload == b"ping-%d" % i
+        assert await asyncio.wait_for(server, TIMEOUT) == 350
+        ms = sorted(r * 1000 for r in rtts)
+        mode = "reliable" if reliable else "best-effort"
+        print(
+            f"\nrequest/reply via reference node ({mode}): "
+            f"p50 {ms[25]:.2f} ms, p90 {ms[45]:.2f} ms, max {ms[-1]:.2f} ms"
+        )
