@@ -1,36 +1,15 @@
-"""Message builders and a stand-in link MAC for the data-plane core tests."""
+"""Message builders and link MACs for the data-plane core tests."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from slimwire._proto import data_plane_pb2 as pb
+from slimwire.link import HeaderMac
 from slimwire.names import Name
 
 
-class TestMac:
-    """A real HMAC over the header (minus its tag): enough to tell tampered from intact."""
-
-    __test__ = False
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-
-    def _tag(self, header: pb.SLIMHeader) -> bytes:
-        copy = pb.SLIMHeader()
-        copy.CopyFrom(header)
-        copy.ClearField("header_mac")
-        copy.ClearField("incoming_conn")
-        return hmac.new(
-            self.key, copy.SerializeToString(deterministic=True), hashlib.sha256
-        ).digest()
-
-    def sign(self, header: pb.SLIMHeader) -> None:
-        header.header_mac = self._tag(header)
-
-    def verify(self, header: pb.SLIMHeader) -> bool:
-        return hmac.compare_digest(self._tag(header), header.header_mac)
+def TestMac(key: bytes) -> HeaderMac:
+    """A real link MAC with a key and link id derived from ``key`` (one per test link)."""
+    return HeaderMac(key.ljust(32, b"\x00"), f"link-{key.hex()}")
 
 
 def publish(
@@ -39,7 +18,7 @@ def publish(
     src: Name | None = None,
     fanout: int = 1,
     ttl: int = 8,
-    mac: TestMac | None = None,
+    mac: HeaderMac | None = None,
     payload: bytes = b"hi",
     forward_to: int | None = None,
     recv_from: int | None = None,
@@ -69,7 +48,7 @@ def subscription(
     *,
     add: bool = True,
     ttl: int = 8,
-    mac: TestMac | None = None,
+    mac: HeaderMac | None = None,
     recv_from: int | None = None,
     forward_to: int | None = None,
 ) -> bytes:

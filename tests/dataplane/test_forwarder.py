@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.dataplane import ConnState, ConnType, DropReason, Forwarder, RouteKey
+from slimwire.link import HeaderMac
 from slimwire.names import NULL_ID, Name
 
 from ._helpers import TestMac, decode, publish, subscription
@@ -21,12 +22,12 @@ def outputs(fwd: Forwarder) -> dict[int, list[pb.Message]]:
     return {cid: [decode(d) for d in batch] for cid, batch in fwd.take_outputs()}
 
 
-def edge(fwd: Forwarder, key: bytes = b"k") -> tuple[int, TestMac]:
+def edge(fwd: Forwarder, key: bytes = b"k") -> tuple[int, HeaderMac]:
     mac = TestMac(key)
     return fwd.add_connection(ConnType.EDGE, mac=mac, remote=f"edge-{key!r}"), mac
 
 
-def subscribe(fwd: Forwarder, conn: int, mac: TestMac, name: Name, sid: int) -> None:
+def subscribe(fwd: Forwarder, conn: int, mac: HeaderMac, name: Name, sid: int) -> None:
     fwd.receive(conn, subscription(name, sid, mac=mac))
     out = outputs(fwd)
     assert out[conn][0].subscription_ack.subscription_id == sid

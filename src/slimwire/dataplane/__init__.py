@@ -6,7 +6,6 @@ The core (:class:`Forwarder`) is sans-IO: messages in, messages out per connecti
 
 from __future__ import annotations
 
-from ._connections import LinkMac
 from ._forwarder import DEFAULT_MAX_MESSAGE_SIZE, Forwarder
 from ._launch import NodeProcess, run_node
 from ._node import Node
@@ -29,7 +28,6 @@ __all__ = [
     "ConnType",
     "DropReason",
     "Forwarder",
-    "LinkMac",
     "Node",
     "NodeProcess",
     "RouteKey",

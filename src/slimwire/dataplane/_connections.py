@@ -8,27 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Protocol
 
-from slimwire._proto import data_plane_pb2 as pb
+from slimwire.link import HeaderMac
 
 from ._types import ConnInfo, ConnState, ConnType, DropReason
 
-__all__ = ["Conn", "ConnectionTable", "LinkMac"]
+__all__ = ["Conn", "ConnectionTable"]
 
 _log = logging.getLogger(__name__)
-
-
-class LinkMac(Protocol):
-    """What the core needs from a link's header MAC: sign and verify a parsed header.
-
-    ``sign`` sets ``header.header_mac`` to the tag for the header as it stands (the shape of
-    :class:`slimwire.link.HeaderMac`); ``verify`` checks ``header.header_mac`` against it.
-    """
-
-    def sign(self, header: pb.SLIMHeader) -> None: ...
-
-    def verify(self, header: pb.SLIMHeader) -> bool: ...
 
 
 class Conn:
@@ -53,6 +40,8 @@ class Conn:
         "peer_version",
         "remote",
         "require_mac",
+        "route_cache",
+        "route_epoch",
         "state",
         "verifies",
     )
@@ -66,7 +55,7 @@ class Conn:
         link_id: str = "",
         peer_node_id: str = "",
         peer_version: str = "",
-        mac: LinkMac | None = None,
+        mac: HeaderMac | None = None,
         require_mac: bool = True,
         outbound: bool = False,
         now: float = 0.0,
@@ -92,6 +81,9 @@ class Conn:
         self.drops: dict[DropReason, int] = {}
         self.bad_mac_run = 0
         self.out: list[bytes] = []
+        # unicast routes from this link: destination key -> target row (see Forwarder)
+        self.route_cache: dict[tuple[int, int, int, int], Conn] = {}
+        self.route_epoch: tuple[int, int] = (-1, -1)
 
     def __repr__(self) -> str:
         return (
@@ -142,11 +134,12 @@ class ConnectionTable:
     link keeps its id, as the reference does)."""
 
     def __init__(self) -> None:
-        self._rows: dict[int, Conn] = {}
+        self.rows: dict[int, Conn] = {}
+        """Rows by id; the forwarder reads it directly on the hot path."""
         self._next_id = 1
 
     def __repr__(self) -> str:
-        return f"<ConnectionTable {len(self._rows)} connections>"
+        return f"<ConnectionTable {len(self.rows)} connections>"
 
     def allocate_id(self) -> int:
         cid = self._next_id
@@ -154,27 +147,27 @@ class ConnectionTable:
         return cid
 
     def put(self, conn: Conn) -> None:
-        self._rows[conn.conn_id] = conn
+        self.rows[conn.conn_id] = conn
 
     def get(self, conn_id: int) -> Conn | None:
-        return self._rows.get(conn_id)
+        return self.rows.get(conn_id)
 
     def pop(self, conn_id: int) -> Conn | None:
-        return self._rows.pop(conn_id, None)
+        return self.rows.pop(conn_id, None)
 
     def __contains__(self, conn_id: object) -> bool:
-        return conn_id in self._rows
+        return conn_id in self.rows
 
     def __iter__(self) -> Iterator[Conn]:
-        return iter(list(self._rows.values()))
+        return iter(list(self.rows.values()))
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self.rows)
 
     def of_type(self, conn_type: ConnType) -> list[Conn]:
         return [
-            c for c in self._rows.values() if c.conn_type is conn_type and c.state is ConnState.UP
+            c for c in self.rows.values() if c.conn_type is conn_type and c.state is ConnState.UP
         ]
 
     def snapshot(self) -> list[ConnInfo]:
-        return [c.snapshot() for c in self._rows.values()]
+        return [c.snapshot() for c in self.rows.values()]

@@ -231,35 +231,71 @@ class SubscriptionTable:
 
     # -- lookups (hot path) ----------------------------------------------------------------
 
-    def match_one(self, key: RouteKey, skip: int, exclude_peer: bool = False) -> int | None:
+    def match_one(
+        self, key: tuple[int, int, int, int], skip: int, exclude_peer: bool = False
+    ) -> int | None:
         """Anycast/unicast: the first category (Local, Remote, Peer, Edge) with a candidate
         other than ``skip``, round-robin within it; ``None`` when nothing matches."""
-        entry = self._routing.get((key.c0, key.c1, key.c2))
+        entry = self._routing.get(key[:3])
         if entry is None:
             return None
         cats = _NO_PEER if exclude_peer else _ALL
-        if key.id == NULL_ID:
+        name_id = key[3]
+        if name_id == NULL_ID:
             return entry.pick_one_any(skip, cats)
-        slots = entry.ids.get(key.id)
+        slots = entry.ids.get(name_id)
         if slots is None:
             return None
         for cat in cats:
-            c = slots[cat].next(skip)
-            if c is not None:
-                return c
+            lst = slots[cat]
+            conns = lst.conns
+            if not conns:
+                continue
+            if len(conns) == 1:  # the common unicast case: no cursor to move
+                if conns[0] != skip:
+                    return conns[0]
+                continue
+            picked = lst.next(skip)
+            if picked is not None:
+                return picked
         return None
 
-    def match_all(self, key: RouteKey, skip: int, exclude_peer: bool = False) -> list[int]:
+    def single_candidate(
+        self, key: tuple[int, int, int, int], skip: int, exclude_peer: bool = False
+    ) -> bool:
+        """Whether :meth:`match_one` has exactly one possible answer (so it may be cached)."""
+        entry = self._routing.get(key[:3])
+        if entry is None:
+            return False
+        cats = _NO_PEER if exclude_peer else _ALL
+        name_id = key[3]
+        if name_id == NULL_ID:
+            lists = [entry.aggregates[cat] for cat in cats]
+        else:
+            slots = entry.ids.get(name_id)
+            if slots is None:
+                return False
+            lists = [slots[cat].conns for cat in cats]
+        for conns in lists:
+            candidates = [c for c in conns if c != skip]
+            if candidates:
+                return len(candidates) == 1
+        return False
+
+    def match_all(
+        self, key: tuple[int, int, int, int], skip: int, exclude_peer: bool = False
+    ) -> list[int]:
         """Multicast: every conn for the exact id (or every conn under the prefix for a NULL
         id) across the allowed categories, except ``skip``."""
-        entry = self._routing.get((key.c0, key.c1, key.c2))
+        entry = self._routing.get(key[:3])
         if entry is None:
             return []
         cats = _NO_PEER if exclude_peer else _ALL
-        if key.id == NULL_ID:
+        name_id = key[3]
+        if name_id == NULL_ID:
             lists = [entry.aggregates[cat] for cat in cats]
         else:
-            slots = entry.ids.get(key.id)
+            slots = entry.ids.get(name_id)
             if slots is None:
                 return []
             lists = [slots[cat].conns for cat in cats]
