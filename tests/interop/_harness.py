@@ -282,7 +282,7 @@ class AppSpec:
             "--timeout",
             str(self.timeout),
             "--log-level",
-            "warn",
+            "info",
             *self.flags,
         ]
 

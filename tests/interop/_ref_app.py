@@ -147,136 +147,131 @@ def describe(msg: Any) -> dict[str, Any]:
     }
 
 
+class Mismatch(Exception):
+    """A message arrived, but not the one the scenario expects."""
+
+
+def expect(got: dict[str, Any], want: str, what: str) -> None:
+    if got["payload"] != want:
+        raise Mismatch(f"{what}: {got['payload']!r} != {want!r}")
+
+
+def is_closed(exc: BaseException) -> bool:
+    return "closed" in str(exc).lower()
+
+
 # ---------------------------------------------------------------------------------------------
 # point-to-point
+#
+# Each role fills ``report`` as it goes, so a failure still reports everything seen until then.
 
 
-async def p2p_initiator(args: argparse.Namespace, deadline: Deadline) -> dict[str, Any]:
+async def p2p_initiator(
+    args: argparse.Namespace, deadline: Deadline, report: dict[str, Any]
+) -> bool:
     _service, app, _conn_id = await connect(args)
     emit("ready", name=args.name, app_id=app.id())
-    peer = parse_name(args.peer)
     t0 = time.monotonic()
-    created = await app.create_session_async(
-        session_config(args, slim.SessionType.POINT_TO_POINT), peer
-    )
+    kind = slim.SessionType.POINT_TO_POINT
+    created = await app.create_session_async(session_config(args, kind), parse_name(args.peer))
     await created.completion.wait_for_async(deadline.td())
     session = created.session
-    report: dict[str, Any] = {"setup_ms": round((time.monotonic() - t0) * 1000, 1)}
+    report["setup_ms"] = round((time.monotonic() - t0) * 1000, 1)
     replies: list[dict[str, Any]] = []
     report["replies"] = replies
-    if args.direction == "forward":
-        for i in range(args.count):
-            payload = f"req-{i}-{args.nonce}".encode()
-            handle = await session.publish_async(payload, PAYLOAD_TYPE, {"seq": str(i)})
+    for i in range(args.count):
+        request = f"req-{i}-{args.nonce}"
+        if args.direction == "forward":
+            handle = await session.publish_async(request.encode(), PAYLOAD_TYPE, {"seq": str(i)})
             await handle.wait_for_async(deadline.td())
-            got = describe(await next_message(session, deadline))
-            replies.append(got)
-            want = f"echo:req-{i}-{args.nonce}"
-            if got["payload"] != want:
-                return {
-                    **report,
-                    "ok": False,
-                    "error": f"reply {i}: {got['payload']!r} != {want!r}",
-                }
-    else:
-        for i in range(args.count):
+            replies.append(describe(await next_message(session, deadline)))
+            expect(replies[-1], f"echo:{request}", f"reply {i}")
+        else:
             msg = await next_message(session, deadline)
-            got = describe(msg)
-            replies.append(got)
-            want = f"req-{i}-{args.nonce}"
-            if got["payload"] != want:
-                return {
-                    **report,
-                    "ok": False,
-                    "error": f"request {i}: {got['payload']!r} != {want!r}",
-                }
+            replies.append(describe(msg))
+            expect(replies[-1], request, f"request {i}")
             handle = await session.publish_to_async(
-                msg.context, f"echo:{got['payload']}".encode(), PAYLOAD_TYPE, {"seq": str(i)}
+                msg.context, f"echo:{request}".encode(), PAYLOAD_TYPE, {"seq": str(i)}
             )
             await handle.wait_for_async(deadline.td())
-        # the responder's last publish_and_wait may still be waiting for our echo's delivery
-        await asyncio.sleep(min(0.3, deadline.left()))
     closing = await app.delete_session_async(session)
     await closing.wait_for_async(deadline.td(5.0))
-    return {**report, "ok": True}
+    return True
 
 
-async def p2p_responder(args: argparse.Namespace, deadline: Deadline) -> dict[str, Any]:
+async def p2p_responder(
+    args: argparse.Namespace, deadline: Deadline, report: dict[str, Any]
+) -> bool:
     _service, app, _conn_id = await connect(args)
     emit("ready", name=args.name, app_id=app.id())
     session = await app.listen_for_session_async(deadline.td())
-    report: dict[str, Any] = {
-        "session_metadata": dict(session.metadata()),
-        "session_source": name_str(session.source()),
-    }
+    report["session_metadata"] = dict(session.metadata())
+    report["session_source"] = name_str(session.source())
     received: list[dict[str, Any]] = []
     report["received"] = received
-    if args.direction == "forward":
-        for i in range(args.count):
+    for i in range(args.count):
+        request = f"req-{i}-{args.nonce}"
+        if args.direction == "forward":
             msg = await next_message(session, deadline)
-            got = describe(msg)
-            received.append(got)
-            want = f"req-{i}-{args.nonce}"
-            if got["payload"] != want:
-                return {
-                    **report,
-                    "ok": False,
-                    "error": f"request {i}: {got['payload']!r} != {want!r}",
-                }
+            received.append(describe(msg))
+            expect(received[-1], request, f"request {i}")
             handle = await session.publish_to_async(
-                msg.context, f"echo:{got['payload']}".encode(), PAYLOAD_TYPE, {"seq": str(i)}
+                msg.context, f"echo:{request}".encode(), PAYLOAD_TYPE, {"seq": str(i)}
             )
             await handle.wait_for_async(deadline.td())
-    else:
-        for i in range(args.count):
-            payload = f"req-{i}-{args.nonce}".encode()
+        else:
             await asyncio.wait_for(
-                session.publish_and_wait_async(payload, PAYLOAD_TYPE, {"seq": str(i)}),
+                session.publish_and_wait_async(request.encode(), PAYLOAD_TYPE, {"seq": str(i)}),
                 deadline.left(),
             )
-            got = describe(await next_message(session, deadline))
-            received.append(got)
-            want = f"echo:req-{i}-{args.nonce}"
-            if got["payload"] != want:
-                return {
-                    **report,
-                    "ok": False,
-                    "error": f"reply {i}: {got['payload']!r} != {want!r}",
-                }
+            received.append(describe(await next_message(session, deadline)))
+            expect(received[-1], f"echo:{request}", f"reply {i}")
     closed, error, extra = await wait_closed(session, deadline, cap=15.0)
     report.update(closed_by_peer=closed, close_error=error, extra_messages=extra)
-    return {**report, "ok": closed, **({} if closed else {"error": f"not closed: {error}"})}
+    if not closed:
+        report["error"] = f"not told that the session closed: {error}"
+    return closed
 
 
 # ---------------------------------------------------------------------------------------------
 # group
 
 
-async def group_moderator(args: argparse.Namespace, deadline: Deadline) -> dict[str, Any]:
+async def collect(
+    session: Any, deadline: Deadline, prefix: str, senders: set[str], into: dict[str, str]
+) -> None:
+    """Receive until a ``<prefix><sender>`` message from every one of ``senders`` arrived."""
+    while not senders <= set(into):
+        got = describe(await next_message(session, deadline))
+        if got["payload"].startswith(prefix):
+            into[got["payload"].removeprefix(prefix)] = got["source"]
+
+
+async def group_moderator(
+    args: argparse.Namespace, deadline: Deadline, report: dict[str, Any]
+) -> bool:
     _service, app, conn_id = await connect(args)
     emit("ready", name=args.name, app_id=app.id())
     participants = [p for p in args.invite.split(",") if p]
     me = args.name
+    kind = slim.SessionType.GROUP
     session = await app.create_session_and_wait_async(
-        session_config(args, slim.SessionType.GROUP), parse_name(args.channel)
+        session_config(args, kind), parse_name(args.channel)
     )
-    report: dict[str, Any] = {"invited": []}
+    invited: list[dict[str, Any]] = []
+    report["invited"] = invited
     for p in participants:
         # the moderator needs a route to each invitee before inviting it
         await app.set_route_async(parse_name(p), conn_id)
         t0 = time.monotonic()
         await asyncio.wait_for(session.invite_and_wait_async(parse_name(p)), deadline.left())
-        report["invited"].append({"name": p, "ms": round((time.monotonic() - t0) * 1000, 1)})
+        invited.append({"name": p, "ms": round((time.monotonic() - t0) * 1000, 1)})
     handle = await session.publish_async(f"start from {me}".encode(), PAYLOAD_TYPE, None)
     await handle.wait_for_async(deadline.td())
 
-    # phase 1: one message from every participant
     phase1: dict[str, str] = {}
     report["phase1"] = phase1
-    while set(phase1) != set(participants) and not deadline.expired():
-        got = describe(await next_message(session, deadline))
-        if got["payload"].startswith("phase1 from "):
-            phase1[got["payload"].removeprefix("phase1 from ")] = got["source"]
+    await collect(session, deadline, "phase1 from ", set(participants), phase1)
     removed = args.remove
     report["removed"] = removed
     if removed:
@@ -285,57 +280,54 @@ async def group_moderator(args: argparse.Namespace, deadline: Deadline) -> dict[
         report["remove_ms"] = round((time.monotonic() - t0) * 1000, 1)
         members = await session.participants_list_async()
         report["members_after_remove"] = sorted(name_str(m.name) for m in members)
-    remaining = [p for p in participants if p != removed]
+    remaining = {p for p in participants if p != removed}
     handle = await session.publish_async(f"phase2 from {me}".encode(), PAYLOAD_TYPE, None)
     await handle.wait_for_async(deadline.td())
     phase2: dict[str, str] = {}
     report["phase2"] = phase2
-    while set(phase2) != set(remaining) and not deadline.expired():
-        got = describe(await next_message(session, deadline))
-        if got["payload"].startswith("phase2 from "):
-            phase2[got["payload"].removeprefix("phase2 from ")] = got["source"]
+    await collect(session, deadline, "phase2 from ", remaining, phase2)
     closing = await app.delete_session_async(session)
     await closing.wait_for_async(deadline.td(5.0))
-    ok = set(phase1) == set(participants) and set(phase2) == set(remaining)
-    return {**report, "ok": ok, **({} if ok else {"error": "missing group messages"})}
+    return True
 
 
-async def group_participant(args: argparse.Namespace, deadline: Deadline) -> dict[str, Any]:
+async def group_participant(
+    args: argparse.Namespace, deadline: Deadline, report: dict[str, Any]
+) -> bool:
+    """Answer the moderator's ``start`` and ``phase2``; record every message until the group is
+    closed for us (removal, or the moderator closing it)."""
     _service, app, _conn_id = await connect(args)
     emit("ready", name=args.name, app_id=app.id())
     session = await app.listen_for_session_async(deadline.td())
     me = args.name
-    report: dict[str, Any] = {"channel": name_str(session.destination())}
+    report["channel"] = name_str(session.destination())
     phase1: dict[str, str] = {}
     phase2: dict[str, str] = {}
-    report.update(phase1=phase1, phase2=phase2)
-    closed, error = False, "timeout"
-    while not deadline.expired():
+    report.update(phase1=phase1, phase2=phase2, closed=False)
+    while True:
         try:
             got = describe(await next_message(session, deadline))
-        except Exception as exc:
-            error = str(exc)
-            closed = "closed" in error.lower()
-            if closed or deadline.expired():
-                break
-            continue
-        text = got["payload"]
-        if text.startswith("start from "):
-            handle = await session.publish_async(f"phase1 from {me}".encode(), PAYLOAD_TYPE, None)
-            await handle.wait_for_async(deadline.td())
-            phase1[text.removeprefix("start from ")] = got["source"]
-        elif text.startswith("phase1 from "):
-            phase1[text.removeprefix("phase1 from ")] = got["source"]
-        elif text.startswith("phase2 from "):
-            sender = text.removeprefix("phase2 from ")
-            phase2[sender] = got["source"]
-            if sender == args.moderator:
-                handle = await session.publish_async(
-                    f"phase2 from {me}".encode(), PAYLOAD_TYPE, None
-                )
+            text = got["payload"]
+            answer = None
+            if text.startswith("start from "):
+                phase1[text.removeprefix("start from ")] = got["source"]
+                answer = f"phase1 from {me}"
+            elif text.startswith("phase1 from "):
+                phase1[text.removeprefix("phase1 from ")] = got["source"]
+            elif text.startswith("phase2 from "):
+                sender = text.removeprefix("phase2 from ")
+                phase2[sender] = got["source"]
+                if sender == args.moderator:
+                    answer = f"phase2 from {me}"
+            if answer is not None:
+                handle = await session.publish_async(answer.encode(), PAYLOAD_TYPE, None)
                 await handle.wait_for_async(deadline.td())
-    report.update(closed=closed, close_error=error)
-    return {**report, "ok": closed, **({} if closed else {"error": f"not closed: {error}"})}
+        except Exception as exc:
+            # the group may close while we wait for our own message's acks: that is the end too
+            if is_closed(exc):
+                report.update(closed=True, close_error=str(exc))
+                return True
+            raise
 
 
 ROLES = {
@@ -369,18 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def amain(args: argparse.Namespace) -> int:
     deadline = Deadline(args.timeout)
+    report: dict[str, Any] = {}
     try:
-        result = await asyncio.wait_for(ROLES[args.role](args, deadline), args.timeout + 1.0)
-    except BaseException as exc:  # report every failure, including timeouts
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        result = {
-            "ok": False,
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(limit=5),
-        }
-    emit("result", role=args.role, name=args.name, **result)
-    return 0 if result.get("ok") else 1
+        ok = await asyncio.wait_for(ROLES[args.role](args, deadline, report), args.timeout + 1.0)
+    except Exception as exc:  # report every failure, including timeouts, with what was seen
+        ok = False
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, Mismatch | TimeoutError):
+            report["traceback"] = traceback.format_exc(limit=3)[-1500:]
+    emit("result", role=args.role, name=args.name, **report, ok=ok)
+    return 0 if ok else 1
 
 
 def main() -> int:
