@@ -116,3 +116,24 @@ def test_hostile_key_and_ciphertext_bytes_raise_mls_errors(sid: int, a: bytes, b
 
 
 _SIG_KEYS = {sid: cipher_suite(sid).generate_signature_key_pair() for sid in ALL}
+
+
+def test_p521_private_keys_without_leading_zero_bytes() -> None:
+    """Some implementations serialize P-521 scalars minimally (65 bytes instead of 66; the
+    passive-client interop vectors contain such keys): they load as the same key."""
+    cs = cipher_suite(0x0005)
+    for _ in range(64):  # a 66-byte scalar has a zero first byte with probability ~1/2
+        sk, pk = cs.generate_kem_key_pair()
+        if sk[0] == 0:
+            break
+    assert sk[0] == 0
+    assert cs.kem_public_key(sk[1:]) == pk
+    kem_output, ct = cs.encrypt_with_label(pk, b"l", b"c", b"secret")
+    assert cs.decrypt_with_label(sk[1:], b"l", b"c", kem_output, ct) == b"secret"
+    for _ in range(64):
+        ssk, spk = cs.generate_signature_key_pair()
+        if ssk[0] == 0:
+            break
+    assert ssk[0] == 0
+    assert cs.signature_public_key(ssk[1:]) == spk
+    assert cs.verify_with_label(spk, b"l", b"c", cs.sign_with_label(ssk[1:], b"l", b"c"))

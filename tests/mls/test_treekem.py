@@ -255,3 +255,57 @@ def test_vector_leaves_pass_leaf_validation(case: dict[str, Any]) -> None:
             leaf_index=i,
             suite=cs,
         )
+
+
+@pytest.mark.parametrize("suite_id", [1, 5])
+def test_external_committer_takes_a_blank_leaf(suite_id: int) -> None:
+    """An external joiner (§12.4.3.2) commits from the leftmost blank leaf (the tree is
+    extended when full); the members process its path as an external commit."""
+    cs = cipher_suite(suite_id)
+    g = Group.create(cs)
+    g.commit(0, adds=3)
+    g.commit(1, removes=(2,))
+    for expect_index in (2, 4):  # first the hole, then (tree full) the extension
+        tree = g.tree
+        index = next((i for i in range(tree.n_leaves) if tree.leaf(i) is None), None)
+        if index is None:
+            index, tree = tree.n_leaves, tree.extended()
+        assert index == expect_index
+        leaf, sig, _ = _key_package_leaf(cs, f"ext{index}")
+        created = create_update_path(
+            tree,
+            TreePrivateKeys(index, {}),
+            leaf,
+            sig,
+            group_id=GROUP_ID,
+            group_context=_context,
+            external=True,
+        )
+        for m in g.members.values():
+            applied = apply_update_path(
+                tree,
+                index,
+                created.update_path,
+                m.view.pruned(tree),
+                group_id=GROUP_ID,
+                group_context=_context,
+                external=True,
+            )
+            assert applied.commit_secret == created.commit_secret
+            assert applied.tree == created.tree
+            m.view = applied.private_keys
+        with pytest.raises(TreeKemError, match="taken"):
+            apply_update_path(
+                tree,
+                0,
+                created.update_path,
+                g.members[1].view,
+                group_id=GROUP_ID,
+                group_context=_context,
+                external=True,
+            )
+        g.members[index] = Member(sig, created.private_keys)
+        g.tree = created.tree
+        g.tree.validate(GROUP_ID)
+        for m in g.members.values():
+            m.view.check_consistent(cs, g.tree)

@@ -85,7 +85,7 @@ def _sig_private(scheme: SignatureScheme, data: bytes) -> _SigPrivate:
         if scheme is SignatureScheme.ED448:
             return ed448.Ed448PrivateKey.from_private_bytes(data)
         curve, _, size = _EC_CURVES[scheme]
-        if len(data) != size:
+        if not 0 < len(data) <= size:  # leading zero bytes may be dropped (P-521: 65 bytes)
             raise ValueError("bad scalar length")
         return ec.derive_private_key(int.from_bytes(data, "big"), curve)
     except ValueError:

@@ -170,16 +170,17 @@ def create_update_path(
     group_id: bytes,
     group_context: GroupContextFor,
     exclude_leaves: frozenset[int] = frozenset(),
+    external: bool = False,
 ) -> CreatedPath:
     """Refresh the committer's leaf and direct path (§7.4-7.5) and encrypt the path secrets to
     the copath resolutions (without the leaves added in this commit). ``leaf_template`` gives
     the new leaf's credential, capabilities, extensions and signature key; its encryption key,
-    source, parent hash and signature are replaced."""
+    source, parent hash and signature are replaced. An ``external`` committer takes the blank
+    leaf ``private_keys.leaf_index`` (its private keys may then be empty)."""
     suite = tree.suite
     sender = private_keys.leaf_index
-    old_leaf = tree.leaf(sender)
-    if old_leaf is None:
-        raise TreeKemError(f"committer leaf {sender} is blank")
+    if not 0 <= sender < tree.n_leaves or (tree.leaf(sender) is None) != external:
+        raise TreeKemError(f"committer leaf {sender} is {'taken' if external else 'blank'}")
     filtered = tree.filtered_direct_path(sender)
     path_secret = os.urandom(suite.hash_len)
     secrets: dict[int, bytes] = {}
@@ -256,20 +257,26 @@ def apply_update_path(
     group_id: bytes,
     group_context: GroupContextFor,
     exclude_leaves: frozenset[int] = frozenset(),
+    external: bool = False,
 ) -> AppliedPath:
     """Validate and merge a committer's UpdatePath (§7.5, §12.4.2), decrypt our path secret,
-    and derive the commit secret. ``tree`` already has the commit's proposals applied."""
+    and derive the commit secret. ``tree`` already has the commit's proposals applied. For an
+    ``external`` commit, ``sender`` is the blank leaf the joiner takes (the leftmost blank
+    leaf, the tree extended first if there is none)."""
     suite = tree.suite
     me = private_keys.leaf_index
     if sender == me:
         raise TreeKemError("cannot apply our own UpdatePath")
-    old_leaf = tree.leaf(sender) if 0 <= sender < tree.n_leaves else None
-    if old_leaf is None:
-        raise TreeKemError(f"committer leaf {sender} is blank")
+    if not 0 <= sender < tree.n_leaves:
+        raise TreeKemError(f"committer leaf {sender} is outside the tree")
+    old_leaf = tree.leaf(sender)
+    if (old_leaf is None) != external:
+        state = "taken" if external else "blank"
+        raise TreeKemError(f"committer leaf {sender} is {state}")
     leaf = update_path.leaf_node
     if leaf.leaf_node_source != LeafNodeSource.COMMIT:
         raise TreeKemError("UpdatePath leaf must have leaf_node_source=commit")
-    if leaf.encryption_key == old_leaf.encryption_key:
+    if old_leaf is not None and leaf.encryption_key == old_leaf.encryption_key:
         raise TreeKemError("UpdatePath leaf must carry a fresh encryption key")
     if not verify_leaf_node_signature(suite, leaf, group_id, sender):
         raise TreeKemError("UpdatePath leaf signature does not verify")
