@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from slimwire.errors import MlsError
 from slimwire.mls._ratchet_tree import (
     InvalidLeafNodeError,
     RatchetTree,
@@ -26,6 +27,7 @@ from slimwire.mls._structs import (
     LeafNode,
     LeafNodeSource,
     Lifetime,
+    UpdatePath,
 )
 from slimwire.mls._suites import CipherSuite, cipher_suite
 from slimwire.mls._treekem import (
@@ -309,3 +311,45 @@ def test_external_committer_takes_a_blank_leaf(suite_id: int) -> None:
         g.tree.validate(GROUP_ID)
         for m in g.members.values():
             m.view.check_consistent(cs, g.tree)
+
+
+def _fuzz_fixture() -> tuple[Group, bytes]:
+    g = Group.create(cipher_suite(1))
+    g.commit(0, adds=4)
+    leaf = g.tree.leaf(0)
+    assert leaf is not None
+    created = create_update_path(
+        g.tree,
+        g.members[0].view,
+        leaf,
+        g.members[0].signature_priv,
+        group_id=GROUP_ID,
+        group_context=_context,
+    )
+    return g, created.update_path.to_bytes()
+
+
+_FUZZ_GROUP, _FUZZ_PATH = _fuzz_fixture()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 100_000), st.integers(1, 255), st.sampled_from([1, 2, 3, 4]))
+def test_mutated_update_paths_fail_only_with_mls_errors(pos: int, xor: int, receiver: int) -> None:
+    """UpdatePaths come off the network: any corruption is either harmless to this receiver
+    (a ciphertext meant for someone else) or an MlsError, never another exception."""
+    data = bytearray(_FUZZ_PATH)
+    data[pos % len(data)] ^= xor
+    g = _FUZZ_GROUP
+    try:
+        path = UpdatePath.from_bytes(bytes(data))
+        applied = apply_update_path(
+            g.tree,
+            0,
+            path,
+            g.members[receiver].view,
+            group_id=GROUP_ID,
+            group_context=_context,
+        )
+    except MlsError:
+        return
+    applied.private_keys.check_consistent(g.cs, applied.tree)
