@@ -335,3 +335,72 @@ def test_structured_messages_route_or_drop(params: tuple[int, int, bytes, int]) 
         assert decode(data).publish.header.ttl == ttl - 1
     else:
         assert out == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    identity=st.text(max_size=40),
+    ttl=st.integers(2, 2**32 - 1),
+    recv_from=st.none() | st.integers(0, 2**64 - 1),
+    error=st.none() | st.booleans(),
+    e2e=st.none() | st.binary(max_size=40),
+    metadata=st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+    blob=st.binary(max_size=64),
+    dst_id=st.integers(0, 2**128 - 1),
+    via_remote=st.booleans(),
+)
+def test_forwarded_copy_is_the_input_with_only_the_routing_fields_changed(
+    identity: str,
+    ttl: int,
+    recv_from: int | None,
+    error: bool | None,
+    e2e: bytes | None,
+    metadata: dict[str, str],
+    blob: bytes,
+    dst_id: int,
+    via_remote: bool,
+) -> None:
+    fwd = Forwarder()
+    amac, bmac = TestMac(b"in"), TestMac(b"out")
+    a = fwd.add_connection(ConnType.EDGE, mac=amac)
+    b = fwd.add_connection(ConnType.REMOTE if via_remote else ConnType.EDGE, mac=bmac)
+    dst = Name("org", "ns", "dst", dst_id)
+    fwd.receive(b, subscription(dst, 1, mac=bmac))
+    fwd.take_outputs()
+    msg = pb.Message()
+    p = msg.publish
+    h = p.header
+    Name("org", "ns", "src", 3).fill_proto(h.source)
+    dst.fill_proto(h.destination)
+    h.identity = identity
+    h.fanout = 1
+    h.ttl = ttl
+    h.version = "3.4.6"
+    if recv_from is not None:
+        h.recv_from = recv_from
+    if error is not None:
+        h.error = error
+    if e2e is not None:
+        h.e2e_header_sig = e2e
+    p.session.session_id = 9
+    p.msg.app_payload.blob = blob
+    for k, v in metadata.items():
+        msg.metadata[k] = v
+    amac.sign(h)
+    fwd.receive(a, msg.SerializeToString())
+    (data,) = dict(fwd.take_outputs())[b]
+    out = decode(data)
+    oh = out.publish.header
+    assert bmac.verify(oh)
+    assert oh.ttl == ttl - 1
+    assert oh.incoming_conn == a
+    assert not oh.HasField("recv_from")
+    assert not oh.HasField("forward_to")
+    expected = pb.Message()
+    expected.CopyFrom(msg)
+    eh = expected.publish.header
+    eh.ttl = ttl - 1
+    eh.incoming_conn = a
+    eh.ClearField("recv_from")
+    eh.header_mac = oh.header_mac
+    assert out == expected
