@@ -299,6 +299,14 @@ def _feed(
     return events
 
 
+def _frame_lengths(data: bytes) -> list[int]:
+    lengths, pos = [], 0
+    while pos + 9 <= len(data):
+        lengths.append(int.from_bytes(data[pos : pos + 3], "big"))
+        pos += 9 + lengths[-1]
+    return lengths
+
+
 def _frame_types(data: bytes) -> list[int]:
     types, pos = [], 0
     while pos + 9 <= len(data):
@@ -428,3 +436,35 @@ def test_peer_stream_limit_is_a_local_error() -> None:
     client.start_request(PATH, "h")
     with pytest.raises(LocalProtocolError):
         client.start_request(PATH, "h")
+
+
+def test_oversized_frame_header_rejected_before_its_body() -> None:
+    server = GrpcConnection(client_side=False, max_frame_size=16384)
+    server.initiate()
+    server.flush()
+    preface = _valid_client_bytes([])
+    header = (16385).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big")
+    events = server.receive_data(preface + header)  # no body sent at all
+    (term,) = [e for e in events if isinstance(e, ConnectionTerminated)]
+    assert term.error_code == 6  # FRAME_SIZE_ERROR
+    assert not term.remote
+    assert 0x7 in _frame_types(server.flush())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=70_000), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(min_value=0, max_value=300_000), max_size=30),
+)
+def test_frame_walk_never_rejects_valid_big_frames(sizes: list[int], cuts: list[int]) -> None:
+    msgs = [bytes([i % 256]) * n for i, n in enumerate(sizes)]
+    client, server = pair()  # settings exchanged: the client may now send frames up to 4 MiB
+    sid, out = client.start_request(PATH, "h")
+    out.push_many(msgs)
+    client.mark_dirty(sid, out)
+    client.end_stream(sid)
+    data = client.flush()
+    assert max(sizes) < 16384 or max(_frame_lengths(data)) > 16384
+    events = _feed(server, data, cuts)
+    assert not any(isinstance(e, ConnectionTerminated) for e in events)
+    assert messages(events, sid) == msgs

@@ -488,3 +488,31 @@ async def test_channel_after_server_goaway() -> None:
     assert await asyncio.wait_for(stream.recv(), T) == []
     await asyncio.wait_for(closing, T)
     await asyncio.wait_for(ch.aclose(), T)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # not HTTP/2 at all
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x04\x09\x00\x00\x00\x00\x01abcd",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64,
+    ],
+    ids=["http1", "bad-continuation", "junk-frame"],
+)
+async def test_garbage_on_the_socket_gets_goaway_and_server_lives(
+    server: Server, garbage: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(garbage)
+    received = await asyncio.wait_for(reader.read(-1), T)  # the server closes the connection
+    writer.close()
+    frame_types = []
+    pos = 0
+    while pos + 9 <= len(received):
+        frame_types.append(received[pos + 3])
+        pos += 9 + int.from_bytes(received[pos : pos + 3], "big")
+    assert 0x7 in frame_types  # GOAWAY
+    stream = await open_stream(f"http://127.0.0.1:{server.port}", PATH)
+    stream.send(b"still serving")
+    assert await recv_n(stream, 1) == [b"still serving"]
+    await stream.close()

@@ -222,6 +222,10 @@ class GrpcConnection:
             values[h2.settings.SettingCodes.ENABLE_PUSH] = 0
         self._h2.local_settings = h2.settings.Settings(client=client_side, initial_values=values)
         self._h2.max_inbound_frame_size = max_frame_size
+        # Frame-header walk (see _frame_lengths_ok): bytes to skip to the next header (the
+        # client preface first, on the server side) and a header split across reads.
+        self._skip = 0 if client_side else 24
+        self._partial_header = b""
         self._streams: dict[int, _StreamState] = {}
         self._dirty: dict[int, _StreamState] = {}
         self._last_inbound_id = 0
@@ -248,6 +252,10 @@ class GrpcConnection:
         """Feed bytes read from the socket; return what happened."""
         if self.terminated:
             return []
+        if not self._frame_lengths_ok(data):
+            return self._fail_connection(
+                h2.errors.ErrorCodes.FRAME_SIZE_ERROR, "peer announced an oversized frame"
+            )
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -281,6 +289,39 @@ class GrpcConnection:
         if window:
             out.append(WindowUpdated())
         return out
+
+    def _frame_lengths_ok(self, data: bytes) -> bool:
+        """Check every frame header passing by against our max frame size.
+
+        ``h2`` only checks a frame's length once the whole frame is buffered, so a peer that
+        announces a 16 MiB frame would make us buffer 16 MiB first. Walking the headers here
+        (a few per read) rejects it at the header.
+        """
+        limit = self._h2.max_inbound_frame_size
+        n = len(data)
+        pos = self._skip
+        if self._partial_header:
+            take = 9 - len(self._partial_header)
+            head = self._partial_header + data[:take]
+            if len(head) < 9:
+                self._partial_header = head
+                return True
+            self._partial_header = b""
+            length = int.from_bytes(head[:3], "big")
+            if length > limit:
+                return False
+            pos = take + length
+        while pos + 9 <= n:
+            length = int.from_bytes(data[pos : pos + 3], "big")
+            if length > limit:
+                return False
+            pos += 9 + length
+        if pos < n:
+            self._partial_header = data[pos:]
+            self._skip = 0
+        else:
+            self._skip = pos - n
+        return True
 
     def _fail_connection(self, code: int, reason: str) -> list[Event]:
         log.debug("closing connection: %s", reason)
