@@ -92,9 +92,9 @@ async def test_response_headers_sent_before_any_message() -> None:
     try:
         stream = await open_stream(f"http://127.0.0.1:{srv.port}", PATH)
         async with asyncio.timeout(T):
-            while not stream.response_headers:  # type: ignore[attr-defined]
+            while not stream.response_headers:
                 await asyncio.sleep(0.01)
-        assert (":status", "200") in stream.response_headers  # type: ignore[attr-defined]
+        assert (":status", "200") in stream.response_headers
         release.set()
         assert await asyncio.wait_for(stream.recv(), T) == []
     finally:
@@ -219,11 +219,15 @@ async def test_handler_exception_is_internal_with_message() -> None:
 
 
 async def test_graceful_close_with_trailers() -> None:
+    handler_done = asyncio.Event()
+
     async def handler(stream: Stream) -> None:
         stream.send_many([b"a", b"b", b"c"])
         await stream.close(Status.NOT_FOUND, "gone: 100% ☃")
         with pytest.raises(ConnectionClosed):
             stream.send(b"after close")
+        assert await stream.recv() == []  # the call is over on this side too
+        handler_done.set()
 
     srv = await start_server({PATH: handler}, "127.0.0.1", 0)
     try:
@@ -233,8 +237,9 @@ async def test_graceful_close_with_trailers() -> None:
             await asyncio.wait_for(stream.recv(), T)
         assert info.value.status == Status.NOT_FOUND
         assert info.value.grpc_message == "gone: 100% ☃"
-        assert ("grpc-status", "5") in stream.trailers  # type: ignore[attr-defined]
+        assert ("grpc-status", "5") in stream.trailers
         assert stream.closed
+        await asyncio.wait_for(handler_done.wait(), T)
     finally:
         await srv.close(0)
 

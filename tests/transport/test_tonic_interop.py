@@ -91,16 +91,16 @@ def ref_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeInfo]:
 async def test_our_client_reaches_tonic_server(ref_node: NodeInfo) -> None:
     stream = await open_stream(ref_node.endpoint, DATAPLANE_PATH)
     async with asyncio.timeout(T):
-        while not stream.response_headers:  # type: ignore[attr-defined]
+        while not stream.response_headers:
             await asyncio.sleep(0.01)
-    headers = dict(stream.response_headers)  # type: ignore[attr-defined]
+    headers = dict(stream.response_headers)
     assert headers[":status"] == "200"
     assert headers["content-type"].startswith("application/grpc")
     # Not a protobuf Message: the reference drops the link and ends the call with trailers
     # (observed: grpc-status 0), which our client must parse as a clean end.
     stream.send(b"\xff\xff\xff")
     assert await asyncio.wait_for(stream.recv(), T) == []
-    assert ("grpc-status", "0") in stream.trailers  # type: ignore[attr-defined]
+    assert ("grpc-status", "0") in stream.trailers
     assert stream.closed
 
 

@@ -66,8 +66,6 @@ class H2Stream(Stream):
         self._proto = proto
         self._out = out
         self._unacked = 0
-        self.response_headers: Headers = ()
-        self.trailers: Headers = ()
 
     def send(self, message: bytes) -> None:
         if self._send_closed:
@@ -96,6 +94,7 @@ class H2Stream(Stream):
             core.end_stream(self.stream_id)
         else:
             core.send_trailers(self.stream_id, status, message)
+            self._finish(None)  # the call is over: nothing more will be received
         self._close_send()
         self._proto.schedule_flush()
         self._proto.stream_maybe_done(self)

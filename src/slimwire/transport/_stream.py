@@ -56,6 +56,10 @@ class Stream(abc.ABC):
         self._ended = False  # the peer's side is over (cleanly or not)
         self._end_error: SlimwireError | None = None
         self._send_closed = False  # we can no longer send
+        self.response_headers: Headers = ()
+        """Client side: the server's response headers, once they arrived."""
+        self.trailers: Headers = ()
+        """Client side: the trailers that ended the call."""
 
     # -- abstract, per transport -------------------------------------------------------------
 
@@ -191,6 +195,10 @@ async def run_handler(handler: Handler, stream: Stream) -> None:
             stream.abort(exc.status, exc.grpc_message)
     except ConnectionClosed as exc:
         log.debug("call %s from %s ended: %s", stream.path, stream.peer, exc)
+    except RemoteProtocolError as exc:  # the stream already ended with the right status
+        log.info("call %s from %s failed: %s", stream.path, stream.peer, exc)
+        if not stream.closed:
+            stream.abort(Status.INTERNAL, str(exc))
     except Exception as exc:
         log.exception("handler for %s from %s failed", stream.path, stream.peer)
         if not stream.closed:
