@@ -18,12 +18,10 @@ import logging
 from collections.abc import Iterable
 
 import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-import hyperframe.frame
 
 from slimwire.errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from slimwire.transport._events import (
@@ -39,7 +37,8 @@ from slimwire.transport._events import (
     StreamReset,
     WindowUpdated,
 )
-from slimwire.transport._framing import DEFAULT_MAX_MESSAGE_SIZE, PREFIX_STRUCT, MessageDecoder
+from slimwire.transport._framing import DEFAULT_MAX_MESSAGE_SIZE, MessageDecoder, OutQueue
+from slimwire.transport._h2compat import H2Connection
 from slimwire.transport._status import (
     Status,
     decode_grpc_message,
@@ -55,7 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_pack_prefix = PREFIX_STRUCT.pack
 
 DEFAULT_WINDOW_SIZE = 8 * 1024 * 1024
 """Per-stream receive window we advertise; the connection window is twice that."""
@@ -74,88 +72,6 @@ def _decode(value: bytes) -> str:
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     return tuple((_decode(k), _decode(v)) for k, v in raw)
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """``h2`` with a graceful GOAWAY.
-
-    ``h2`` treats any GOAWAY, sent or received, as the end of the connection and refuses every
-    later frame. gRPC servers (tonic, grpcio, ours) shut down gracefully by sending GOAWAY with
-    NO_ERROR and then finishing the streams at or below ``last_stream_id``, so a NO_ERROR GOAWAY
-    here is reported as an event but leaves the connection open for those streams.
-    """
-
-    def _receive_frame(self, frame: hyperframe.frame.Frame) -> list[h2.events.Event]:
-        # h2 formats ``repr(frame)`` for its trace log on every frame, even with logging off,
-        # and a DATA frame's repr hex-encodes the whole payload: a quarter of the receive CPU
-        # at 560-byte messages. A per-frame override keeps the repr short and cheap.
-        if type(frame) is hyperframe.frame.DataFrame:
-            size = len(frame.data)
-            frame.__dict__["_body_repr"] = lambda: f"<{size} bytes>"
-        return super()._receive_frame(frame)
-
-    def _receive_goaway_frame(
-        self, frame: hyperframe.frame.GoAwayFrame
-    ) -> tuple[list[hyperframe.frame.Frame], list[h2.events.Event]]:
-        if frame.error_code:
-            return super()._receive_goaway_frame(frame)
-        ev = h2.events.ConnectionTerminated()
-        ev.error_code = h2.errors.ErrorCodes.NO_ERROR
-        ev.last_stream_id = frame.last_stream_id
-        ev.additional_data = frame.additional_data or None
-        return [], [ev]
-
-    def graceful_goaway(self, last_stream_id: int, additional_data: bytes | None) -> None:
-        state = self.state_machine.state
-        self.close_connection(0, additional_data=additional_data, last_stream_id=last_stream_id)
-        self.state_machine.state = state
-
-
-class OutQueue:
-    """The outbound gRPC byte queue of one stream: framed messages waiting for the window.
-
-    The driver's ``Stream.send`` appends here directly (no per-message call into the connection);
-    ``size`` is what ``pending_bytes`` reports and what the high-water mark bounds.
-    """
-
-    __slots__ = ("chunks", "size")
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-    def push(self, message: bytes) -> None:
-        n = len(message)
-        self.chunks += (_pack_prefix(0, n), message)
-        self.size += n + 5
-
-    def push_many(self, messages: Iterable[bytes]) -> int:
-        chunks = self.chunks
-        append = chunks.append
-        pack = _pack_prefix
-        before = len(chunks)
-        for m in messages:
-            append(pack(0, len(m)))
-            append(m)
-        # Every other chunk is a payload: sum their sizes once, in C.
-        total = sum(map(len, chunks[before + 1 :: 2])) + 5 * ((len(chunks) - before) // 2)
-        self.size += total
-        return total
-
-    def take(self, limit: int) -> bytes:
-        """Remove and return up to ``limit`` queued bytes."""
-        data = b"".join(self.chunks) if len(self.chunks) != 1 else bytes(self.chunks[0])
-        if len(data) <= limit:
-            self.chunks.clear()
-            self.size = 0
-            return data
-        self.chunks = [data[limit:]]
-        self.size = len(data) - limit
-        return data[:limit]
-
-    def clear(self) -> None:
-        self.chunks.clear()
-        self.size = 0
 
 
 class _StreamState:
@@ -211,7 +127,7 @@ class GrpcConnection:
         self.max_message_size = max_message_size
         self.window_size = window_size
         config = h2.config.H2Configuration(client_side=client_side, header_encoding=None)
-        self._h2 = _H2Connection(config=config)
+        self._h2 = H2Connection(config=config)
         values = {
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window_size,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: max_frame_size,

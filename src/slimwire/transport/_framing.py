@@ -21,6 +21,7 @@ __all__ = [
     "PREFIX_LEN",
     "PREFIX_STRUCT",
     "MessageDecoder",
+    "OutQueue",
     "encode_message",
     "encode_messages",
     "prefix",
@@ -52,6 +53,53 @@ def encode_messages(messages: Iterable[bytes]) -> bytes:
         parts.append(_pack(0, len(m)))
         parts.append(m)
     return b"".join(parts)
+
+
+class OutQueue:
+    """The outbound gRPC byte queue of one stream: framed messages waiting for the window.
+
+    The driver's ``Stream.send`` appends here directly (no per-message call into the connection);
+    ``size`` is what ``pending_bytes`` reports and what the high-water mark bounds.
+    """
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def push(self, message: bytes) -> None:
+        n = len(message)
+        self.chunks += (_pack(0, n), message)
+        self.size += n + 5
+
+    def push_many(self, messages: Iterable[bytes]) -> int:
+        chunks = self.chunks
+        append = chunks.append
+        pack = _pack
+        before = len(chunks)
+        for m in messages:
+            append(pack(0, len(m)))
+            append(m)
+        # Every other chunk is a payload: sum their sizes once, in C.
+        total = sum(map(len, chunks[before + 1 :: 2])) + 5 * ((len(chunks) - before) // 2)
+        self.size += total
+        return total
+
+    def take(self, limit: int) -> bytes:
+        """Remove and return up to ``limit`` queued bytes."""
+        data = b"".join(self.chunks) if len(self.chunks) != 1 else bytes(self.chunks[0])
+        if len(data) <= limit:
+            self.chunks.clear()
+            self.size = 0
+            return data
+        self.chunks = [data[limit:]]
+        self.size = len(data) - limit
+        return data[:limit]
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.size = 0
 
 
 class MessageDecoder:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import cast
 
 from slimwire.errors import ConnectionClosed, GrpcError
-from slimwire.transport._core import GrpcConnection, OutQueue
+from slimwire.transport._core import GrpcConnection
 from slimwire.transport._events import (
     ConnectionTerminated,
     Headers,
@@ -31,6 +31,7 @@ from slimwire.transport._events import (
     StreamReset,
     WindowUpdated,
 )
+from slimwire.transport._framing import OutQueue
 from slimwire.transport._status import Status
 from slimwire.transport._stream import Stream
 
