@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl as _ssl
 from collections.abc import Mapping
 
@@ -99,14 +100,15 @@ class Server:
         return _ServerProtocol(self, core)
 
     @property
-    def sockets(self) -> tuple[object, ...]:
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (empty once closed)."""
         return tuple(self._server.sockets) if self._server is not None else ()
 
     @property
     def port(self) -> int:
+        """The bound port (of the first listening socket)."""
         for sock in self.sockets:
-            name = sock.getsockname()  # type: ignore[attr-defined]
-            return int(name[1])
+            return int(sock.getsockname()[1])
         raise RuntimeError("server is not listening")
 
     @property
