@@ -436,3 +436,21 @@ def test_bench_json_fanout_and_two_producers(node_endpoint: str):
     assert r["published"] == r["delivered"] == 2001
     assert r["lost"] == 0
     assert r["message_bytes"] > 1024  # type: ignore[operator]
+
+
+def test_stamp_keeps_both_pool_views_identical():
+    pool = build_pool(
+        SRC,
+        DST,
+        identity="tok",
+        payload_size=30,
+        multicast=False,
+        signer=None,
+        count=50,
+        sample_every=7,
+    )
+    pool.stamp(3, 40, 987_654_321)
+    assert _split(pool.buffer) == pool.messages
+    assert bytes(pool.view(7, 8))[5:] == pool.messages[7]
+    assert read_stamp(pool.messages[7]) == 987_654_321
+    assert read_stamp(pool.messages[1]) is None

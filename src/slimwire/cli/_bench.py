@@ -50,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="each consumer reads at most this many messages/s (slow-consumer tests)",
     )
+    p.add_argument(
+        "--link",
+        choices=("raw", "transport"),
+        default="raw",
+        help="raw: the bench's own lean HTTP/2 client (h2c; default); "
+        "transport: slimwire.transport (h2c or TLS)",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             sample_every=args.sample_every,
             consumer_rate=args.consumer_rate,
             use_uvloop=not args.no_uvloop,
+            link=args.link,
         )
     except ValueError as exc:
         print(f"slimwire bench: {exc}", file=sys.stderr)

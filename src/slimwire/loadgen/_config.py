@@ -42,6 +42,9 @@ class BenchConfig:
     setup_timeout: float = 20.0
     """Seconds for every process to connect, negotiate and subscribe."""
     use_uvloop: bool = True
+    link: str = "raw"
+    """``raw``: the load generator's own lean HTTP/2 client (h2c only; the default, cheap enough
+    not to be the bottleneck); ``transport``: :mod:`slimwire.transport` (h2c and TLS)."""
 
     def __post_init__(self) -> None:
         if self.messages < 0:
@@ -57,6 +60,8 @@ class BenchConfig:
             )
         if self.timeout <= 0 or self.idle <= 0 or self.setup_timeout <= 0:
             raise ValueError("timeouts must be positive")
+        if self.link not in ("raw", "transport"):
+            raise ValueError(f"link must be 'raw' or 'transport', not {self.link!r}")
         if self.sample_every < 0 or self.pool < 1 or self.consumer_rate < 0:
             raise ValueError("sample_every >= 0, pool >= 1 and consumer_rate >= 0 are required")
 
@@ -74,6 +79,7 @@ class ConsumerSpec:
     deadline: float
     rate: float
     use_uvloop: bool
+    link: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,7 @@ class ProducerSpec:
     pool: int
     sample_every: int
     use_uvloop: bool
+    link: str
 
 
 def _random_id(rng: random.Random) -> int:
@@ -127,6 +134,7 @@ def plan(
             deadline=cfg.timeout + 5.0,
             rate=cfg.consumer_rate,
             use_uvloop=cfg.use_uvloop,
+            link=cfg.link,
         )
         for i in range(cfg.consumers)
     ]
@@ -144,6 +152,7 @@ def plan(
             pool=cfg.pool,
             sample_every=cfg.sample_every,
             use_uvloop=cfg.use_uvloop,
+            link=cfg.link,
         )
         for j in range(cfg.producers)
     ]

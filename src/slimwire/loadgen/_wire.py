@@ -102,11 +102,14 @@ def build_subscribe(
 class PublishPool:
     """Pre-serialized ``Publish`` messages of one length, and which slots carry stamps.
 
-    Mutable on purpose: a sampled slot's bytes are replaced with a freshly stamped copy just
-    before each write (one small concatenation per sample; every other slot is reused as is).
+    Two views of the same messages: ``messages`` (one ``bytes`` each, for a transport that
+    frames messages itself) and ``buffer`` (the whole pool as one gRPC byte stream, for the raw
+    link, which writes slices of it). Mutable on purpose: sampled slots get their send time
+    patched in both just before each write.
     """
 
     messages: list[bytes]
+    buffer: bytearray
     sample_every: int
     """Slot ``i`` carries a latency stamp when ``i % sample_every == 0``; 0 means never."""
 
@@ -131,13 +134,22 @@ class PublishPool:
             return
         first = -(-start // every) * every
         msgs = self.messages
+        buf = self.buffer
+        flen = len(msgs[0]) + 5
         tail = _STAMP.pack(now_ns) + b"\x01"
         for i in range(first, end, every):
             msgs[i] = msgs[i][:-STAMP_LEN] + tail
+            at = (i + 1) * flen - STAMP_LEN
+            buf[at : at + STAMP_LEN] = tail
+
+    def view(self, start: int, end: int) -> memoryview:
+        """Slots ``[start, end)`` as gRPC bytes, without copying."""
+        flen = self.frame_len
+        return memoryview(self.buffer)[start * flen : end * flen]
 
     def framed(self, start: int = 0, end: int | None = None) -> bytes:
-        """Slots ``[start, end)`` as one gRPC byte stream (for transports that take raw bytes)."""
-        return b"".join(grpc_frame(m) for m in self.messages[start:end])
+        """Slots ``[start, end)`` as one gRPC byte stream (a copy)."""
+        return bytes(self.view(start, self.count if end is None else end))
 
 
 def build_pool(
@@ -184,7 +196,8 @@ def build_pool(
     lengths = {len(m) for m in messages}
     if len(lengths) != 1:  # pragma: no cover - guarded by the id range above
         raise AssertionError(f"pool messages differ in length: {sorted(lengths)}")
-    return PublishPool(messages, sample_every)
+    buffer = bytearray(b"".join(grpc_frame(m) for m in messages))
+    return PublishPool(messages, buffer, sample_every)
 
 
 def read_stamp(message: bytes | memoryview) -> int | None:

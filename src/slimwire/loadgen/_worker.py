@@ -22,8 +22,11 @@ from typing import Any, TypeVar
 
 from slimwire._constants import DEFAULT_TTL
 from slimwire._proto import data_plane_pb2 as pb
+from slimwire.errors import ConnectionClosed, SlimwireTimeout, SubscriptionError
 from slimwire.loadgen._config import ConsumerSpec, ProducerSpec
 from slimwire.loadgen._link import BenchLink, open_link
+from slimwire.loadgen._rawh2 import MAX_WINDOW, GrpcCounter
+from slimwire.loadgen._rawlink import RawLink, open_raw_link
 from slimwire.loadgen._stats import ConsumerReport, ProducerReport
 from slimwire.loadgen._wire import (
     LatencyTally,
@@ -43,7 +46,17 @@ WRITE_CHUNK = 256 * 1024
 _SUBSCRIBE_TIMEOUT = 10.0
 _WATCHDOG_PERIOD = 0.1
 
+_SLOW_WINDOW = 1024 * 1024
+"""HTTP/2 window of a rate-limited consumer, so that the node feels its slowness."""
+
 T = TypeVar("T")
+AnyLink = BenchLink | RawLink
+
+
+async def _open(endpoint: str, kind: str, *, slow: bool = False) -> AnyLink:
+    if kind == "raw":
+        return await open_raw_link(endpoint, window=_SLOW_WINDOW if slow else MAX_WINDOW)
+    return await open_link(endpoint)
 
 
 def _run(main: Coroutine[Any, Any, T], use_uvloop: bool) -> T:
@@ -102,28 +115,36 @@ def consumer_main(spec: ConsumerSpec, conn: Connection, progress: Any, slot: int
     _send(conn, "report", report)
 
 
-async def _subscribe(link: BenchLink, spec: ConsumerSpec) -> None:
+async def _subscribe(link: AnyLink, spec: ConsumerSpec) -> None:
     sub_id = random.getrandbits(63) | 1
     identity = identity_token(f"bench-{spec.name.service}")
     link.send(build_subscribe(spec.name, sub_id, identity, link.signer))
     await link.drain()
-    async with asyncio.timeout(_SUBSCRIBE_TIMEOUT):
-        while True:
-            for raw in await link.recv():
-                msg = pb.Message.FromString(raw)
-                if msg.WhichOneof("message_type") != "subscription_ack":
-                    continue
-                ack = msg.subscription_ack
-                if ack.subscription_id != sub_id:
-                    continue
-                if not ack.success:
-                    raise RuntimeError(f"subscription refused: {ack.error}")
-                return
+    try:
+        async with asyncio.timeout(_SUBSCRIBE_TIMEOUT):
+            await _await_ack(link, sub_id)
+    except TimeoutError:
+        raise SlimwireTimeout(f"no SubscriptionAck within {_SUBSCRIBE_TIMEOUT:.0f} s") from None
 
 
-def validate_delivery(
-    raw: bytes, spec_name_key: tuple[int, int, int, int], link: BenchLink
-) -> bool:
+async def _await_ack(link: AnyLink, sub_id: int) -> None:
+    while True:
+        batch = await link.recv()
+        if not batch:
+            raise ConnectionClosed("the node closed the link before acking the subscription")
+        for raw in batch:
+            msg = pb.Message.FromString(raw)
+            if msg.WhichOneof("message_type") != "subscription_ack":
+                continue
+            ack = msg.subscription_ack
+            if ack.subscription_id != sub_id:
+                continue
+            if not ack.success:
+                raise SubscriptionError(ack.error or "subscription refused")
+            return
+
+
+def validate_delivery(raw: bytes, spec_name_key: tuple[int, int, int, int], link: AnyLink) -> bool:
     """Check one delivered message in full: a Publish for us, ttl decremented once by the node,
     ``incoming_conn`` set, and (when the link has a key) a header MAC that verifies."""
     try:
@@ -146,7 +167,7 @@ def validate_delivery(
 async def _consume(
     spec: ConsumerSpec, conn: Connection, progress: Any, slot: int
 ) -> ConsumerReport:
-    link = await open_link(spec.endpoint)
+    link = await _open(spec.endpoint, spec.link, slow=spec.rate > 0)
     try:
         await _subscribe(link, spec)
         _send(conn, "ready", spec.index)
@@ -154,9 +175,73 @@ async def _consume(
         if cmd[0] != "go":
             raise RuntimeError(f"no GO from the driver ({cmd[0]})")
         go_ns: int = cmd[1]
+        if isinstance(link, RawLink):
+            return await _count(link, spec, go_ns, progress, slot)
         return await _receive(link, spec, go_ns, progress, slot)
     finally:
         await link.aclose()
+
+
+async def _count(
+    link: RawLink, spec: ConsumerSpec, go_ns: int, progress: Any, slot: int
+) -> ConsumerReport:
+    """The raw link's consumer: received bytes flow straight into a counter."""
+    counter = GrpcCounter(not_before_ns=go_ns)
+    main = asyncio.current_task()
+    assert main is not None
+    stopped: list[bool] = []
+    idle_ns = int(spec.idle * 1e9)
+    deadline_ns = go_ns + int(spec.deadline * 1e9)
+    dog = asyncio.create_task(
+        _watch_task(main, lambda: link.last_ns or go_ns, idle_ns, deadline_ns, stopped)
+    )
+    error = ""
+    cpu0 = time.process_time()
+    try:
+        await link.count(counter, spec.expected, progress=progress, slot=slot, rate=spec.rate)
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        main.uncancel()
+    except Exception as exc:
+        error = f"consumer {spec.index}: {type(exc).__name__}: {exc}"
+    finally:
+        dog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dog
+    cpu = time.process_time() - cpu0
+    progress[slot] = counter.count
+    first = counter.first
+    return ConsumerReport(
+        index=spec.index,
+        expected=spec.expected,
+        received=counter.count,
+        bytes=counter.bytes,
+        first_ns=link._first_ns,
+        last_ns=link.last_ns,
+        latencies_ns=tuple(counter.samples),
+        bad_stamps=counter.bad_stamps,
+        cpu_s=cpu,
+        validated=first is not None and validate_delivery(first, spec.name.key, link),
+        error=error,
+    )
+
+
+async def _watch_task(
+    main: asyncio.Task[Any],
+    last: Callable[[], int],
+    idle_ns: int,
+    deadline_ns: int,
+    stopped: list[bool],
+) -> None:
+    """Cancel ``main`` once nothing arrived for ``idle_ns``, or at ``deadline_ns``."""
+    while True:
+        await asyncio.sleep(_WATCHDOG_PERIOD)
+        now = time.monotonic_ns()
+        if now - last() > idle_ns or now > deadline_ns:
+            stopped.append(True)
+            main.cancel()
+            return
 
 
 async def _receive(
@@ -176,18 +261,9 @@ async def _receive(
     error = ""
     main = asyncio.current_task()
     assert main is not None
-    state = {"last": go_ns, "stopped": False}
-
-    async def watchdog() -> None:
-        while True:
-            await asyncio.sleep(_WATCHDOG_PERIOD)
-            now = clock()
-            if now - state["last"] > idle_ns or now > deadline_ns:
-                state["stopped"] = True
-                main.cancel()
-                return
-
-    dog = asyncio.create_task(watchdog())
+    last = [go_ns]
+    stopped: list[bool] = []
+    dog = asyncio.create_task(_watch_task(main, lambda: last[0], idle_ns, deadline_ns, stopped))
     try:
         while tally.count < expected:
             batch = await link.recv()
@@ -195,7 +271,7 @@ async def _receive(
                 error = f"consumer {spec.index}: link closed by the node"
                 break
             now = clock()
-            state["last"] = now
+            last[0] = now
             if not first_ns:
                 first_ns = now
                 validated = validate_delivery(batch[0], name_key, link)
@@ -211,7 +287,7 @@ async def _receive(
                 if ahead > 0:
                     await asyncio.sleep(ahead)
     except asyncio.CancelledError:
-        if not state["stopped"]:
+        if not stopped:
             raise
         main.uncancel()
     except Exception as exc:
@@ -249,7 +325,7 @@ def producer_main(spec: ProducerSpec, conn: Connection, progress: Any, slot: int
 
 
 async def _produce(spec: ProducerSpec, conn: Connection, progress: Any, slot: int) -> None:
-    link = await open_link(spec.endpoint)
+    link = await _open(spec.endpoint, spec.link)
     try:
         pool = build_pool(
             spec.source,
@@ -277,7 +353,7 @@ async def _produce(spec: ProducerSpec, conn: Connection, progress: Any, slot: in
 
 
 async def _write_all(
-    link: BenchLink, pool: PublishPool, spec: ProducerSpec, *, go_ns: int, progress: Any, slot: int
+    link: AnyLink, pool: PublishPool, spec: ProducerSpec, *, go_ns: int, progress: Any, slot: int
 ) -> ProducerReport:
     total = spec.messages
     per_write = max(1, WRITE_CHUNK // pool.frame_len)
@@ -288,6 +364,7 @@ async def _write_all(
     cpu0 = time.process_time()
     error = ""
     loop = asyncio.get_running_loop()
+    raw = link if isinstance(link, RawLink) else None
     try:
         # The deadline also bounds a drain that a stalled node never lets finish.
         async with asyncio.timeout_at(loop.time() + max(0.0, (deadline_ns - start) / 1e9)):
@@ -295,7 +372,10 @@ async def _write_all(
                 n = min(per_write, total - sent, pool.count - pos)
                 now = clock()
                 pool.stamp(pos, pos + n, now)
-                link.send_many(pool.messages[pos : pos + n])
+                if raw is not None:
+                    raw.write_pool(pool, pos, pos + n)
+                else:
+                    link.send_many(pool.messages[pos : pos + n])
                 sent += n
                 pos = (pos + n) % pool.count
                 progress[slot] = sent
