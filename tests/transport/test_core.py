@@ -468,3 +468,34 @@ def test_frame_walk_never_rejects_valid_big_frames(sizes: list[int], cuts: list[
     events = _feed(server, data, cuts)
     assert not any(isinstance(e, ConnectionTerminated) for e in events)
     assert messages(events, sid) == msgs
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    status=st.text(max_size=12),
+    grpc_status=st.one_of(st.none(), st.text(max_size=12)),
+    message=st.text(max_size=40),
+)
+def test_client_core_any_response_and_trailer_values(
+    status: str, grpc_status: str | None, message: str
+) -> None:
+    """Whatever a server puts in :status / grpc-status / grpc-message, the call ends cleanly."""
+    client = GrpcConnection(client_side=True)
+    client.initiate()
+    sid, _ = client.start_request(PATH, "h")
+    raw = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, validate_outbound_headers=False)
+    )
+    raw.initiate_connection()
+    raw.receive_data(client.flush())
+    raw.send_headers(sid, [(":status", status.encode("utf-8", "surrogatepass"))])
+    trailers = [(b"grpc-message", message.encode("utf-8", "surrogatepass"))]
+    if grpc_status is not None:
+        trailers.append((b"grpc-status", grpc_status.encode("utf-8", "surrogatepass")))
+    raw.send_headers(sid, trailers, end_stream=True)
+    events = client.receive_data(raw.data_to_send())
+    ends = [e for e in events if isinstance(e, StreamEnded)]
+    terms = [e for e in events if isinstance(e, ConnectionTerminated)]
+    assert len(ends) == 1 or terms
+    if ends and (status != "200" or grpc_status is None or not grpc_status.isascii()):
+        assert ends[0].status != 0

@@ -70,6 +70,11 @@ def _decode(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
+def _is_number(text: str) -> bool:
+    # str.isdigit() alone accepts "²" and other digits int() rejects.
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     return tuple((_decode(k), _decode(v)) for k, v in raw)
 
@@ -285,7 +290,7 @@ class GrpcConnection:
         st.response_headers = headers
         status = next((v for k, v in headers if k == ":status"), "")
         if status != "200":
-            code = status_from_http(int(status)) if status.isdigit() else Status.UNKNOWN
+            code = status_from_http(int(status)) if _is_number(status) else Status.UNKNOWN
             st.trailers = (("grpc-status", str(int(code))), ("grpc-message", f"HTTP {status}"))
             if ev.stream_ended is None:
                 self._reset(st, h2.errors.ErrorCodes.CANCEL)
@@ -357,7 +362,7 @@ class GrpcConnection:
         message = decode_grpc_message(next((v for k, v in trailers if k == "grpc-message"), ""))
         if raw_status is None:
             status, message = int(Status.UNKNOWN), message or "response ended without grpc-status"
-        elif raw_status.isdigit():
+        elif _is_number(raw_status):
             status = int(raw_status)
         else:
             status, message = int(Status.UNKNOWN), f"invalid grpc-status {raw_status!r}"
