@@ -98,6 +98,9 @@ def test_frame_matches_protobuf_and_spec(msg: pb.Message, ttl: int, conn: int | 
     signed = pb.Message.FromString(out.signed(HeaderMac(KEY_OUT, LINK_OUT)))
     assert signed == _expected_forward(msg, ttl, conn, sign=True)
     assert out.tag_for(HeaderMac(KEY_OUT, LINK_OUT)) == _header(signed).header_mac
+    assert frame.forward_signed(ttl, conn, HeaderMac(KEY_OUT, LINK_OUT)) == out.signed(
+        HeaderMac(KEY_OUT, LINK_OUT)
+    )
     assert pb.Message.FromString(out.unsigned()) == _expected_forward(msg, ttl, conn, sign=False)
 
 
@@ -128,6 +131,10 @@ def test_multibyte_lengths() -> None:
         assert frame is not None
         got = pb.Message.FromString(frame.forward(0, None).signed(HeaderMac(KEY_OUT, LINK_OUT)))
         assert got == _expected_forward(msg, 0, None, sign=True)
+        for ttl in (0, 1, 127, 128, 300, 2**32 - 1):
+            one_step = frame.forward_signed(ttl, 2**40, HeaderMac(KEY_OUT, LINK_OUT))
+            assert one_step == frame.forward(ttl, 2**40).signed(HeaderMac(KEY_OUT, LINK_OUT))
+            assert pb.Message.FromString(one_step) == _expected_forward(msg, ttl, 2**40, sign=True)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

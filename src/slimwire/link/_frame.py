@@ -118,6 +118,70 @@ class Frame(NamedTuple):
         """
         return Outbound(self, ttl, incoming_conn)
 
+    def forward_signed(self, ttl: int, incoming_conn: int | None, mac: HeaderMac) -> bytes:
+        """``forward(ttl, incoming_conn).signed(mac)`` in one step: the unicast hot path.
+
+        Same bytes, without the intermediate object (worth ~0.4 µs per message in CPython).
+        """
+        (
+            kind,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            err,
+            _,
+            body,
+            _,
+            raw,
+            bta,
+            bs,
+            be,
+            hta,
+            hs,
+            he,
+            keep_len,
+            mid,
+            high,
+        ) = self
+        if not 0 <= ttl <= 0xFFFFFFFF:
+            raise ValueError(f"ttl out of range: {ttl}")
+        if ttl:
+            mid += b"\x30" + (_BYTE[ttl] if ttl < 0x80 else _uvarint(ttl))
+        if incoming_conn is not None:
+            mid += b"\x48" + _uvarint(incoming_conn)
+        if err is not None:
+            mid += _ERR_FIELD[err]
+        hdr_len = keep_len + len(mid) + 34 + len(high)
+        if hdr_len < 0x80:
+            hdr_len_bytes = _BYTE[hdr_len]
+        elif hdr_len < 0x4000:
+            hdr_len_bytes = bytes(((hdr_len & 0x7F) | 0x80, hdr_len >> 7))
+        else:
+            hdr_len_bytes = _uvarint(hdr_len)
+        body_len = (hta - bs) + 1 + len(hdr_len_bytes) + hdr_len + (be - he)
+        return b"".join(
+            (
+                raw[:bta],
+                _KIND_TAG[kind],
+                bytes(((body_len & 0x7F) | 0x80, body_len >> 7))
+                if 0x80 <= body_len < 0x4000
+                else _uvarint(body_len),
+                raw[bs:hta],
+                b"\x0a",
+                hdr_len_bytes,
+                raw[hs : hs + keep_len],
+                mid,
+                _MAC_FIELD,
+                mac.tag2(body, _ERR_PRE[err] + _U32(ttl)),
+                high,
+                raw[he:],
+            )
+        )
+
 
 class Outbound:
     """The bytes of one forwarded message, waiting for each outgoing link's tag."""
