@@ -521,3 +521,32 @@ async def test_garbage_on_the_socket_gets_goaway_and_server_lives(
     stream.send(b"still serving")
     assert await recv_n(stream, 1) == [b"still serving"]
     await stream.close()
+
+
+async def test_client_abort_resets_server_call_and_closes_its_connection() -> None:
+    outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    async def handler(stream: Stream) -> None:
+        try:
+            async for _ in stream:
+                pass
+            outcome.set_result(None)
+        except ConnectionClosed as exc:
+            outcome.set_result(exc)
+
+    srv = await start_server({PATH: handler}, "127.0.0.1", 0)
+    try:
+        stream = await open_stream(f"http://127.0.0.1:{srv.port}", PATH)
+        stream.send(b"x")
+        async with asyncio.timeout(T):
+            while not srv.connections:
+                await asyncio.sleep(0.01)
+        stream.abort()
+        assert isinstance(await asyncio.wait_for(outcome, T), ConnectionClosed)
+        with pytest.raises(ConnectionClosed):
+            await stream.recv()
+        async with asyncio.timeout(T):
+            while srv.connections:
+                await asyncio.sleep(0.01)
+    finally:
+        await srv.close(0)
