@@ -39,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--node-id", help="this node's id (default: from the config)")
     p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run under cProfile and write the stats to FILE on stop (for performance work)",
+    )
+    p.add_argument(
         "--log-level",
         choices=sorted(_LEVELS),
         help="log level (default: the config's tracing.log_level)",
@@ -84,12 +89,22 @@ def run(args: argparse.Namespace) -> int:
         loop_factory = uvloop.new_event_loop
     except ImportError:
         loop_factory = None
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return int(runner.run(_serve(cfg)))
     except OSError as exc:
         log.error("cannot start node: %s", exc)
         return 1
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
 
 
 async def _serve(cfg: object) -> int:

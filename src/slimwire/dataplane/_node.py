@@ -44,6 +44,9 @@ _PERMISSION_DENIED = 7
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
 
+_SLICE = 1024
+"""Messages routed between two event-loop turns when a received batch is large."""
+
 
 class _Stream(Protocol):
     """The transport's Stream, as far as the node uses it."""
@@ -335,8 +338,24 @@ class Node:
                 batch = await stream.recv()
                 if not batch:
                     return "closed by peer"
-                fwd.receive_batch(cid, batch, time.monotonic())
-                congested = self._flush()
+                now = time.monotonic()
+                if len(batch) <= _SLICE:
+                    fwd.receive_batch(cid, batch, now)
+                    congested = self._flush()
+                else:
+                    # a big batch is routed in slices with a loop turn between them, so the
+                    # transport writes the first copies while we route the rest (the output of
+                    # one huge slice would all go out at once, after it, leaving both ends idle)
+                    for i in range(0, len(batch), _SLICE):
+                        fwd.receive_batch(cid, batch[i : i + _SLICE], now)
+                        congested = self._flush()
+                        if congested:
+                            await self._relieve(cid, congested)
+                            congested = None
+                        else:
+                            await asyncio.sleep(0)
+                        if cid not in self._streams:
+                            break
                 if cid not in self._streams:
                     return "closed by node"
         except GrpcError as exc:
