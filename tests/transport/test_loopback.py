@@ -550,3 +550,17 @@ async def test_client_abort_resets_server_call_and_closes_its_connection() -> No
                 await asyncio.sleep(0.01)
     finally:
         await srv.close(0)
+
+
+async def test_many_connections_at_once(server: Server) -> None:
+    url = f"http://127.0.0.1:{server.port}"
+    streams = await asyncio.gather(*(open_stream(url, PATH) for _ in range(30)))
+    for i, s in enumerate(streams):
+        s.send_many([i.to_bytes(2, "big")] * 100)
+    for i, s in enumerate(streams):
+        assert await recv_n(s, 100) == [i.to_bytes(2, "big")] * 100
+    assert server.connections == 30
+    for s in streams:
+        await s.close()
+    for s in streams:
+        assert await asyncio.wait_for(s.recv(), T) == []
