@@ -16,13 +16,29 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import hpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from slimwire._constants import DEFAULT_TTL, MULTICAST_FANOUT, SLIM_VERSION, UNICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
+from slimwire.errors import RemoteProtocolError
 from slimwire.loadgen._config import BenchConfig, plan
+from slimwire.loadgen._rawh2 import (
+    DATA,
+    HEADERS,
+    PING,
+    PREFACE,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    ClientCore,
+    GrpcCounter,
+    encode_frame,
+    grpc_stream,
+    split_grpc,
+)
 from slimwire.loadgen._stats import (
     ConsumerReport,
     LatencySummary,
@@ -425,6 +441,15 @@ def test_bench_json_unicast(node_endpoint: str):
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
 
 
+def test_bench_json_over_slimwire_transport(node_endpoint: str):
+    """The same run on the general-purpose transport (``--link transport``)."""
+    r = _bench(node_endpoint, "--messages", "2000", "--size", "100", "--link", "transport")
+    assert r["published"] == r["delivered"] == 2000
+    assert r["lost"] == 0
+    assert r["validated"] is True
+    assert r["errors"] == []
+
+
 def test_bench_json_fanout_and_two_producers(node_endpoint: str):
     r = _bench(node_endpoint, "--messages", "1000", "--size", "64", "-c", "3", "--fanout")
     assert (r["consumers"], r["fanout"], r["published"]) == (3, True, 1000)
@@ -454,3 +479,143 @@ def test_stamp_keeps_both_pool_views_identical():
     assert bytes(pool.view(7, 8))[5:] == pool.messages[7]
     assert read_stamp(pool.messages[7]) == 987_654_321
     assert read_stamp(pool.messages[1]) is None
+
+
+# ------------------------------------------------------------------------------- raw h2c link
+
+
+def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    out, prev = [], 0
+    for p in [*points, len(data)]:
+        out.append(data[prev:p])
+        prev = p
+    return out
+
+
+_messages = st.lists(
+    st.tuples(st.binary(max_size=60), st.one_of(st.none(), st.integers(0, 2**40))),
+    min_size=1,
+    max_size=25,
+)
+
+
+@given(_messages, st.lists(st.integers(0, 10**6), max_size=8))
+def test_grpc_counter_matches_the_messages_however_split(
+    items: list[tuple[bytes, int | None]], cuts: list[int]
+):
+    messages = [_stamped(body, stamp) for body, stamp in items]
+    counter = GrpcCounter(not_before_ns=0)
+    now = 2**41
+    for chunk in _chunks(grpc_stream(messages), cuts):
+        counter.feed(chunk, now)
+    assert counter.count == len(messages)
+    assert counter.bytes == sum(map(len, messages))
+    assert sorted(counter.samples) == sorted(now - s for _, s in items if s is not None)
+    assert counter.bad_stamps == 0
+    assert counter.first == messages[0]
+
+
+@given(st.binary(max_size=300), st.lists(st.integers(0, 400), max_size=5))
+def test_grpc_counter_rejects_garbage_cleanly(data: bytes, cuts: list[int]):
+    counter = GrpcCounter(max_message=1000)
+    try:
+        for chunk in _chunks(data, cuts):
+            counter.feed(chunk, 10)
+    except RemoteProtocolError:
+        return
+    assert counter.count >= 0
+
+
+def _server_frames(payload_messages: list[bytes], pad: int) -> bytes:
+    enc = hpack.Encoder()
+    grpc = grpc_stream(payload_messages)
+    half = len(grpc) // 2
+    padded = bytes([pad]) + grpc[half:] + bytes(pad)
+    return b"".join(
+        [
+            encode_frame(
+                SETTINGS, 0, 0, struct.pack(">HI", 4, 1 << 20) + struct.pack(">HI", 5, 1 << 22)
+            ),
+            encode_frame(PING, 0, 0, b"12345678"),
+            encode_frame(HEADERS, 0x4, 1, enc.encode([(":status", "200"), ("date", "x")])),
+            encode_frame(DATA, 0, 1, grpc[:half]),
+            encode_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1000)),
+            encode_frame(DATA, 0x8, 1, padded),
+            encode_frame(0x42, 0, 0, b"unknown frame types are ignored"),
+        ]
+    )
+
+
+@given(
+    st.lists(st.binary(min_size=STAMP_LEN, max_size=80), min_size=1, max_size=10),
+    st.integers(0, 20),
+    st.lists(st.integers(0, 10**5), max_size=10),
+)
+def test_client_core_parses_frames_however_split(messages: list[bytes], pad: int, cuts: list[int]):
+    wire = _server_frames(messages, pad)
+    core = ClientCore("127.0.0.1:1", "/p", window=1 << 20)
+    initial = core.take_output()
+    assert initial.startswith(PREFACE)
+    flow = sum(core.receive(chunk) for chunk in _chunks(wire, cuts))
+    assert core.response_headers == [(":status", "200"), ("date", "x")]
+    assert split_grpc(core.grpc_buffer) == messages
+    grpc_len = len(grpc_stream(messages))
+    assert flow == grpc_len + 1 + pad  # padding counts against flow control
+    assert core.peer_max_frame == 1 << 22
+    assert core.send_stream_window == 1 << 20
+    assert core.send_conn_window == 65535 + 1000
+    out = core.take_output()
+    assert encode_frame(PING, 1, 0, b"12345678") in out  # PING acked
+    assert encode_frame(SETTINGS, 1, 0) in out  # SETTINGS acked
+    assert not core.ended
+
+
+@given(st.binary(max_size=400), st.lists(st.integers(0, 500), max_size=6))
+def test_client_core_rejects_garbage_cleanly(data: bytes, cuts: list[int]):
+    """Whatever the peer sends, the core either copes or raises RemoteProtocolError."""
+    core = ClientCore("h", "/p")
+    core.max_frame = 300
+    try:
+        for chunk in _chunks(data, cuts):
+            core.receive(chunk)
+    except RemoteProtocolError:
+        return
+
+
+def test_client_core_send_respects_windows_and_frame_size():
+    core = ClientCore("h", "/p")
+    core.take_output()
+    data = bytes(range(256)) * 1000  # 256,000 bytes
+    assert core.send_data(data) == 65535  # the default initial windows
+    assert core.send_data(data) == 0
+    frames = core.take_output()
+    sizes = []
+    pos = 0
+    while pos < len(frames):
+        hi, lo, ftype, _flags, sid = struct.unpack_from(">BHBBI", frames, pos)
+        length = hi << 16 | lo
+        assert (ftype, sid) == (DATA, 1)
+        assert length <= 16384
+        sizes.append(length)
+        pos += 9 + length
+    assert sum(sizes) == 65535
+    core.receive(encode_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 100)))
+    assert core.send_data(data) == 0  # the stream window is still closed
+    core.receive(encode_frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 500)))
+    assert core.send_data(data) == 100
+
+
+def test_client_core_reports_reset_and_grpc_status():
+    core = ClientCore("h", "/p")
+    enc = hpack.Encoder()
+    core.receive(encode_frame(HEADERS, 0x4, 1, enc.encode([(":status", "200")])))
+    core.receive(
+        encode_frame(HEADERS, 0x5, 1, enc.encode([("grpc-status", "14"), ("grpc-message", "x")]))
+    )
+    assert core.ended
+    assert "grpc-status 14" in core.error
+    core = ClientCore("h", "/p")
+    core.receive(encode_frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))
+    assert core.ended
+    assert "reset" in core.error

@@ -376,7 +376,7 @@ class ClientCore:
         self._header_block = None
         try:
             headers = [(str(k), str(v)) for k, v in self._decoder.decode(block)]
-        except hpack.HPACKError as exc:
+        except (hpack.HPACKError, UnicodeDecodeError, ValueError) as exc:
             raise RemoteProtocolError(f"bad header block: {exc}") from None
         if f.stream_id != STREAM_ID:
             return
