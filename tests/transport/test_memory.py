@@ -168,3 +168,24 @@ async def test_channel_unary_and_server_close() -> None:
             await asyncio.wait_for(hung.recv(), T)
     with pytest.raises(TransportError):
         await net.open_stream("memory://ctl", "/c/Rev")
+
+
+async def test_network_stands_in_for_the_transport_module() -> None:
+    """Same start_server/open_stream shape as slimwire.transport; http URLs map to servers."""
+    net = MemoryNetwork()
+    a = await net.start_server({PATH: echo}, "127.0.0.1", 0, ssl=None, max_message_size=10)
+    b = await net.start_server({PATH: echo}, "127.0.0.1", 0)
+    assert a.port != b.port
+    assert a.sockets == ()
+    stream = await net.open_stream(f"http://127.0.0.1:{b.port}", PATH, ssl=None)
+    stream.send(b"via http url")
+    assert await recv_n(stream, 1) == [b"via http url"]
+    assert b.connections == 1
+    await stream.close()
+    with pytest.raises(TransportError):
+        await net.open_stream("http://127.0.0.1:1", PATH)
+    fixed = await net.start_server({PATH: echo}, "node-b", 46357)
+    s2 = await net.open_stream("http://node-b:46357/", PATH)
+    s2.send(b"x")
+    assert await recv_n(s2, 1) == [b"x"]
+    await fixed.close(0)

@@ -147,6 +147,14 @@ class MemoryServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._streams: set[MemoryStream] = set()
         self._closing = False
+        self.port = 0
+        """The port given by :meth:`MemoryNetwork.start_server` (0 after ``serve``)."""
+        self.sockets: tuple[()] = ()
+
+    @property
+    def connections(self) -> int:
+        """Calls in progress (each in-memory call stands for one connection)."""
+        return len(self._streams)
 
     @property
     def url(self) -> str:
@@ -228,12 +236,30 @@ class MemoryChannel(BaseChannel):
         return f"<MemoryChannel {self.url}>"
 
 
+def _address(url: str) -> str:
+    """``memory://a``, ``http://host:port``, ``https://host:port`` or a bare address -> the key."""
+    for scheme in (_SCHEME, "http://", "https://"):
+        if url.startswith(scheme):
+            return url[len(scheme) :].rstrip("/")
+    if "://" in url:
+        raise ValueError(f"unsupported URL for the in-memory transport: {url!r}")
+    return url
+
+
 class MemoryNetwork:
-    """A namespace of in-memory addresses (one per test, typically)."""
+    """A namespace of in-memory addresses (one per test, typically).
+
+    It offers the same two entry points as the :mod:`slimwire.transport` module,
+    ``start_server`` and ``open_stream``, with compatible signatures (TLS and HTTP/2 tuning
+    arguments are accepted and ignored), so code that takes "a transport" can be handed either.
+    ``http://host:port`` URLs dial the in-memory server started on ``host``/``port``, so node
+    configurations work unchanged in one process.
+    """
 
     def __init__(self) -> None:
         self._servers: dict[str, MemoryServer] = {}
         self._ids = itertools.count(1)
+        self._ports = itertools.count(40000)
 
     def serve(
         self,
@@ -243,17 +269,33 @@ class MemoryNetwork:
         high_water: int = DEFAULT_HIGH_WATER,
     ) -> MemoryServer:
         """Listen on ``memory://address`` (``address`` may be given with or without scheme)."""
-        address = address.removeprefix(_SCHEME)
+        address = _address(address)
         if address in self._servers:
             raise TransportError(f"address memory://{address} is already in use")
         server = MemoryServer(self, address, handlers, high_water)
         self._servers[address] = server
         return server
 
+    async def start_server(
+        self,
+        handlers: Mapping[str, Handler],
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        *,
+        high_water: int = DEFAULT_HIGH_WATER,
+        **_ignored: object,
+    ) -> MemoryServer:
+        """Like :func:`slimwire.transport.start_server`: serve on ``host:port`` (0 picks one)."""
+        if port == 0:
+            port = next(self._ports)
+            while f"{host}:{port}" in self._servers:
+                port = next(self._ports)
+        server = self.serve(f"{host}:{port}", handlers, high_water=high_water)
+        server.port = port
+        return server
+
     def _dial(self, url: str, path: str, headers: Headers, high_water: int) -> MemoryStream:
-        if not url.startswith(_SCHEME):
-            raise ValueError(f"not a memory:// URL: {url!r}")
-        server = self._servers.get(url.removeprefix(_SCHEME))
+        server = self._servers.get(_address(url))
         if server is None:
             raise TransportError(f"connection refused: nothing serves {url}")
         return server._accept(path, headers, f"memory-client-{next(self._ids)}", high_water)
@@ -265,13 +307,16 @@ class MemoryNetwork:
         *,
         headers: Iterable[tuple[str, str]] = (),
         high_water: int = DEFAULT_HIGH_WATER,
+        **_ignored: object,
     ) -> Stream:
-        """Dial ``memory://address`` and open one call on ``path``."""
+        """Dial ``url`` and open one call on ``path`` (like the module's ``open_stream``)."""
         return self._dial(url, path, tuple(headers), high_water)
 
-    async def connect(self, url: str, *, high_water: int = DEFAULT_HIGH_WATER) -> MemoryChannel:
-        """A channel for several calls to ``url``."""
-        if url.removeprefix(_SCHEME) not in self._servers:
+    async def connect(
+        self, url: str, *, high_water: int = DEFAULT_HIGH_WATER, **_ignored: object
+    ) -> MemoryChannel:
+        """A channel for several calls to ``url`` (like :func:`slimwire.transport.connect`)."""
+        if _address(url) not in self._servers:
             raise TransportError(f"connection refused: nothing serves {url}")
         return MemoryChannel(self, url, high_water)
 
