@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable
-from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from slimwire._constants import DEFAULT_TTL, SLIM_VERSION, UNICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.errors import SubscriptionError
-from slimwire.link import Frame, FrameKind, HeaderMac, parse_frame
+from slimwire.link import Frame, FrameKind, HeaderMac, Outbound, parse_frame
 from slimwire.names import NULL_ID, format_id
 
 from ._connections import Conn, ConnectionTable
@@ -46,8 +45,6 @@ SUBSCRIPTION_TTL = DEFAULT_TTL
 _MASK64 = (1 << 64) - 1
 _FromString = pb.Message.FromString
 _PUBLISH = FrameKind.PUBLISH
-_FLAT = "header" not in Frame._fields
-"""Whether frames carry the header fields themselves (the fast loop needs that shape)."""
 _LOCAL = ConnType.LOCAL
 _PEER = ConnType.PEER
 _REMOTE = ConnType.REMOTE
@@ -283,7 +280,7 @@ class Forwarder:
             conn.route_epoch = epoch
         cache = conn.route_cache
         mac = conn.mac if conn.verifies else None
-        fast = _FLAT and (mac is not None or not conn.verifies)
+        fast = mac is not None or not conn.verifies
         decrement = 1 if conn.conn_type is not _LOCAL else 0
         in_id = conn.conn_id
         dirty = self._dirty
@@ -311,15 +308,14 @@ class Forwarder:
                     target = self._resolve_one(conn, key)
                     if target is None:
                         continue
-                outbound = frame.forward(ttl, in_id)
                 tmac = target.mac
                 if tmac is not None and target.verifies:
                     out = target.out
                     if not out:
                         dirty.append(target)
-                    out.append(outbound.signed(tmac))
+                    out.append(frame.forward_signed(ttl, in_id, tmac))
                 else:
-                    self._emit_frame(target, outbound)
+                    self._emit_frame(target, frame.forward(ttl, in_id))
             if conn.state is not _UP:
                 return
 
@@ -401,8 +397,7 @@ class Forwarder:
     def _on_publish_frame(self, conn: Conn, frame: Frame) -> None:
         """The hot path: a Publish read from raw bytes by the link layer (no protobuf parse,
         MAC verified on the received header bytes, each copy spliced and signed per link)."""
-        # the frame carries the header fields itself (older link versions nest them in .header)
-        hdr: Any = getattr(frame, "header", frame)
+        hdr = frame
         if conn.verifies:
             mac = conn.mac
             if mac is not None:
@@ -457,7 +452,7 @@ class Forwarder:
             if target is not None and target.state is _UP:
                 self._emit_frame(target, outbound)
 
-    def _emit_frame(self, conn: Conn, outbound: Any) -> None:
+    def _emit_frame(self, conn: Conn, outbound: Outbound) -> None:
         if conn.verifies:
             mac = conn.mac
             if mac is not None:
@@ -468,7 +463,9 @@ class Forwarder:
                 return
         self._emit(conn, outbound.unsigned())
 
-    def _match_all_key(self, key: RouteKey, skip: int, exclude_peer: bool) -> list[int]:
+    def _match_all_key(
+        self, key: tuple[int, int, int, int], skip: int, exclude_peer: bool
+    ) -> list[int]:
         table = self.table
         if self._all_cache_gen != table.generation:
             self._all_cache.clear()
