@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -69,10 +70,19 @@ def _expected_forward(msg: pb.Message, ttl: int, conn: int | None, sign: bool) -
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(routed_messages(), st.integers(0, 2**32 - 1), st.none() | st.integers(0, 2**64 - 1))
-def test_frame_matches_protobuf_and_spec(msg: pb.Message, ttl: int, conn: int | None) -> None:
+@given(
+    routed_messages(),
+    st.integers(0, 2**32 - 1),
+    st.none() | st.integers(0, 2**64 - 1),
+    st.booleans(),
+)
+def test_frame_matches_protobuf_and_spec(
+    msg: pb.Message, ttl: int, conn: int | None, tagged: bool
+) -> None:
     h = _header(msg)
     h.header_mac = spec_tag(KEY_IN, h, LINK_IN)
+    if not tagged:  # messages from peer links and local apps carry no tag
+        h.ClearField("header_mac")
     raw = msg.SerializeToString()
     frame = parse_frame(raw)
     assert frame is not None
@@ -83,8 +93,9 @@ def test_frame_matches_protobuf_and_spec(msg: pb.Message, ttl: int, conn: int | 
     assert (f.fanout, f.ttl) == (h.fanout, h.ttl)
     for opt in ("recv_from", "forward_to", "incoming_conn", "error"):
         assert getattr(f, opt) == (getattr(h, opt) if h.HasField(opt) else None)
-    assert HeaderMac(KEY_IN, LINK_IN).verify_frame(frame)
-    assert HeaderMac(KEY_IN, LINK_IN).verify_message(raw) == frame
+    assert frame.header_mac == (h.header_mac if tagged else None)
+    assert HeaderMac(KEY_IN, LINK_IN).verify_frame(frame) == tagged
+    assert HeaderMac(KEY_IN, LINK_IN).verify_message(raw) == (frame if tagged else None)
     assert not HeaderMac(KEY_OUT, LINK_IN).verify_frame(frame)
 
     out = frame.forward(ttl, conn)
@@ -268,3 +279,13 @@ def test_fuzz_mutated_messages(msg: pb.Message, edits: list[tuple[int, int, int]
         else:
             del raw[at]
     _check_agrees_with_protobuf(bytes(raw))
+
+
+def test_ttl_must_fit_the_wire() -> None:
+    frame = parse_frame(sample_publish().SerializeToString())
+    assert frame is not None
+    for bad in (-1, 2**32):
+        with pytest.raises(ValueError, match="ttl"):
+            frame.forward(bad)
+        with pytest.raises(ValueError, match="ttl"):
+            frame.forward_signed(bad, None, HeaderMac(KEY_OUT, LINK_OUT))

@@ -7,11 +7,11 @@ route (kind, destination key, fanout, ttl, forward_to ...) and to check the head
 The outbound message is spliced from the received bytes: the session header, payload and
 metadata are copied, never decoded or re-encoded.
 
-Messages laid out the way protobuf writes them (field-number order, the tag last in the header)
-are read by straight-line code with two small caches: one for the source+destination bytes of a
-flow and one for the few header bytes between the identity and the tag (fanout, version, ttl,
-flags), which take a handful of values per link. Anything else goes through a general field
-loop with protobuf's semantics, or is declined (None) when protobuf must decide.
+Messages laid out the way protobuf writes them (field-number order; a tag, if any, last in the
+header) are read by straight-line code with two small caches: one for the source+destination
+bytes of a flow and one for the few header bytes between the identity and the tag (fanout,
+version, ttl, flags), which take a handful of values per link. Anything else goes through a
+general field loop with protobuf's semantics, or is declined (None) when protobuf must decide.
 
 What the fast path checks: the envelope and the whole header, as protobuf would (UTF-8 of every
 header string included), plus the reference's validation (source and destination with encoded
@@ -316,13 +316,18 @@ def _parse(raw: bytes) -> Frame | None:
         else:
             hl, hs = _varint(raw, p + 1)
     he = hs + hl
-    m = he - 34
-    if hl < 38 or he > bend or raw[m] != 0x5A or raw[m + 1] != 0x20 or raw[hs] != 0x0A:
+    if he > bend or hl < 4 or raw[hs] != 0x0A:
         return _parse_general(raw)
+    m = he - 34
+    if hl >= 38 and raw[m] == 0x5A and raw[m + 1] == 0x20:
+        tag: bytes | None = raw[m + 2 : he]
+    else:
+        m = he  # no tag (peer links, local apps): the middle runs to the end of the header
+        tag = None
     # Header: source and destination, then identity, then the cached middle, then the tag.
     l1 = raw[hs + 1]
     q = hs + 2 + l1
-    if l1 >= 0x80 or raw[q] != 0x12 or raw[q + 1] >= 0x80:
+    if l1 >= 0x80 or q + 1 >= m or raw[q] != 0x12 or raw[q + 1] >= 0x80:
         return _parse_general(raw)
     q += 2 + raw[q + 1]
     if q > m:
@@ -397,7 +402,7 @@ def _parse(raw: bytes) -> Frame | None:
             forward_to,
             incoming,
             error,
-            raw[m + 2 : he],
+            tag,
             b"".join((names[0], _U32(len(ident)), ident, fan32)),
             tail,
             raw,

@@ -250,20 +250,26 @@ def walk_header(buf: bytes, pos: int, end: int) -> HeaderFields | None:
     """Read the SLIMHeader serialized in ``buf[pos:end]``; None if it needs protobuf.
 
     Raises IndexError/DecodeError/UnicodeDecodeError on malformed bytes (callers catch).
-    Headers written by protobuf (the reference, upb) keep their fields in field-number order and
-    end with the tag; those are read with two cache lookups and a few slices, anything else by
-    a general field loop.
+    Headers written by protobuf (the reference, upb) keep their fields in field-number order, so
+    a tag, when present, comes last; those are read with two cache lookups and a few slices,
+    anything else by a general field loop.
     """
     hb = buf[pos:end]
     n = len(hb)
-    if n < 38 or hb[0] != 0x0A or hb[-34] != 0x5A or hb[-33] != 0x20:
+    if n < 4 or hb[0] != 0x0A:
         return _walk_generic(hb)
+    if n >= 38 and hb[-34] == 0x5A and hb[-33] == 0x20:
+        m = n - 34
+        mac: bytes | None = hb[-32:]
+    else:
+        m = n  # no tag yet (a header about to be signed): the middle runs to the end
+        mac = None
     l1 = hb[1]
     q = 2 + l1
-    if l1 >= 0x80 or hb[q] != 0x12 or hb[q + 1] >= 0x80:
+    if l1 >= 0x80 or q + 1 >= m or hb[q] != 0x12 or hb[q + 1] >= 0x80:
         return _walk_generic(hb)
     q += 2 + hb[q + 1]
-    if q > n - 34:
+    if q > m:
         return _walk_generic(hb)
     names, src_key, dst_key = names_entry(hb[:q], l1)
     if q < n and hb[q] == 0x1A:
@@ -278,11 +284,11 @@ def walk_header(buf: bytes, pos: int, end: int) -> HeaderFields | None:
     else:
         ident = b""
         i = q
-    if i > n - 34:
+    if i > m:
         return _walk_generic(hb)
-    mid = _middle_cache.get(hb[i:-34], MISS)
+    mid = _middle_cache.get(hb[i:m], MISS)
     if mid is MISS:
-        mid = middle_miss(hb[i:-34])
+        mid = middle_miss(hb[i:m])
     if mid is None:
         return _walk_generic(hb)
     fanout, ttl, recv_from, forward_to, incoming, error, keep, fan32, tail = mid
@@ -297,7 +303,7 @@ def walk_header(buf: bytes, pos: int, end: int) -> HeaderFields | None:
             forward_to,
             incoming,
             error,
-            hb[-32:],
+            mac,
             b"".join((names, _U32(len(ident)), ident, fan32)),
             tail,
             hb,
