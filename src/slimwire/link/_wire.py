@@ -271,12 +271,19 @@ def walk_header(buf: bytes, pos: int, end: int) -> HeaderFields | None:
     q += 2 + hb[q + 1]
     if q > m:
         return _walk_generic(hb)
-    names, src_key, dst_key = names_entry(hb[:q], l1)
+    names_hit = _names_cache.get(hb[:q])
+    if names_hit is None:
+        names_hit = names_entry(hb[:q], l1)
+    names, src_key, dst_key = names_hit
     if q < n and hb[q] == 0x1A:
         ln = hb[q + 1]
         i = q + 2
         if ln >= 0x80:
-            ln, i = _varint(hb, q + 1)
+            if hb[i] < 0x80:  # the common two-byte length, inline
+                ln = (ln & 0x7F) | (hb[i] << 7)
+                i += 1
+            else:
+                ln, i = _varint(hb, q + 1)
         ident = hb[i : i + ln]
         i += ln
         if not ident.isascii():
