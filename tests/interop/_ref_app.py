@@ -32,15 +32,22 @@ import asyncio
 import datetime
 import json
 import os
+import sys
 import time
 import traceback
-from typing import Any
+from typing import IO, Any
 
 import slim_bindings as slim
 
-# stdout carries only our JSON lines; Rust's tracing output (stdout by default) goes to stderr.
-_JSON_OUT = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
+# Where our JSON lines go; ``main`` points it at the real stdout and moves fd 1 (where the Rust
+# runtime logs) to stderr. Importing this file (for its constants) has no such side effect.
+_JSON_OUT: list[IO[str]] = [sys.stdout]
+
+
+def _split_stdout() -> None:
+    _JSON_OUT[0] = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
 
 DEFAULT_SECRET = "slimwire-interop-shared-secret-0123456789abcdef"
 PAYLOAD_TYPE = "interop"
@@ -48,8 +55,8 @@ PAYLOAD_TYPE = "interop"
 
 def emit(event: str, **fields: Any) -> None:
     """One JSON line on stdout (the harness's only channel), flushed at once."""
-    _JSON_OUT.write(json.dumps({"event": event, **fields}, sort_keys=True) + "\n")
-    _JSON_OUT.flush()
+    _JSON_OUT[0].write(json.dumps({"event": event, **fields}, sort_keys=True) + "\n")
+    _JSON_OUT[0].flush()
 
 
 def parse_name(text: str) -> slim.Name:
@@ -375,8 +382,9 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main() -> int:
     args = build_parser().parse_args()
+    _split_stdout()
     code = asyncio.run(amain(args))
-    _JSON_OUT.flush()
+    _JSON_OUT[0].flush()
     # the reference runtime's background threads may keep the interpreter alive: leave now
     os._exit(code)
 

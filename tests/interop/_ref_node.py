@@ -44,17 +44,23 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import slim_bindings as slim
 
-# stdout carries only our JSON lines; Rust's tracing output goes to stderr instead.
-_JSON_OUT = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
+# Where our JSON lines go; ``main`` points it at the real stdout and moves fd 1 (where the Rust
+# runtime logs) to stderr. Importing this file (for its constants) has no such side effect.
+_JSON_OUT: list[IO[str]] = [sys.stdout]
+
+
+def _split_stdout() -> None:
+    _JSON_OUT[0] = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
 
 
 def emit(event: str, **fields: object) -> None:
-    _JSON_OUT.write(json.dumps({"event": event, **fields}, sort_keys=True) + "\n")
-    _JSON_OUT.flush()
+    _JSON_OUT[0].write(json.dumps({"event": event, **fields}, sort_keys=True) + "\n")
+    _JSON_OUT[0].flush()
 
 
 def free_port(host: str) -> int:
@@ -184,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
+    _split_stdout()
     threading.Thread(target=watch_stdin, daemon=True).start()
     try:
         code = asyncio.run(amain(args))
