@@ -59,11 +59,20 @@ def machine() -> dict[str, str]:
     return {"nproc": str(os.cpu_count() or 0), "cpu": model}
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat (idle and iowait count as not busy)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return total - fields[3] - fields[4], total
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     t_ns: int
     cpu_s: float
     rss_kib: int
+    busy: int
+    total: int
 
 
 class Sampler:
@@ -90,8 +99,9 @@ class Sampler:
 
     def _take(self) -> None:
         try:
+            busy, total = machine_ticks()
             self.samples.append(
-                Sample(time.monotonic_ns(), cpu_seconds(self.pid), rss_kib(self.pid))
+                Sample(time.monotonic_ns(), cpu_seconds(self.pid), rss_kib(self.pid), busy, total)
             )
         except (OSError, ValueError, IndexError):
             self._stop.set()  # the process is gone
@@ -118,6 +128,14 @@ class Sampler:
 
     def cpu_between(self, t0_ns: int, t1_ns: int) -> float:
         return self.cpu_at(t1_ns) - self.cpu_at(t0_ns)
+
+    def machine_busy_pct(self, t0_ns: int, t1_ns: int) -> float:
+        """How busy the whole machine was between two instants (100 = every CPU)."""
+        inside = [x for x in self.samples if t0_ns <= x.t_ns <= t1_ns]
+        if len(inside) < 2:
+            return 0.0
+        a, b = inside[0], inside[-1]
+        return 100.0 * (b.busy - a.busy) / max(b.total - a.total, 1)
 
     def rss_peak_kib(self, t0_ns: int = 0, t1_ns: int | None = None) -> int:
         window = [

@@ -78,6 +78,7 @@ class Outcome:
     rss_idle_kib: int = 0
     rss_peak_kib: int = 0
     rss_series: list[tuple[float, int]] = field(default_factory=list)
+    machine_busy_pct: float = 0.0
     error: str = ""
 
     @property
@@ -196,6 +197,7 @@ def run_case(kind: str, case: Case, messages: int, opts: argparse.Namespace) -> 
         out.result = res
         out.node_cpu_s = sampler.cpu_between(res["go_ns"], res["last_arrival_ns"])
         out.rss_peak_kib = max(sampler.rss_peak_kib(), out.rss_idle_kib)
+        out.machine_busy_pct = sampler.machine_busy_pct(res["go_ns"], res["last_arrival_ns"])
         if res["errors"]:
             out.error = "; ".join(res["errors"])
     except Exception as exc:
@@ -260,14 +262,17 @@ def _mb(kib: int) -> str:
 
 def _row(o: Outcome) -> str:
     if o.result is None:
-        return f"| {o.case.label} | {o.node} | failed: {o.error} | | | | | |"
+        return f"| {o.case.label} | {o.node} | failed: {o.error} | | | | | | | |"
     r = o.result
     lat = r["latency"]
     lost = f"{r['lost']:,}" + (f" ({o.error})" if o.error else "")
+    elapsed = max(r["elapsed_s"], 1e-9)
+    node_pct = 100 * o.node_cpu_s / elapsed
     return (
         f"| {o.case.label} | {o.node} | {r['message_bytes']} | {_k(r['msgs_per_s'])} | {lost} | "
         f"{lat['p50_ms']:.2f} / {lat['p90_ms']:.2f} / {lat['p99_ms']:.2f} / {lat['max_ms']:.2f} | "
-        f"**{o.us_per_msg:.2f}** | {_mb(o.rss_idle_kib)}→{_mb(o.rss_peak_kib)} |"
+        f"**{o.us_per_msg:.2f}** | {node_pct:.0f} | {_mb(o.rss_idle_kib)}→{_mb(o.rss_peak_kib)} | "
+        f"{r['producer_cpu_pct']:.0f} / {r['consumer_cpu_pct']:.0f} | {o.machine_busy_pct:.0f} |"
     )
 
 
@@ -290,11 +295,14 @@ def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespac
         f"(fan-out: 1/8 of that published, 8 copies delivered); one run per case, a fresh node "
         "each time. Node CPU = utime+stime between GO and the last arrival, per delivered "
         "message (fan-out: per delivered copy). Latency is one way, producer write → consumer "
-        "read, on sampled messages (1 in 64).",
+        "read, on sampled messages (1 in 64). Node CPU % is of one core over the same interval; "
+        "machine busy % counts both CPUs and everything on them (this machine is shared, so "
+        f"other work competes with the node: load average at the start {opts.loadavg}).",
         "",
         "| case | node | msg B | delivered msg/s | loss | latency ms p50 / p90 / p99 / max | "
-        "node µs / msg | node RSS MB idle→peak |",
-        "|---|---|---|---|---|---|---|---|",
+        "node µs / msg | node CPU % | node RSS MB idle→peak | load-gen CPU % prod / cons | "
+        "machine busy % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(o) for o in outcomes]
     by = {(o.node, o.case.key): o for o in outcomes}
@@ -324,7 +332,8 @@ def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespac
         r = o.result
         series = ", ".join(f"{t:.0f}s {_mb(k)}" for t, k in o.rss_series)
         lines[-1] += (
-            f"{r['delivered']:,} of {r['published']:,} delivered, loss {r['lost']:,}; "
+            f"{r['delivered']:,} of {r['published']:,} delivered, loss {r['lost']:,}; the "
+            f"producer was held to {r['publish_msgs_per_s']:,.0f} msg/s (back-pressure); "
             f"RSS MB idle {_mb(o.rss_idle_kib)} → peak {_mb(o.rss_peak_kib)}; "
             f"RSS over time: {series}." + (f" ({o.error})" if o.error else "")
         )
@@ -364,6 +373,7 @@ def main() -> int:
     opts = p.parse_args()
     EXTRA.extend(opts.bench_arg)
     opts.log_dir.mkdir(parents=True, exist_ok=True)
+    opts.loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     nodes = [n for n in opts.nodes.split(",") if n]
     keys = set(opts.cases.split(","))
     outcomes: list[Outcome] = []
