@@ -404,3 +404,28 @@ def test_forwarded_copy_is_the_input_with_only_the_routing_fields_changed(
     eh.ClearField("recv_from")
     eh.header_mac = oh.header_mac
     assert out == expected
+
+
+def test_peer_links_get_full_sync_and_split_horizon() -> None:
+    fwd = Forwarder(relay_peer_publishes=True)
+    e, emac = edge(fwd)
+    subscribe(fwd, e, emac, ALICE, 5)
+    p1 = fwd.add_connection(ConnType.PEER)
+    (sync,) = outputs(fwd)[p1]  # full sync on connect
+    assert sync.subscribe.header.destination == ALICE.to_proto()
+    assert sync.subscribe.header.ttl == 8
+    assert not sync.subscribe.header.HasField("header_mac")  # peers are not MAC'd
+    p2 = fwd.add_connection(ConnType.PEER)
+    assert [m.subscribe.header.destination for m in outputs(fwd)[p2]] == [ALICE.to_proto()]
+    # a name learned from p1 goes to p2 only, and a publish from p2 is relayed to p1
+    fwd.receive(p1, subscription(BOB := Name("org", "ns", "bob", 9), 77))
+    out = outputs(fwd)
+    assert [m.WhichOneof("message_type") for m in out[p1]] == ["subscription_ack"]
+    assert out[p2][0].subscribe.header.destination == BOB.to_proto()
+    fwd.receive(p2, publish(BOB))
+    assert list(outputs(fwd)) == [p1]
+    # the edge subscriber leaves: both peers get the unsubscribe
+    fwd.connection_down(e)
+    out = outputs(fwd)
+    assert {p1, p2} <= set(out)
+    assert all(m[0].WhichOneof("message_type") == "unsubscribe" for m in out.values())

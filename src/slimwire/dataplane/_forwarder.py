@@ -167,7 +167,7 @@ class Forwarder:
             conn.drops = old.drops
         self.conns.put(conn)
         self._conn_epoch += 1
-        if conn_type is _REMOTE:
+        if conn_type is _REMOTE or conn_type is _PEER:
             self._replay_announcements(conn)
         return cid
 
@@ -629,7 +629,6 @@ class Forwarder:
                 transition,
             )
         self._update_announcements(key, strings)
-        self._propagate_to_peers(eff, msg, header, add, sid, transition=transition)
         if fwd is not None:
             header.ClearField("forward_to")
             header.ClearField("recv_from")
@@ -644,36 +643,6 @@ class Forwarder:
             return
         self._ack(conn, sid, None)
 
-    def _propagate_to_peers(
-        self,
-        eff: Conn,
-        msg: pb.Message,
-        header: pb.SLIMHeader,
-        add: bool,
-        sid: int,
-        *,
-        transition: bool,
-    ) -> None:
-        """Replicas learn local/remote transitions; a peer's is relayed while ttl >= 2."""
-        peers = self.conns.of_type(_PEER)
-        if not peers:
-            return
-        if eff.conn_type is not _PEER:
-            if not transition:
-                return
-            ttl = SUBSCRIPTION_TTL
-        elif header.ttl >= 2:
-            ttl = header.ttl
-        else:
-            return
-        dst = header.destination
-        for peer in peers:
-            if peer is eff:
-                continue
-            self._send_subscription(peer, dst, add, sid, ttl)
-        if add and sid:
-            self._seen_sub_ids.add(sid)
-
     def _on_ack(self, conn: Conn, ack: pb.SubscriptionAck) -> None:
         upstream_id = self._pending_acks.pop(ack.subscription_id, None)
         if upstream_id is not None:
@@ -686,7 +655,7 @@ class Forwarder:
                 "conn %d refused subscription %d: %s", conn.conn_id, ack.subscription_id, ack.error
             )
 
-    # -- propagation over remote links -----------------------------------------------------
+    # -- propagation over remote and peer links ------------------------------------------
 
     def _fresh_sub_id(self) -> int:
         while True:
@@ -725,8 +694,17 @@ class Forwarder:
         (split horizon: never echo a subscription back where it came from)."""
         return any(c != link.conn_id for c in self.table.conns_for(key))
 
+    def _announce_targets(self) -> list[Conn]:
+        """Links that learn our reachable names: remote links and peer links (as a standalone
+        reference node does for peers, with a full sync on connect)."""
+        return [
+            c
+            for c in self.conns.rows.values()
+            if c.state is _UP and (c.conn_type is _REMOTE or c.conn_type is _PEER)
+        ]
+
     def _update_announcements(self, key: RouteKey, strings: tuple[str, str, str]) -> None:
-        for link in self.conns.of_type(_REMOTE):
+        for link in self._announce_targets():
             announced = self._announced.setdefault(link.conn_id, {})
             wanted = self._wanted_on(link, key)
             sid = announced.get(key)

@@ -113,6 +113,9 @@ class Node:
             cfg.node_id,
             max_message_size=cfg.max_message_size,
             bad_mac_limit=cfg.bad_mac_limit,
+            # like a reference node without a ``peers`` section (standalone), relay publishes
+            # that arrive from peers: that is what lets traffic cross a chain of peer links
+            relay_peer_publishes=not any(s.endswith(".peers") for s in cfg.ignored),
         )
         self._streams: dict[int, _Stream] = {}
         self._servers: list[Any] = []
