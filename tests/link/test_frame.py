@@ -289,3 +289,15 @@ def test_ttl_must_fit_the_wire() -> None:
             frame.forward(bad)
         with pytest.raises(ValueError, match="ttl"):
             frame.forward_signed(bad, None, HeaderMac(KEY_OUT, LINK_OUT))
+
+
+def test_minimal_untagged_header_takes_the_fast_reader() -> None:
+    # Regression: a header that is just two empty encoded names ends right after them.
+    msg = pb.Message()
+    msg.subscribe.header.source.name.SetInParent()
+    msg.subscribe.header.destination.name.SetInParent()
+    frame = parse_frame(msg.SerializeToString())
+    assert frame is not None
+    assert frame.keep_len > 0
+    assert frame.destination == (0, 0, 0, (1 << 128) - 1)
+    assert frame.header_mac is None

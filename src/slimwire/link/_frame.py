@@ -335,7 +335,7 @@ def _parse(raw: bytes) -> Frame | None:
     names = _names_cache.get(raw[hs:q])
     if names is None:
         names = names_entry(raw[hs:q], l1)
-    if raw[q] == 0x1A:
+    if q < m and raw[q] == 0x1A:
         ln = raw[q + 1]
         i = q + 2
         if ln >= 0x80:
