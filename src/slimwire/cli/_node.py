@@ -37,6 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="dial another node (http://host:port) as a remote link; repeatable",
     )
+    p.add_argument(
+        "--link-type",
+        choices=("remote", "peer", "edge"),
+        default="remote",
+        help="connection type announced on --link links (peer: to link with reference nodes, "
+        "which share subscriptions over peer links only; default remote)",
+    )
     p.add_argument("--node-id", help="this node's id (default: from the config)")
     p.add_argument(
         "--profile",
@@ -71,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
                 servers.append(dataclasses.replace(base, host=host, port=port))
             cfg = dataclasses.replace(cfg, servers=tuple(servers))
         if args.link:
-            links = tuple(ClientConfig.parse({"endpoint": u}, "--link") for u in args.link)
+            links = tuple(
+                ClientConfig.parse({"endpoint": u, "connection_type": args.link_type}, "--link")
+                for u in args.link
+            )
             cfg = dataclasses.replace(cfg, clients=cfg.clients + links)
         if args.node_id:
             cfg = dataclasses.replace(cfg, node_id=args.node_id)
