@@ -188,17 +188,16 @@ def _middle_entry(mid: bytes) -> _Middle | None:
     last_tag = 0
     try:
         while pos < end:
-            start = pos
             tag = mid[pos]
             if tag <= last_tag:
                 return None  # out of order or repeated: the general reader handles it
             last_tag = tag
             if tag == _T_VER:
                 ln, pos = _varint(mid, pos + 1)
-                pos += ln
-                if pos > end:
+                if pos + ln > end:
                     return None
-                mid[start:pos].decode()
+                mid[pos : pos + ln].decode()  # a proto3 string must be UTF-8
+                pos += ln
                 keep = mid[:pos]
                 continue
             if tag not in _VARINT_TAGS:
