@@ -281,7 +281,7 @@ def test_fuzz_mutated_messages(msg: pb.Message, edits: list[tuple[int, int, int]
     _check_agrees_with_protobuf(bytes(raw))
 
 
-def test_ttl_must_fit_the_wire() -> None:
+def test_ttl_and_conn_must_fit_the_wire() -> None:
     frame = parse_frame(sample_publish().SerializeToString())
     assert frame is not None
     for bad in (-1, 2**32):
@@ -289,6 +289,11 @@ def test_ttl_must_fit_the_wire() -> None:
             frame.forward(bad)
         with pytest.raises(ValueError, match="ttl"):
             frame.forward_signed(bad, None, HeaderMac(KEY_OUT, LINK_OUT))
+    for bad in (-1, 2**64):
+        with pytest.raises(ValueError, match="incoming_conn"):
+            frame.forward(1, bad)
+        with pytest.raises(ValueError, match="incoming_conn"):
+            frame.forward_signed(1, bad, HeaderMac(KEY_OUT, LINK_OUT))
 
 
 def test_minimal_untagged_header_takes_the_fast_reader() -> None:

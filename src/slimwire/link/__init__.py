@@ -5,12 +5,17 @@ out. Typical use::
 
     client = ClientNegotiation(node_id="me")
     send(client.request())
-    info = client.receive(await recv())          # LinkInfo, info.mac is the link's HeaderMac
+    info = client.receive(await recv())          # LinkInfo; info.mac is the link's HeaderMac
 
-    frame = info.mac.verify_message(raw)         # fast path: Frame, or None (then parse fully)
-    out = frame.forward(ttl=frame.header.ttl - 1, incoming_conn=conn)
-    for link in targets:
-        link.send(out.signed(link.mac) if link.mac else out.unsigned())
+    # A node's hot path, on the received bytes (no protobuf parse, no re-serialization):
+    frame = info.mac.verify_message(raw)         # Frame, or None: then parse with protobuf
+    data = frame.forward_signed(frame.ttl - 1, conn_id, out_link.mac)     # unicast
+    out = frame.forward(frame.ttl - 1, conn_id)                           # multicast:
+    copies = [out.signed(link.mac) if link.mac else out.unsigned() for link in targets]
+
+    # Messages built as protobuf objects (apps, control traffic):
+    info.mac.sign(msg.publish.header)            # after clearing recv_from/forward_to
+    info.mac.verify(msg.publish.header)
 """
 
 from slimwire.link._frame import Frame, FrameKind, Outbound, parse_frame

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from slimwire.link._mac import HeaderMac
 
 _new = tuple.__new__
+_U64_MAX = (1 << 64) - 1
 _U32 = struct.Struct("<I").pack
 _MAC_FIELD = b"\x5a\x20"  # field 11, length-delimited, 32 bytes
 _KIND_TAG = (b"", b"\x0a", b"\x12", b"\x1a")
@@ -152,6 +153,8 @@ class Frame(NamedTuple):
         if ttl:
             mid += b"\x30" + (_BYTE[ttl] if ttl < 0x80 else _uvarint(ttl))
         if incoming_conn is not None:
+            if not 0 <= incoming_conn <= _U64_MAX:
+                raise ValueError(f"incoming_conn out of range: {incoming_conn}")
             mid += b"\x48" + _uvarint(incoming_conn)
         if err is not None:
             mid += _ERR_FIELD[err]
@@ -196,6 +199,8 @@ class Outbound:
         if ttl:
             mid += b"\x30" + (_BYTE[ttl] if ttl < 0x80 else _uvarint(ttl))
         if incoming_conn is not None:
+            if not 0 <= incoming_conn <= _U64_MAX:
+                raise ValueError(f"incoming_conn out of range: {incoming_conn}")
             mid += b"\x48" + _uvarint(incoming_conn)
         if err is not None:
             mid += _ERR_FIELD[err]
