@@ -383,3 +383,67 @@ def test_captured_reference_negotiations_are_accepted() -> None:
         assert cinfo.peer_node_id.startswith("node-")
         assert cinfo.mac is not None
         assert isinstance(cinfo.mac, HeaderMac)
+
+
+# --- fuzz: whatever arrives first, negotiation answers or refuses cleanly --------------------
+
+_payloads = st.builds(
+    pb.LinkNegotiationPayload,
+    link_id=st.sampled_from(["L", ""]) | st.text(max_size=40),
+    slim_version=st.sampled_from(["3.4.6", "0.1.0-rc.1"]) | st.text(max_size=12),
+    is_reply=st.booleans(),
+    link_ecdh_public_key=st.sampled_from([b"", bytes(32), bytes(31)]) | st.binary(max_size=40),
+    connection_type=st.integers(0, 5),
+    node_id=st.sampled_from(["s", "c"]) | st.text(max_size=8),
+    deployment_name=st.sampled_from(["", "d"]) | st.text(max_size=8),
+)
+
+
+def _wrap(payload: pb.LinkNegotiationPayload, kem: bytes | None) -> pb.Message:
+    m = pb.Message()
+    m.link.link_negotiation.CopyFrom(payload)
+    if kem is not None:
+        m.link.link_negotiation.link_kem_payload = kem
+    return m
+
+
+_kem = st.none() | st.sampled_from([b"", bytes(1184), bytes(1088)]) | st.binary(max_size=64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_payloads, _kem, st.booleans(), st.booleans())
+def test_fuzz_server(
+    payload: pb.LinkNegotiationPayload, kem: bytes | None, strict: bool, pqc: bool
+) -> None:
+    server = ServerNegotiation("s", require_mac=strict, deployment_name="d", enforce_pqc=pqc)
+    try:
+        reply, info = server.receive(_wrap(payload, kem))
+    except LinkNegotiationError:
+        assert server.state is ServerState.FAILED
+        return
+    assert server.state is ServerState.DONE
+    assert _payload(reply).is_reply
+    assert _payload(reply).link_id == payload.link_id == info.link_id != ""
+    assert is_semver(info.peer_version)
+    assert (info.mac is not None) == (len(_payload(reply).link_ecdh_public_key) == 32)
+    if strict:
+        assert info.mac is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(_payloads, _kem, st.booleans(), st.booleans())
+def test_fuzz_client(
+    payload: pb.LinkNegotiationPayload, kem: bytes | None, strict: bool, pqc: bool
+) -> None:
+    client = ClientNegotiation("L", node_id="c", require_mac=strict, enforce_pqc=pqc)
+    client.request()
+    try:
+        info = client.receive(_wrap(payload, kem))
+    except LinkNegotiationError:
+        assert client.state is ClientState.FAILED
+        return
+    assert client.state is ClientState.DONE
+    assert payload.is_reply
+    assert info.link_id == payload.link_id == "L"
+    if strict:
+        assert info.mac is not None
