@@ -83,16 +83,22 @@ class RawLink(asyncio.Protocol):
                 self.transport.abort()
             return
         counter = self._counter
-        if flow and counter is not None:
-            self.last_ns = now
-            if not self._first_ns:
-                self._first_ns = now
-            if self._progress is not None:
-                self._progress[self._slot] = counter.count
-            if counter.count >= self._expected:
+        if counter is not None:
+            # Counting mode: no task wake-up per chunk, only when the count is complete.
+            if flow:
+                self.last_ns = now
+                if not self._first_ns:
+                    self._first_ns = now
+                if self._progress is not None:
+                    self._progress[self._slot] = counter.count
+                if counter.count >= self._expected:
+                    self._wake()
+                elif self._rate:
+                    self._throttle(now)
+            if self.core.ended:
                 self._wake()
-            elif self._rate:
-                self._throttle(now)
+            self._flush()
+            return
         if self._pending:
             self._pump()
         self._flush()
@@ -151,11 +157,10 @@ class RawLink(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
-    async def _wait(self, timeout: float | None = None) -> None:
+    async def _wait(self) -> None:
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            async with asyncio.timeout(timeout):
-                await self._waiter
+            await self._waiter
         finally:
             self._waiter = None
 
