@@ -45,6 +45,9 @@ _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
 
 _SLICE = 1024
+_WINDOW = 1024 * 1024
+"""HTTP/2 receive window per link, as the reference advertises: enough to keep a link busy,
+small enough that a backlog (and its latency) stays bounded when the node is the slow part."""
 """Messages routed between two event-loop turns when a received batch is large."""
 
 
@@ -148,6 +151,7 @@ class Node:
                 scfg.port,
                 ssl=_server_ssl(scfg.tls),
                 max_message_size=self.config.max_message_size,
+                window_size=_WINDOW,
             )
             self._servers.append(server)
             self.addresses.append((scfg.host, server.port))
@@ -470,6 +474,8 @@ class _ClientLink:
                     DATAPLANE_PATH,
                     ssl=_client_ssl(cfg.tls, cfg.endpoint),
                     headers=cfg.headers,
+                    window_size=_WINDOW,
+                    max_message_size=node.config.max_message_size,
                 )
                 neg = ClientNegotiation(
                     cfg.link_id,
