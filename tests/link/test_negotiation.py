@@ -248,6 +248,14 @@ def test_server_accepts_a_peer_of_its_deployment() -> None:
     assert not info.needs_mac
 
 
+def test_client_keeps_the_connection_type_it_asked_for() -> None:
+    client = ClientNegotiation(node_id="c")
+    reply = _reply_for(client, connection_type=pb.LINK_CONNECTION_TYPE_PEER)
+    info = client.receive(reply)
+    assert info.connection_type is LinkConnectionType.EDGE
+    assert info.needs_mac
+
+
 def test_unknown_connection_type_is_remote() -> None:
     reply, info = ServerNegotiation("s").receive(_request(connection_type=7))
     assert info.connection_type is LinkConnectionType.REMOTE

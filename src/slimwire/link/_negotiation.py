@@ -221,11 +221,21 @@ class ClientNegotiation:
             mac = HeaderMac(
                 derive_link_key(shared, self.link_id, hybrid=self.enforce_pqc), self.link_id
             )
+        echoed = LinkConnectionType.from_wire(p.connection_type)
+        if echoed is not self.connection_type:
+            # The reference does not check the echo either; what governs this side (MACs on
+            # REMOTE/EDGE) is the type we asked for, so a server cannot talk us out of MACs.
+            logger.debug(
+                "link %s: server echoed connection type %s, we asked for %s",
+                self.link_id,
+                echoed.name,
+                self.connection_type.name,
+            )
         return LinkInfo(
             link_id=self.link_id,
             peer_version=p.slim_version,
             peer_node_id=p.node_id,
-            connection_type=LinkConnectionType.from_wire(p.connection_type),
+            connection_type=self.connection_type,
             deployment_name=p.deployment_name,
             mac=mac,
         )
