@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 from slimwire._constants import DATAPLANE_PATH
 from slimwire._proto import data_plane_pb2 as pb
@@ -33,9 +34,10 @@ class RawClient:
         require_mac: bool = True,
         connection_type: LinkConnectionType = LinkConnectionType.EDGE,
         window_size: int | None = None,
+        opener: Any = open_stream,
     ) -> RawClient:
         kw = {} if window_size is None else {"window_size": window_size}
-        stream = await open_stream(url, DATAPLANE_PATH, **kw)
+        stream = await opener(url, DATAPLANE_PATH, **kw)
         neg = ClientNegotiation(
             node_id=f"client-{name.service}",
             connection_type=connection_type,

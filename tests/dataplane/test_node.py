@@ -181,3 +181,29 @@ async def test_run_node_helper_on_a_free_port() -> None:
         (c,) = n.connections()
         assert c.authenticated
         await plain.close()
+
+
+async def test_mesh_in_one_process_over_the_memory_transport() -> None:
+    from slimwire.transport import MemoryNetwork
+
+    net = MemoryNetwork()
+    nodes = [Node(config(node_id=f"m{i}"), transport=net) for i in range(3)]
+    for n in nodes:
+        await n.start()
+    try:
+        await nodes[1].add_link(nodes[0].url)
+        await nodes[2].add_link(nodes[1].url)
+        await nodes[1].wait_for(lambda n: len(n.connections()) == 2)
+        alice = await RawClient.connect(nodes[0].url, ALICE, opener=net.open_stream)
+        bob = await RawClient.connect(nodes[2].url, BOB, opener=net.open_stream)
+        await alice.subscribe()
+        await nodes[2].wait_for(lambda n: len(n.subscriptions()) == 1)
+        bob.publish(ALICE, b"in-memory")
+        (msg,) = await alice.received(1)
+        assert msg.publish.msg.app_payload.blob == b"in-memory"
+        assert msg.publish.header.ttl == 5
+        await alice.close()
+        await bob.close()
+    finally:
+        for n in nodes:
+            await n.stop()

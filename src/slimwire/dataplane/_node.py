@@ -108,7 +108,15 @@ class Node:
     same link id, our subscriptions replayed after each reconnect).
     """
 
-    def __init__(self, config: NodeConfig | None = None) -> None:
+    def __init__(self, config: NodeConfig | None = None, *, transport: Any = None) -> None:
+        """``transport`` is anything with the :mod:`slimwire.transport` module's
+        ``start_server`` and ``open_stream`` (default: that module, real sockets); a
+        :class:`slimwire.transport.MemoryNetwork` runs a whole mesh in one process."""
+        if transport is None:
+            from slimwire import transport as default_transport
+
+            transport = default_transport
+        self.transport = transport
         self.config = config or NodeConfig()
         cfg = self.config
         self.node_id = cfg.node_id
@@ -139,8 +147,7 @@ class Node:
 
     async def start(self) -> None:
         """Listen on every configured server and dial every configured client link."""
-        from slimwire import transport
-
+        transport = self.transport
         if self._started:
             raise RuntimeError("node already started")
         self._started = True
@@ -460,9 +467,8 @@ class _ClientLink:
             self.task.cancel()
 
     async def run(self) -> None:
-        from slimwire import transport
-
         node = self.node
+        transport = node.transport
         cfg = self.cfg
         attempt = 0
         ctype = _LINK_TYPES[cfg.connection_type]
