@@ -42,6 +42,7 @@ class Conn:
         "require_mac",
         "route_cache",
         "route_epoch",
+        "sign_mac",
         "state",
         "verifies",
     )
@@ -72,6 +73,8 @@ class Conn:
         self.outbound = outbound
         # header MACs apply to Remote and Edge links only (peers and local apps are exempt)
         self.verifies = conn_type in (ConnType.REMOTE, ConnType.EDGE)
+        # the key every copy sent on this link is signed with (None: send unsigned)
+        self.sign_mac = mac if self.verifies else None
         self.connected_at = now
         self.last_activity = now
         self.msgs_in = 0

@@ -297,7 +297,8 @@ class Forwarder:
             elif mac is not None and not mac.verify_frame(frame):
                 self._frame_mac_failed(conn, frame)
             else:
-                conn.bad_mac_run = 0
+                if conn.bad_mac_run:
+                    conn.bad_mac_run = 0
                 ttl = frame.ttl - decrement
                 if ttl <= 0:
                     conn.count_drop(DropReason.TTL_EXPIRED, "ttl reached 0")
@@ -308,14 +309,15 @@ class Forwarder:
                     target = self._resolve_one(conn, key)
                     if target is None:
                         continue
-                tmac = target.mac
-                if tmac is not None and target.verifies:
+                tmac = target.sign_mac
+                if tmac is not None:
                     out = target.out
                     if not out:
                         dirty.append(target)
                     out.append(frame.forward_signed(ttl, in_id, tmac))
                 else:
                     self._emit_frame(target, frame.forward(ttl, in_id))
+                continue  # nothing above can close ``conn``
             if conn.state is not _UP:
                 return
 
