@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -429,3 +430,66 @@ def test_peer_links_get_full_sync_and_split_horizon() -> None:
     out = outputs(fwd)
     assert {p1, p2} <= set(out)
     assert all(m[0].WhichOneof("message_type") == "unsubscribe" for m in out.values())
+
+
+NAMES = [Name("org", "ns", "svc", 1), Name("org", "ns", "svc", 2), Name("org", "ns", "other", 1)]
+DESTS = [*NAMES, Name("org", "ns", "svc"), Name("org", "ns", "svc", 3)]
+
+forwarder_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("sub"), st.integers(0, 3), st.sampled_from(NAMES)),
+        st.tuples(st.just("unsub"), st.integers(0, 3), st.sampled_from(NAMES)),
+        st.tuples(
+            st.just("pub"), st.integers(0, 3), st.sampled_from(DESTS), st.sampled_from([1, 256])
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(forwarder_ops)
+def test_forwarder_delivers_like_a_model(ops: list[tuple[Any, ...]]) -> None:
+    """Random subscribe/unsubscribe/publish sequences over four edge links (with the unicast
+    route cache in play) deliver exactly what a set-based model predicts."""
+    fwd = Forwarder()
+    links = [edge(fwd, bytes([65 + i])) for i in range(4)]
+    model: dict[tuple[int, Name], int] = {}  # (link index, name) -> subscription id
+    next_sid = 1
+    for op in ops:
+        kind, i = op[0], op[1]
+        cid, mac = links[i]
+        if kind == "sub":
+            name = op[2]
+            if (i, name) in model:
+                continue
+            fwd.receive(cid, subscription(name, next_sid, mac=mac))
+            model[(i, name)] = next_sid
+            next_sid += 1
+            assert outputs(fwd)[cid][0].subscription_ack.success
+        elif kind == "unsub":
+            name = op[2]
+            sid = model.pop((i, name), None)
+            if sid is None:
+                continue
+            fwd.receive(cid, subscription(name, sid, mac=mac, add=False))
+            assert outputs(fwd)[cid][0].subscription_ack.success
+        else:
+            dst, fanout = op[2], op[3]
+            fwd.receive(cid, publish(dst, mac=mac, fanout=fanout))
+            got = {c: len(v) for c, v in outputs(fwd).items()}
+            subscribers = {
+                links[j][0]
+                for (j, name) in model
+                if j != i and name.encoded == dst.encoded and (not dst.has_id or name.id == dst.id)
+            }
+            if fanout == 1:
+                if subscribers:
+                    assert len(got) == 1
+                    (only,) = got
+                    assert only in subscribers
+                    assert got[only] == 1
+                else:
+                    assert got == {}
+            else:
+                assert got == dict.fromkeys(subscribers, 1)
