@@ -44,13 +44,17 @@ services:
   slim/0:
     node_id: n1
     dataplane:
-      servers: [{endpoint: "[::1]:0", tls: {insecure: true}}]
+      servers:
+        - endpoint: "[::1]:0"
+          tls: {insecure: true}
+          keepalive: {time: 30s, timeout: 5s, max_connection_idle: 3600s}
       clients:
         - endpoint: http://127.0.0.1:1234
           link_id: fixed
           connection_type: edge
           require_header_mac: false
           backoff: {type: exponential, base: 100ms, factor: 2, max_delay: 1s}
+          keepalive: {http2_keepalive: 15s, timeout: 3s, tcp_keepalive: 60s}
 """
 
 
@@ -59,9 +63,11 @@ def test_reference_shape_fields() -> None:
     assert cfg.node_id == "n1"
     assert (cfg.servers[0].host, cfg.servers[0].port) == ("::1", 0)
     assert cfg.servers[0].endpoint == "[::1]:0"
+    assert (cfg.servers[0].keepalive_time, cfg.servers[0].keepalive_timeout) == (30.0, 5.0)
     c = cfg.clients[0]
     assert (c.link_id, c.connection_type, c.require_header_mac) == ("fixed", "edge", False)
     assert [c.backoff.delay(i) for i in range(5)] == [0.1, 0.2, 0.4, 0.8, 1.0]
+    assert (c.keepalive_time, c.keepalive_timeout) == (15.0, 3.0)
 
 
 def test_env_substitution(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -253,6 +253,10 @@ class ServerConfig:
     require_header_mac: bool = True
     negotiation_timeout: float = NEGOTIATION_TIMEOUT_S
     auth_type: str = "none"
+    keepalive_time: float = 120.0
+    """HTTP/2 PING interval on idle connections (reference ``keepalive.time``, 120 s)."""
+    keepalive_timeout: float = 20.0
+    """A PING unanswered this long closes the connection (reference ``keepalive.timeout``)."""
 
     @property
     def endpoint(self) -> str:
@@ -270,6 +274,18 @@ class ServerConfig:
             if endpoint.startswith(scheme):
                 raise ConfigError(f"{where}.endpoint: {scheme} endpoints are not supported yet")
         host, port = split_host_port(endpoint, f"{where}.endpoint")
+        keepalive = _mapping(s.get("keepalive"), f"{where}.keepalive")
+        _check_keys(
+            keepalive,
+            {
+                "max_connection_idle",
+                "max_connection_age",
+                "max_connection_age_grace",
+                "time",
+                "timeout",
+            },
+            f"{where}.keepalive",
+        )
         auth = _mapping(s.get("auth"), f"{where}.auth")
         auth_type = _str(auth.get("type", "none"), f"{where}.auth.type")
         if auth_type != "none":
@@ -286,6 +302,10 @@ class ServerConfig:
                 f"{where}.negotiation_timeout_secs",
             ),
             auth_type=auth_type,
+            keepalive_time=parse_duration(keepalive.get("time", 120.0), f"{where}.keepalive.time"),
+            keepalive_timeout=parse_duration(
+                keepalive.get("timeout", 20.0), f"{where}.keepalive.timeout"
+            ),
         )
 
 
@@ -324,6 +344,10 @@ class ClientConfig:
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     connect_timeout: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
+    keepalive_time: float = 60.0
+    """HTTP/2 PING interval (reference ``keepalive.http2_keepalive``, 60 s)."""
+    keepalive_timeout: float = 10.0
+    """A PING unanswered this long drops the link, which is then re-dialled."""
 
     @classmethod
     def parse(cls, raw: object, where: str) -> ClientConfig:
@@ -338,6 +362,12 @@ class ClientConfig:
         if ctype not in ("remote", "peer", "edge"):
             raise ConfigError(f"{where}.connection_type: expected edge, peer or remote")
         headers = _mapping(s.get("headers"), f"{where}.headers")
+        keepalive = _mapping(s.get("keepalive"), f"{where}.keepalive")
+        _check_keys(
+            keepalive,
+            {"tcp_keepalive", "http2_keepalive", "timeout", "keep_alive_while_idle"},
+            f"{where}.keepalive",
+        )
         link_id = s.get("link_id")
         return cls(
             endpoint=endpoint,
@@ -354,6 +384,12 @@ class ClientConfig:
             backoff=BackoffConfig.parse(s.get("backoff"), f"{where}.backoff"),
             connect_timeout=parse_duration(s.get("connect_timeout", 0), f"{where}.connect_timeout"),
             headers=tuple((str(k), _str(v, f"{where}.headers.{k}")) for k, v in headers.items()),
+            keepalive_time=parse_duration(
+                keepalive.get("http2_keepalive", 60.0), f"{where}.keepalive.http2_keepalive"
+            ),
+            keepalive_timeout=parse_duration(
+                keepalive.get("timeout", 10.0), f"{where}.keepalive.timeout"
+            ),
         )
 
 

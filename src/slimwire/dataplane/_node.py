@@ -159,6 +159,8 @@ class Node:
                 ssl=_server_ssl(scfg.tls),
                 max_message_size=self.config.max_message_size,
                 window_size=_WINDOW,
+                keepalive_interval=scfg.keepalive_time or None,
+                keepalive_timeout=scfg.keepalive_timeout,
             )
             self._servers.append(server)
             self.addresses.append((scfg.host, server.port))
@@ -482,6 +484,8 @@ class _ClientLink:
                     headers=cfg.headers,
                     window_size=_WINDOW,
                     max_message_size=node.config.max_message_size,
+                    keepalive_interval=cfg.keepalive_time or None,
+                    keepalive_timeout=cfg.keepalive_timeout,
                 )
                 neg = ClientNegotiation(
                     cfg.link_id,
