@@ -342,10 +342,46 @@ def test_semver_rejects(text: str) -> None:
     assert not is_semver(text)
 
 
+_CORE = st.integers(0, 20).map(str) | st.sampled_from(["01", "00", "x", "", "1a", str(2**64)])
+_IDENT = st.sampled_from(["alpha", "0", "01", "1", "a-b", "", "x.y", "é", "-"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(_CORE, _CORE, _CORE),
+    st.none() | st.lists(_IDENT, max_size=3),
+    st.none() | st.lists(_IDENT, max_size=3),
+)
+def test_semver_against_the_grammar(
+    core: tuple[str, str, str], pre: list[str] | None, build: list[str] | None
+) -> None:
+    # An independent, token-by-token reading of SemVer 2.0.0 (items 2, 9 and 10).
+    def ident_ok(i: str) -> bool:
+        return bool(i) and all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in i)
+
+    text = ".".join(core)
+    ok = all(c.isascii() and c.isdigit() and (c == "0" or c[0] != "0") for c in core)
+    ok = ok and all(int(c) < 2**64 for c in core if c.isdigit())
+    if pre is not None:
+        text += "-" + ".".join(pre)
+        ids = ".".join(pre).split(".")
+        ok = ok and all(
+            ident_ok(i) and not (i.isdigit() and len(i) > 1 and i[0] == "0") for i in ids
+        )
+    if build is not None:
+        text += "+" + ".".join(build)
+        ok = ok and all(ident_ok(i) for i in ".".join(build).split("."))
+    assert is_semver(text) == ok, text
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=20))
 def test_semver_never_crashes(text: str) -> None:
-    assert is_semver(text) in (True, False)
+    # Arbitrary text: a clean yes or no, and a yes always has three numeric core parts.
+    if is_semver(text):
+        core = text.split("+", 1)[0].split("-", 1)[0].split(".")
+        assert len(core) == 3
+        assert all(c.isdigit() for c in core)
 
 
 # --- real reference traffic ---------------------------------------------------------------
