@@ -15,6 +15,7 @@ publishes go to ``forward_to`` directly or through ``match_one`` (fanout 1) / ``
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections.abc import Iterable
@@ -41,6 +42,9 @@ BAD_MAC_LIMIT = 100
 """Bad MACs in a row (with no good one between) after which a link is closed: a correct peer
 never sends one, so a long run means a broken or hostile peer rather than a tampered message."""
 SUBSCRIPTION_TTL = DEFAULT_TTL
+SEEN_SUB_IDS_MAX = 1 << 20
+"""Subscription ids kept for the loop guard; a loop closes within seconds, so the oldest of a
+million ids can be forgotten safely and memory stays bounded on a long-lived node."""
 
 _MASK64 = (1 << 64) - 1
 _FromString = pb.Message.FromString
@@ -117,7 +121,7 @@ class Forwarder:
         self._all_cache: dict[tuple[int, int, int, int, int, bool], list[int]] = {}
         self._all_cache_gen = -1
         # subscription ids this node generated or forwarded (loop guard, §2.6 step 4)
-        self._seen_sub_ids: set[int] = set()
+        self._seen_sub_ids: dict[int, None] = {}  # insertion-ordered, bounded (_remember)
         # what we announced on each remote link: key -> subscription id (replayed on reconnect)
         self._announced: dict[int, dict[RouteKey, int]] = {}
         # subscribes forwarded with forward_to, awaiting the next hop's ack: id -> upstream conn
@@ -635,7 +639,7 @@ class Forwarder:
             header.ClearField("forward_to")
             header.ClearField("recv_from")
             if add and sid != 0:
-                self._seen_sub_ids.add(sid)
+                self._remember(sid)
             if sid != 0:
                 self._pending_acks[sid] = in_id
             if self._send_header_msg(fwd, msg, header) or sid == 0:
@@ -659,11 +663,22 @@ class Forwarder:
 
     # -- propagation over remote and peer links ------------------------------------------
 
+    def _remember(self, sid: int) -> None:
+        """Add to the loop guard, forgetting the oldest ids beyond ``SEEN_SUB_IDS_MAX``."""
+        seen = self._seen_sub_ids
+        seen[sid] = None
+        if len(seen) > SEEN_SUB_IDS_MAX:
+            for old in list(itertools.islice(seen, len(seen) - SEEN_SUB_IDS_MAX)):
+                del seen[old]
+        if len(self._pending_acks) > SEEN_SUB_IDS_MAX:  # next hops that never ack
+            for old in list(itertools.islice(self._pending_acks, SEEN_SUB_IDS_MAX // 2)):
+                del self._pending_acks[old]
+
     def _fresh_sub_id(self) -> int:
         while True:
             sid = self._rng.getrandbits(64)
             if sid and sid not in self._seen_sub_ids:
-                self._seen_sub_ids.add(sid)
+                self._remember(sid)
                 return sid
 
     def _send_subscription(
