@@ -368,7 +368,7 @@ def _parse(raw: bytes) -> Frame | None:
     kind = t0 >> 3
     if kind == 3:
         if q == bend or raw[q] != 0x12:
-            return None  # a Publish without a session header: the reference drops it
+            return _parse_general(raw)  # no session right after the header: let it decide
         ln = raw[q + 1]
         q += 2
         if ln >= 0x80:
