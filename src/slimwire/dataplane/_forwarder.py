@@ -22,12 +22,13 @@ from collections.abc import Iterable
 
 from google.protobuf.message import DecodeError
 
-from slimwire._constants import DEFAULT_TTL, SLIM_VERSION, UNICAST_FANOUT
+from slimwire._constants import UNICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.errors import SubscriptionError
 from slimwire.link import Frame, FrameKind, HeaderMac, Outbound, parse_frame
 from slimwire.names import NULL_ID, format_id
 
+from ._announce import SEEN_SUB_IDS_MAX, Announcer
 from ._connections import Conn, ConnectionTable
 from ._subscriptions import SubscriptionTable
 from ._types import ConnInfo, ConnState, ConnType, DropReason, RouteKey, SubscriptionEntry
@@ -41,12 +42,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 BAD_MAC_LIMIT = 100
 """Bad MACs in a row (with no good one between) after which a link is closed: a correct peer
 never sends one, so a long run means a broken or hostile peer rather than a tampered message."""
-SUBSCRIPTION_TTL = DEFAULT_TTL
-SEEN_SUB_IDS_MAX = 1 << 20
-"""Subscription ids kept for the loop guard; a loop closes within seconds, so the oldest of a
-million ids can be forgotten safely and memory stays bounded on a long-lived node."""
 
-_MASK64 = (1 << 64) - 1
 _FromString = pb.Message.FromString
 _PUBLISH = FrameKind.PUBLISH
 _LOCAL = ConnType.LOCAL
@@ -121,9 +117,8 @@ class Forwarder:
         self._all_cache: dict[tuple[int, int, int, int, int, bool], list[int]] = {}
         self._all_cache_gen = -1
         # subscription ids this node generated or forwarded (loop guard, §2.6 step 4)
-        self._seen_sub_ids: dict[int, None] = {}  # insertion-ordered, bounded (_remember)
-        # what we announced on each remote link: key -> subscription id (replayed on reconnect)
-        self._announced: dict[int, dict[RouteKey, int]] = {}
+        # our own subscriptions on remote/peer links, and the subscription-id loop guard
+        self._announcer = Announcer(self.table, self.conns, self._send_header_msg, self._rng)
         # subscribes forwarded with forward_to, awaiting the next hop's ack: id -> upstream conn
         self._pending_acks: dict[int, int] = {}
         # bumped whenever a connection comes or goes: per-link route caches key on it
@@ -172,7 +167,7 @@ class Forwarder:
         self.conns.put(conn)
         self._conn_epoch += 1
         if conn_type is _REMOTE or conn_type is _PEER:
-            self._replay_announcements(conn)
+            self._announcer.replay(conn)
         return cid
 
     def reserve_id(self) -> int:
@@ -192,10 +187,10 @@ class Forwarder:
         else:
             conn.state = ConnState.CLOSED
             self.conns.pop(conn_id)
-            self._announced.pop(conn_id, None)
+            self._announcer.forget(conn_id)
         lost = self.table.remove_connection(conn_id)
         for key, (strings, _last) in lost.items():
-            self._update_announcements(key, strings)
+            self._announcer.update(key, strings)
         for sid, upstream in list(self._pending_acks.items()):
             if upstream == conn_id:
                 del self._pending_acks[sid]
@@ -607,7 +602,7 @@ class Forwarder:
         if has_recv_from and eff.conn_type is _LOCAL:
             self._ack(conn, sid, None)
             return
-        if add and sid != 0 and sid in self._seen_sub_ids:
+        if add and sid != 0 and self._announcer.seen(sid):
             self._ack(conn, sid, None)  # our own subscription came back round a loop
             return
         dst = header.destination
@@ -634,7 +629,7 @@ class Forwarder:
                 sid,
                 transition,
             )
-        self._update_announcements(key, strings)
+        self._announcer.update(key, strings)
         if fwd is not None:
             header.ClearField("forward_to")
             header.ClearField("recv_from")
@@ -661,91 +656,12 @@ class Forwarder:
                 "conn %d refused subscription %d: %s", conn.conn_id, ack.subscription_id, ack.error
             )
 
-    # -- propagation over remote and peer links ------------------------------------------
+    def announced(self, conn_id: int) -> dict[RouteKey, int]:
+        """What this node announced on remote/peer link ``conn_id`` (name key -> sub id)."""
+        return self._announcer.announced(conn_id)
 
     def _remember(self, sid: int) -> None:
-        """Add to the loop guard, forgetting the oldest ids beyond ``SEEN_SUB_IDS_MAX``."""
-        seen = self._seen_sub_ids
-        seen[sid] = None
-        if len(seen) > SEEN_SUB_IDS_MAX:
-            for old in list(itertools.islice(seen, len(seen) - SEEN_SUB_IDS_MAX)):
-                del seen[old]
+        self._announcer.remember(sid)
         if len(self._pending_acks) > SEEN_SUB_IDS_MAX:  # next hops that never ack
             for old in list(itertools.islice(self._pending_acks, SEEN_SUB_IDS_MAX // 2)):
                 del self._pending_acks[old]
-
-    def _fresh_sub_id(self) -> int:
-        while True:
-            sid = self._rng.getrandbits(64)
-            if sid and sid not in self._seen_sub_ids:
-                self._remember(sid)
-                return sid
-
-    def _send_subscription(
-        self, conn: Conn, dst: pb.Name, add: bool, sid: int, ttl: int = SUBSCRIPTION_TTL
-    ) -> None:
-        msg = pb.Message()
-        sub = msg.subscribe if add else msg.unsubscribe
-        sub.subscription_id = sid
-        header = sub.header
-        header.source.CopyFrom(dst)
-        header.destination.CopyFrom(dst)
-        header.fanout = UNICAST_FANOUT
-        header.version = SLIM_VERSION
-        header.ttl = ttl
-        self._send_header_msg(conn, msg, header)
-
-    @staticmethod
-    def _proto_name(key: RouteKey, strings: tuple[str, str, str]) -> pb.Name:
-        name = pb.Name()
-        enc = name.name
-        enc.component_0, enc.component_1, enc.component_2 = key.c0, key.c1, key.c2
-        enc.name_id.id_0 = key.id >> 64
-        enc.name_id.id_1 = key.id & _MASK64
-        s = name.str_name
-        s.str_component_0, s.str_component_1, s.str_component_2 = strings
-        return name
-
-    def _wanted_on(self, link: Conn, key: RouteKey) -> bool:
-        """Announce ``key`` on ``link`` iff something other than that link subscribes to it
-        (split horizon: never echo a subscription back where it came from)."""
-        return any(c != link.conn_id for c in self.table.conns_for(key))
-
-    def _announce_targets(self) -> list[Conn]:
-        """Links that learn our reachable names: remote links and peer links (as a standalone
-        reference node does for peers, with a full sync on connect)."""
-        return [
-            c
-            for c in self.conns.rows.values()
-            if c.state is _UP and (c.conn_type is _REMOTE or c.conn_type is _PEER)
-        ]
-
-    def _update_announcements(self, key: RouteKey, strings: tuple[str, str, str]) -> None:
-        for link in self._announce_targets():
-            announced = self._announced.setdefault(link.conn_id, {})
-            wanted = self._wanted_on(link, key)
-            sid = announced.get(key)
-            if wanted and sid is None:
-                sid = announced[key] = self._fresh_sub_id()
-                self._send_subscription(link, self._proto_name(key, strings), True, sid)
-            elif not wanted and sid is not None:
-                del announced[key]
-                self._send_subscription(link, self._proto_name(key, strings), False, sid)
-
-    def _replay_announcements(self, link: Conn) -> None:
-        """A (re)connected remote link gets every name we can reach through other links,
-        under the subscription ids it had before (the far side lost them with the link)."""
-        previous = self._announced.get(link.conn_id, {})
-        announced: dict[RouteKey, int] = {}
-        for entry in self.table.entries():
-            key = entry.key
-            if not self._wanted_on(link, key):
-                continue
-            sid = previous.get(key) or self._fresh_sub_id()
-            announced[key] = sid
-            self._send_subscription(link, self._proto_name(key, entry.strings), True, sid)
-        self._announced[link.conn_id] = announced
-
-    def announced(self, conn_id: int) -> dict[RouteKey, int]:
-        """What this node announced on remote link ``conn_id`` (name key -> subscription id)."""
-        return dict(self._announced.get(conn_id, {}))
