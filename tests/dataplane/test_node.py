@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -207,3 +208,42 @@ async def test_mesh_in_one_process_over_the_memory_transport() -> None:
     finally:
         for n in nodes:
             await n.stop()
+
+
+async def test_graceful_stop_delivers_pending_output_then_ends_with_ok() -> None:
+    node = Node(config())
+    await node.start()
+    alice = await RawClient.connect(node.url, ALICE)
+    bob = await RawClient.connect(node.url, BOB)
+    await alice.subscribe()
+    for i in range(200):
+        bob.publish(ALICE, b"m%d" % i)
+    await node.wait_for(lambda n: sum(c.msgs_in for c in n.connections()) >= 201)
+    await node.stop()
+    msgs = await alice.received(200)
+    assert [m.publish.msg.app_payload.blob for m in msgs] == [b"m%d" % i for i in range(200)]
+    await alice.wait(lambda c: c.ended is not None)
+    assert isinstance(alice.ended, EOFError)  # OK trailers: a clean end, not an error
+    await alice.close()
+    await bob.close()
+
+
+async def test_peer_link_from_ourselves_is_refused(node: Node) -> None:
+    from slimwire._constants import DATAPLANE_PATH
+    from slimwire._proto import data_plane_pb2 as pb
+    from slimwire.errors import GrpcError
+    from slimwire.link import ClientNegotiation, LinkConnectionType
+    from slimwire.transport import Status, open_stream
+
+    stream = await open_stream(node.url, DATAPLANE_PATH)
+    neg = ClientNegotiation(node_id=node.node_id, connection_type=LinkConnectionType.PEER)
+    stream.send(neg.request().SerializeToString())
+
+    async def first_reply() -> pb.Message:
+        async with asyncio.timeout(5):
+            return pb.Message.FromString((await stream.recv())[0])
+
+    with pytest.raises(GrpcError) as info:
+        await first_reply()
+    assert info.value.status == Status.PERMISSION_DENIED
+    assert node.connections() == []
