@@ -92,3 +92,12 @@ class MlsError(SlimwireError):
 
 class SlimwireTimeout(SlimwireError, TimeoutError):
     """A wait with ``timeout=`` ran out. Also a ``TimeoutError``."""
+
+
+class ControlPlaneError(SlimwireError):
+    """The control plane refused or failed an operation: a bad topology, a conflicting link,
+    an unknown node, or a controller that answered with an error."""
+
+
+class RegistrationRefused(ControlPlaneError, AuthError):
+    """A controller refused a node's registration (wrong or missing domain credentials)."""
