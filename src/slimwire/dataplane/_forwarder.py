@@ -447,10 +447,20 @@ class Forwarder:
         if not outs:
             conn.count_drop(DropReason.NO_ROUTE, f"no subscriber for {_key_text(key)}")
             return
-        outbound = frame.forward(ttl, in_id)
+        outbound = frame.forward(ttl, in_id)  # spliced once, signed per copy
+        rows = conns.rows
+        dirty = self._dirty
         for o in outs:
-            target = conns.get(o)
-            if target is not None and target.state is _UP:
+            target = rows.get(o)
+            if target is None or target.state is not _UP:
+                continue
+            tmac = target.sign_mac
+            if tmac is not None:
+                queue = target.out
+                if not queue:
+                    dirty.append(target)
+                queue.append(outbound.signed(tmac))
+            else:
                 self._emit_frame(target, outbound)
 
     def _emit_frame(self, conn: Conn, outbound: Outbound) -> None:
