@@ -1,0 +1,352 @@
+"""JSON Web Keys (RFC 7517): public keys for JWT verification, and where they come from.
+
+A verifier needs the issuer's public keys by ``kid``. They come from a static list, a JWKS file
+on disk (re-read when its mtime changes) or a JWKS URL (an authority's
+``/.well-known/jwks.json``). A URL source is fetched lazily, cached for ``ttl`` seconds and
+refetched early when a token names a ``kid`` it does not know - that is how key rotation reaches
+verifiers without a restart. Refetches on unknown kids are rate limited, so a stream of tokens
+with random kids cannot turn a verifier into an amplifier against the issuer.
+
+Only the algorithms :mod:`slimwire.auth._jwt` signs with are understood: EC P-256 (ES256), OKP
+Ed25519 (EdDSA) and RSA (RS256). A key's JWK type pins its algorithm: an RSA key is never used to
+check an EC or HMAC signature, whatever the token header claims.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import logging
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from slimwire.errors import AuthError
+
+__all__ = [
+    "JwkKey",
+    "JwksFile",
+    "JwksUrl",
+    "JwsAlgorithm",
+    "KeySource",
+    "PublicKey",
+    "StaticKeys",
+    "jwks_document",
+    "parse_jwks",
+]
+
+log = logging.getLogger(__name__)
+
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+_MAX_JWKS_BYTES = 1 << 20
+_MIN_RSA_BITS = 2048
+
+
+class JwsAlgorithm(enum.Enum):
+    """The JWS ``alg`` values slimwire signs and verifies (``none`` and HS* never)."""
+
+    ES256 = "ES256"
+    EDDSA = "EdDSA"
+    RS256 = "RS256"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    if not isinstance(text, str) or len(text) % 4 == 1 or "=" in text:
+        raise ValueError("bad base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("bad base64url") from None
+
+
+def algorithm_for_key(key: PublicKey) -> JwsAlgorithm:
+    """The one algorithm a key may be used with."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError(f"only P-256 EC keys are supported, got {key.curve.name}")
+        return JwsAlgorithm.ES256
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return JwsAlgorithm.EDDSA
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise ValueError(f"RSA keys below {_MIN_RSA_BITS} bits are refused")
+        return JwsAlgorithm.RS256
+    raise TypeError(f"unsupported public key type {type(key).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class JwkKey:
+    """A public verification key with its ``kid`` and the algorithm it is pinned to."""
+
+    kid: str
+    key: PublicKey
+    algorithm: JwsAlgorithm
+
+    @classmethod
+    def of(cls, kid: str, key: PublicKey) -> JwkKey:
+        return cls(kid, key, algorithm_for_key(key))
+
+    def to_jwk(self) -> dict[str, str]:
+        """The public JWK (RFC 7517/7518/8037), with ``kid``, ``alg`` and ``use: sig``."""
+        out: dict[str, str]
+        key = self.key
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            nums = key.public_numbers()
+            out = {
+                "kty": "EC",
+                "crv": "P-256",
+                "x": b64url(nums.x.to_bytes(32, "big")),
+                "y": b64url(nums.y.to_bytes(32, "big")),
+            }
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            from cryptography.hazmat.primitives import serialization
+
+            raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            out = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+        else:
+            rnums = key.public_numbers()
+            out = {
+                "kty": "RSA",
+                "n": b64url(rnums.n.to_bytes((rnums.n.bit_length() + 7) // 8, "big")),
+                "e": b64url(rnums.e.to_bytes((rnums.e.bit_length() + 7) // 8, "big")),
+            }
+        out.update(kid=self.kid, alg=self.algorithm.value, use="sig")
+        return out
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any]) -> JwkKey:
+        """Parse one public JWK; raises ``ValueError`` naming what is wrong."""
+        if not isinstance(jwk, Mapping):
+            raise ValueError("a JWK must be a JSON object")
+        if "d" in jwk:
+            raise ValueError("refusing a JWK that contains a private key")
+        kid = jwk.get("kid", "")
+        if not isinstance(kid, str):
+            raise ValueError("JWK kid must be a string")
+        kty = jwk.get("kty")
+        key: PublicKey
+        if kty == "EC":
+            if jwk.get("crv") != "P-256":
+                raise ValueError(f"unsupported EC curve {jwk.get('crv')!r}")
+            x, y = b64url_decode(jwk.get("x", "")), b64url_decode(jwk.get("y", ""))
+            if len(x) != 32 or len(y) != 32:
+                raise ValueError("P-256 JWK coordinates must be 32 bytes")
+            key = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
+            ).public_key()
+        elif kty == "OKP":
+            if jwk.get("crv") != "Ed25519":
+                raise ValueError(f"unsupported OKP curve {jwk.get('crv')!r}")
+            x = b64url_decode(jwk.get("x", ""))
+            if len(x) != 32:
+                raise ValueError("Ed25519 JWK x must be 32 bytes")
+            key = ed25519.Ed25519PublicKey.from_public_bytes(x)
+        elif kty == "RSA":
+            n = int.from_bytes(b64url_decode(jwk.get("n", "")), "big")
+            e = int.from_bytes(b64url_decode(jwk.get("e", "")), "big")
+            key = rsa.RSAPublicNumbers(e, n).public_key()
+        else:
+            raise ValueError(f"unsupported JWK kty {kty!r}")
+        parsed = cls.of(kid, key)
+        alg = jwk.get("alg")
+        if alg is not None and alg != parsed.algorithm.value:
+            raise ValueError(f"JWK alg {alg!r} does not fit a {kty} key")
+        return parsed
+
+
+def parse_jwks(data: bytes | str | Mapping[str, Any]) -> tuple[JwkKey, ...]:
+    """Parse a JWKS document. Keys we cannot use (other curves, encryption keys) are skipped with
+    a debug log, as a shared JWKS may hold them; a document that is not a JWKS raises."""
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AuthError(f"JWKS is not JSON: {exc}") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
+        raise AuthError("JWKS must be an object with a 'keys' list")
+    keys: list[JwkKey] = []
+    for i, item in enumerate(data["keys"]):
+        if isinstance(item, Mapping) and item.get("use", "sig") != "sig":
+            continue
+        try:
+            keys.append(JwkKey.from_jwk(item))
+        except (ValueError, TypeError) as exc:
+            log.debug("JWKS key %d skipped: %s", i, exc)
+    return tuple(keys)
+
+
+def jwks_document(keys: Iterable[JwkKey]) -> dict[str, list[dict[str, str]]]:
+    return {"keys": [k.to_jwk() for k in keys]}
+
+
+class KeySource(Protocol):
+    """Where a verifier finds public keys. ``keys(kid)`` never does I/O beyond a cheap check;
+    ``refresh()`` may (a file read, an HTTP fetch) and returns whether anything changed."""
+
+    def keys(self, kid: str | None) -> Sequence[JwkKey]: ...
+
+    def refresh(self) -> bool: ...
+
+
+def _select(keys: Sequence[JwkKey], kid: str | None) -> Sequence[JwkKey]:
+    if kid is None:
+        return keys
+    return [k for k in keys if k.kid == kid]
+
+
+class StaticKeys:
+    """A fixed key list (configured keys, tests)."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[JwkKey | PublicKey]) -> None:
+        out: list[JwkKey] = []
+        for i, k in enumerate(keys):
+            out.append(k if isinstance(k, JwkKey) else JwkKey.of(str(i), k))
+        self._keys = tuple(out)
+
+    def keys(self, kid: str | None) -> Sequence[JwkKey]:
+        found = _select(self._keys, kid)
+        # A static key without a matching kid is still a candidate: configured keys often
+        # carry no kid at all, and the algorithm pin keeps the choice safe.
+        return found or self._keys
+
+    def refresh(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"StaticKeys({[k.kid for k in self._keys]})"
+
+
+class JwksFile:
+    """A JWKS file, re-read when its mtime changes or a token names an unknown kid."""
+
+    __slots__ = ("_keys", "_lock", "_mtime", "path")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._keys: tuple[JwkKey, ...] = ()
+        self._mtime: int | None = None
+        self._lock = threading.Lock()
+        self.refresh()
+        if self._mtime is None:
+            raise AuthError(f"JWKS file {self.path} cannot be read")
+
+    def refresh(self) -> bool:
+        with self._lock:
+            try:
+                mtime = self.path.stat().st_mtime_ns
+                if mtime == self._mtime:
+                    return False
+                keys = parse_jwks(self.path.read_bytes()[:_MAX_JWKS_BYTES])
+            except (OSError, AuthError) as exc:
+                log.warning("JWKS file %s not (re)loaded: %s", self.path, exc)
+                return False
+            self._keys, self._mtime = keys, mtime
+            return True
+
+    def keys(self, kid: str | None) -> Sequence[JwkKey]:
+        return _select(self._keys, kid)
+
+    def __repr__(self) -> str:
+        return f"JwksFile({str(self.path)!r}, kids={[k.kid for k in self._keys]})"
+
+
+class JwksUrl:
+    """A JWKS fetched over HTTP(S) with ``urllib`` and cached.
+
+    ``keys()`` fetches on first use and when the cache is older than ``ttl``; ``refresh()``
+    (called by the verifier on an unknown kid) refetches at most once per ``min_interval``.
+    Fetching blocks; async callers use :meth:`JwtVerifier.averify`, which runs it in a thread.
+    """
+
+    __slots__ = (
+        "_fetched_at",
+        "_keys",
+        "_last_attempt",
+        "_lock",
+        "_opener",
+        "clock",
+        "min_interval",
+        "timeout",
+        "ttl",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl: float = 300.0,
+        min_interval: float = 5.0,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        opener: Callable[[str, float], bytes] | None = None,
+    ) -> None:
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError(f"JWKS URL must be http or https, got {url!r}")
+        self.url = url
+        self.ttl = ttl
+        self.min_interval = min_interval
+        self.timeout = timeout
+        self.clock = clock
+        self._opener = opener or _http_get
+        self._keys: tuple[JwkKey, ...] = ()
+        self._fetched_at: float | None = None
+        self._last_attempt: float | None = None
+        self._lock = threading.Lock()
+
+    def _fetch(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            if self._last_attempt is not None and now - self._last_attempt < self.min_interval:
+                return False
+            self._last_attempt = now
+            try:
+                keys = parse_jwks(self._opener(self.url, self.timeout))
+            except (OSError, AuthError, urllib.error.URLError) as exc:
+                log.warning("JWKS %s not fetched: %s", self.url, exc)
+                return False
+            changed = {k.kid for k in keys} != {k.kid for k in self._keys}
+            self._keys, self._fetched_at = keys, now
+            return changed
+
+    def keys(self, kid: str | None) -> Sequence[JwkKey]:
+        if self._fetched_at is None or self.clock() - self._fetched_at > self.ttl:
+            self._fetch()
+        return _select(self._keys, kid)
+
+    def refresh(self) -> bool:
+        return self._fetch()
+
+    def __repr__(self) -> str:
+        return f"JwksUrl({self.url!r}, kids={[k.kid for k in self._keys]})"
+
+
+def _http_get(url: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        status = getattr(response, "status", 200)
+        if status != 200:
+            raise OSError(f"HTTP {status}")
+        data: bytes = response.read(_MAX_JWKS_BYTES + 1)
+    if len(data) > _MAX_JWKS_BYTES:
+        raise OSError("JWKS document too large")
+    return data
