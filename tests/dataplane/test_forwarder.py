@@ -493,3 +493,30 @@ def test_forwarder_delivers_like_a_model(ops: list[tuple[Any, ...]]) -> None:
                     assert got == {}
             else:
                 assert got == dict.fromkeys(subscribers, 1)
+
+
+def _publish_with_broken_content(mac: HeaderMac) -> bytes:
+    p = pb.Publish()
+    ALICE.fill_proto(p.header.destination)
+    Name("org", "ns", "src", 1).fill_proto(p.header.source)
+    p.header.fanout = 1
+    p.header.ttl = 8
+    p.session.session_id = 1
+    mac.sign(p.header)
+    # content (field 3) whose app_payload claims 5 bytes but carries 1: invalid protobuf
+    body = p.SerializeToString() + b"\x1a\x03\x0a\x05\xff"
+    return b"\x1a" + bytes([len(body) | 0x80, len(body) >> 7]) + body
+
+
+def test_publish_with_malformed_payload_closes_the_link() -> None:
+    for validate in (True, False):
+        fwd = Forwarder(validate_payloads=validate)
+        a, amac = edge(fwd, b"a")
+        b, bmac = edge(fwd, b"b")
+        subscribe(fwd, b, bmac, ALICE, 1)
+        fwd.receive(a, _publish_with_broken_content(amac))
+        if validate:
+            assert outputs(fwd) == {}
+            assert fwd.take_closes() == [(a, "malformed protobuf message")]
+        else:  # the raw path alone would have passed it on
+            assert [cid for cid, _ in fwd.take_outputs()] == [b]

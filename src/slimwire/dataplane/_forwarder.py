@@ -44,6 +44,7 @@ BAD_MAC_LIMIT = 100
 never sends one, so a long run means a broken or hostile peer rather than a tampered message."""
 
 _FromString = pb.Message.FromString
+_PublishFromString = pb.Publish.FromString
 _PUBLISH = FrameKind.PUBLISH
 _LOCAL = ConnType.LOCAL
 _PEER = ConnType.PEER
@@ -77,6 +78,25 @@ def _strings(name: pb.Name) -> tuple[str, str, str]:
     return (s.str_component_0, s.str_component_1, s.str_component_2)
 
 
+def _rest_decodes(frame: Frame) -> bool:
+    """Whether what the raw fast path did not read (session header, content, metadata) is valid
+    protobuf, as the reference's full decode requires; an app must never receive from us a
+    message that its own decoder would reject (which would cost it its link)."""
+    raw = frame.raw
+    try:
+        if frame.header_tag_at == frame.body_start:
+            _PublishFromString(raw[frame.header_end : frame.body_end])
+        else:
+            _PublishFromString(
+                raw[frame.body_start : frame.header_tag_at] + raw[frame.header_end : frame.body_end]
+            )
+        if frame.body_tag_at or frame.body_end != len(raw):
+            _FromString(raw[: frame.body_tag_at] + raw[frame.body_end :])
+    except DecodeError:
+        return False
+    return True
+
+
 def _valid_header(header: pb.SLIMHeader) -> bool:
     return (
         header.HasField("source")
@@ -91,8 +111,9 @@ class Forwarder:
 
     ``node_id`` is this node's id; ``max_message_size`` bounds any received message (a larger
     one closes the link); ``relay_peer_publishes`` lifts the peer 1-hop rule; ``bad_mac_limit``
-    is the run of bad MACs that closes a link. ``rng`` makes subscription ids reproducible in
-    tests.
+    is the run of bad MACs that closes a link; ``validate_payloads`` (default on, ≈0.4 µs per
+    message) checks that the part of a publish the raw path does not read is valid protobuf.
+    ``rng`` makes subscription ids reproducible in tests.
     """
 
     def __init__(
@@ -102,12 +123,14 @@ class Forwarder:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         relay_peer_publishes: bool = False,
         bad_mac_limit: int = BAD_MAC_LIMIT,
+        validate_payloads: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         self.node_id = node_id
         self.max_message_size = max_message_size
         self.relay_peer_publishes = relay_peer_publishes
         self.bad_mac_limit = bad_mac_limit
+        self.validate_payloads = validate_payloads
         self.conns = ConnectionTable()
         self.table = SubscriptionTable()
         self._rng = rng or random.SystemRandom()
@@ -283,6 +306,7 @@ class Forwarder:
         decrement = 1 if conn.conn_type is not _LOCAL else 0
         in_id = conn.conn_id
         dirty = self._dirty
+        validate = self.validate_payloads
         for data in batch:
             if len(data) > limit:
                 conn.count_drop(DropReason.OVERSIZED, f"{len(data)} bytes > {limit}")
@@ -291,6 +315,10 @@ class Forwarder:
             frame = parse_frame(data)
             if frame is None or frame.kind is not _PUBLISH:
                 self._on_message(conn, data)
+            elif validate and not _rest_decodes(frame):
+                conn.count_drop(DropReason.MALFORMED, "publish payload is not valid protobuf")
+                self._close(conn, "malformed protobuf message")
+                return
             elif not fast or frame.fanout != 1 or frame.forward_to is not None:
                 self._on_publish_frame(conn, frame)
             elif mac is not None and not mac.verify_frame(frame):
