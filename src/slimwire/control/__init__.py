@@ -1,0 +1,56 @@
+"""The control plane: a controller that computes links and routes for a mesh of nodes, its
+store, and the node agent that applies them.
+
+* :class:`Store` keeps the model (nodes, domains and their registration secrets, links, routes,
+  topology segments) in SQLite, so a restarted controller knows what it had decided.
+* :mod:`._routing` holds the pure route computation (domain graphs, gateways, shortest-path
+  trees).
+"""
+
+from __future__ import annotations
+
+from slimwire.control._routing import (
+    Announcement,
+    LinkPlan,
+    RouteDir,
+    RoutePlan,
+    Topology,
+    choose_gateways,
+    plan_links,
+    plan_routes,
+    segment_graphs,
+    shortest_path_tree,
+)
+from slimwire.control._store import (
+    ALL_NODES,
+    ConnDetail,
+    LinkRecord,
+    LinkStatus,
+    NodeRecord,
+    RouteRecord,
+    RouteStatus,
+    SegmentRecord,
+    Store,
+)
+
+__all__ = [
+    "ALL_NODES",
+    "Announcement",
+    "ConnDetail",
+    "LinkPlan",
+    "LinkRecord",
+    "LinkStatus",
+    "NodeRecord",
+    "RouteDir",
+    "RoutePlan",
+    "RouteRecord",
+    "RouteStatus",
+    "SegmentRecord",
+    "Store",
+    "Topology",
+    "choose_gateways",
+    "plan_links",
+    "plan_routes",
+    "segment_graphs",
+    "shortest_path_tree",
+]
