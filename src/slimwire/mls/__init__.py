@@ -1,1 +1,37 @@
-"""RFC 9420 Messaging Layer Security, sans-IO, on ``cryptography``."""
+"""RFC 9420 Messaging Layer Security, sans-IO, on ``cryptography``.
+
+The session layer needs only :class:`MlsClient` (an identity: key packages, create and join
+groups) and :class:`Group` (add/remove/rejoin/self_update, process, encrypt/decrypt, exporter,
+persistence). Everything below them (wire structs, ratchet tree, TreeKEM, key schedule, framing)
+lives in private modules. Every failure is an :class:`~slimwire.errors.MlsError` and leaves the
+group unchanged.
+"""
+
+from slimwire.mls._commit import CommitError
+from slimwire.mls._group import (
+    DEFAULT_SUITE,
+    ApplicationMessage,
+    CommitProcessed,
+    Group,
+    GroupEvent,
+    Member,
+    MlsClient,
+    ProposalReceived,
+)
+from slimwire.mls._proposals import CredentialValidator, InvalidProposalError
+from slimwire.mls._suites import supported_suites
+
+__all__ = [
+    "DEFAULT_SUITE",
+    "ApplicationMessage",
+    "CommitError",
+    "CommitProcessed",
+    "CredentialValidator",
+    "Group",
+    "GroupEvent",
+    "InvalidProposalError",
+    "Member",
+    "MlsClient",
+    "ProposalReceived",
+    "supported_suites",
+]

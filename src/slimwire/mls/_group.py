@@ -1,0 +1,667 @@
+"""The group API the session layer drives: :class:`MlsClient` (one identity: key packages,
+creating and joining groups) and :class:`Group` (one member's handle on one group).
+
+The session layer moves opaque bytes (key packages, commits, Welcomes, ciphertexts) and never
+sees MLS internals. ``Group`` is sans-IO and synchronous: every call returns bytes to send or an
+event, and either succeeds or raises :class:`~slimwire.errors.MlsError` with the group exactly
+as it was (new state values are built and swapped in only on success). Handshake messages go out
+as PublicMessages and application data as PrivateMessages, as the reference (mls-rs with
+``encrypt_control_messages=false``) does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from slimwire.errors import MlsError
+from slimwire.mls._codec import DecodeError
+from slimwire.mls._commit import (
+    CreatedCommit,
+    ExternalPskLookup,
+    create_commit,
+    join_from_welcome,
+    process_commit,
+    receive_proposal,
+)
+from slimwire.mls._framing import (
+    FramingError,
+    open_private_content,
+    open_sender_data,
+    protect_private,
+    protect_public,
+    unprotect_public,
+    verify_content_signature,
+)
+from slimwire.mls._group_state import GroupState, state_from_bytes, state_to_bytes
+from slimwire.mls._key_schedule import epoch_from_init_secret
+from slimwire.mls._proposals import CredentialValidator, accept_any_credential
+from slimwire.mls._ratchet_tree import RatchetTree
+from slimwire.mls._secret_tree import MessageKey, RatchetType, SecretTree
+from slimwire.mls._struct_content import Add, Commit, Proposal, Remove, Update
+from slimwire.mls._struct_framing import (
+    AuthenticatedContent,
+    FramedContent,
+    MLSMessage,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+    mls_message_from_bytes,
+)
+from slimwire.mls._struct_welcome import Welcome
+from slimwire.mls._structs import (
+    Capabilities,
+    ContentType,
+    Credential,
+    CredentialType,
+    GroupContext,
+    KeyPackage,
+    LeafNode,
+    LeafNodeSource,
+    Lifetime,
+    ProtocolVersion,
+    SenderType,
+    WireFormat,
+)
+from slimwire.mls._suites import CipherSuite, cipher_suite
+from slimwire.mls._transcript import TranscriptHashes, confirmation_tag, interim_transcript_hash
+from slimwire.mls._treekem import TreePrivateKeys
+from slimwire.mls._welcome import key_package_ref, sign_key_package, sign_leaf_node
+
+__all__ = [
+    "DEFAULT_SUITE",
+    "ApplicationMessage",
+    "CommitProcessed",
+    "Group",
+    "GroupEvent",
+    "Member",
+    "MlsClient",
+    "ProposalReceived",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SUITE = 0x0002
+"""MLS_128_DHKEMP256_AES128GCM_SHA256_P256, what the reference configures."""
+
+_KEY_PACKAGE_LIFETIME = 365 * 24 * 3600  # mls-rs's default
+_CLOCK_SKEW = 3600
+
+
+class Member(NamedTuple):
+    """A member as the application sees it: its leaf, its credential (a SLIM identity token
+    for the reference) and its signature key."""
+
+    leaf_index: int
+    identity: bytes
+    signature_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CommitProcessed:
+    """A commit moved the group to ``epoch``; ``active`` is False if it removed us."""
+
+    epoch: int
+    committer: int | None
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+    updated: tuple[int, ...]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalReceived:
+    """A proposal was stored for a later commit to name by reference."""
+
+    sender: int
+    proposal_type: int
+    ref: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationMessage:
+    plaintext: bytes
+    authenticated_data: bytes
+    sender: int
+
+
+GroupEvent = CommitProcessed | ProposalReceived | ApplicationMessage
+
+
+def _psk_lookup(
+    psks: Mapping[bytes, bytes] | Callable[[bytes], bytes | None] | None,
+) -> ExternalPskLookup:
+    if psks is None:
+        return lambda _: None
+    if callable(psks):
+        return psks
+    table = dict(psks)
+    return table.get
+
+
+class Group:
+    """One member's handle on one MLS group. Not thread-safe; drive it from one task."""
+
+    __slots__ = ("_external_psks", "_state", "_validate")
+
+    def __init__(
+        self,
+        state: GroupState,
+        *,
+        validate_credential: CredentialValidator = accept_any_credential,
+        external_psks: ExternalPskLookup | None = None,
+    ) -> None:
+        self._state = state
+        self._validate = validate_credential
+        self._external_psks: ExternalPskLookup = external_psks or (lambda _: None)
+
+    def __repr__(self) -> str:
+        return (
+            f"Group(id={self.group_id.hex()[:16]}, epoch={self.epoch}, "
+            f"leaf={self.leaf_index}, members={len(self.members)}, active={self.active})"
+        )
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> GroupState:
+        """The current state value (read-only; for diagnostics and tests)."""
+        return self._state
+
+    @property
+    def group_id(self) -> bytes:
+        return self._state.context.group_id
+
+    @property
+    def epoch(self) -> int:
+        return self._state.epoch
+
+    @property
+    def epoch_authenticator(self) -> bytes:
+        return self._state.secrets.epoch_authenticator
+
+    @property
+    def leaf_index(self) -> int:
+        return self._state.leaf_index
+
+    @property
+    def active(self) -> bool:
+        """False once a commit removed us: the group can no longer be used."""
+        return self._state.active
+
+    @property
+    def cipher_suite(self) -> int:
+        return self._state.suite.id
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        return tuple(
+            Member(i, leaf.credential.identity, leaf.signature_key)
+            for i, leaf in self._state.tree.leaves()
+        )
+
+    def ratchet_tree(self) -> bytes:
+        """The ``ratchet_tree`` extension body, for a joiner given the tree out of band."""
+        return self._state.tree.to_bytes()
+
+    def export(self, label: bytes, context: bytes, length: int) -> bytes:
+        """MLS-Exporter (§8.5) of the current epoch."""
+        return self._state.secrets.export(label, context, length)
+
+    def to_bytes(self) -> bytes:
+        """The whole state (private keys included: store it like a private key)."""
+        return state_to_bytes(self._state)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        validate_credential: CredentialValidator = accept_any_credential,
+        external_psks: ExternalPskLookup | None = None,
+    ) -> Group:
+        return cls(
+            state_from_bytes(data),
+            validate_credential=validate_credential,
+            external_psks=external_psks,
+        )
+
+    def _require_active(self) -> None:
+        if not self._state.active:
+            raise MlsError("we are no longer a member of this group")
+
+    # -- commits ----------------------------------------------------------------------------
+
+    def _commit(self, proposals: Sequence[Proposal], *, force_path: bool = False) -> CreatedCommit:
+        self._require_active()
+        created = create_commit(
+            self._state,
+            proposals,
+            validate=self._validate,
+            force_path=force_path,
+            external_psks=self._external_psks,
+        )
+        self._state = created.state
+        return created
+
+    def add(self, key_packages: Iterable[bytes]) -> tuple[bytes, bytes]:
+        """Commit Adds (by value, no path, as the reference does): (commit, Welcome)."""
+        proposals: list[Proposal] = [Add(_parse_key_package(kp)) for kp in key_packages]
+        if not proposals:
+            raise ValueError("add() needs at least one key package")
+        created = self._commit(proposals)
+        assert created.welcome is not None
+        return created.commit, created.welcome
+
+    def _leaf_of(self, member: int | bytes) -> int:
+        if isinstance(member, int):
+            if member < self._state.tree.n_leaves and self._state.tree.leaf(member) is not None:
+                return member
+            raise ValueError(f"no member at leaf {member}")
+        for i, leaf in self._state.tree.leaves():
+            if leaf.credential.identity == member:
+                return i
+        raise ValueError("no member with that identity")
+
+    def remove(self, members: Iterable[int | bytes]) -> bytes:
+        """Commit Removes (with an UpdatePath) of members given by leaf index or identity."""
+        proposals: list[Proposal] = [Remove(self._leaf_of(m)) for m in members]
+        if not proposals:
+            raise ValueError("remove() needs at least one member")
+        return self._commit(proposals).commit
+
+    def rejoin(self, member: int | bytes, key_package: bytes) -> tuple[bytes, bytes]:
+        """Remove ``member`` and add it back from a fresh key package, in one commit."""
+        created = self._commit(
+            [Remove(self._leaf_of(member)), Add(_parse_key_package(key_package))]
+        )
+        assert created.welcome is not None
+        return created.commit, created.welcome
+
+    def self_update(self) -> bytes:
+        """Refresh our leaf and path keys: a commit with an UpdatePath (it also commits every
+        pending proposal)."""
+        return self._commit([], force_path=True).commit
+
+    def commit_pending(self) -> tuple[bytes, bytes | None]:
+        """Commit the proposals received this epoch: (commit, Welcome if any were Adds)."""
+        created = self._commit([], force_path=True)
+        return created.commit, created.welcome
+
+    def propose_update(self) -> bytes:
+        """An Update proposal with a fresh leaf key (the reference's key rotation); another
+        member's commit applies it."""
+        self._require_active()
+        state = self._state
+        suite = state.suite
+        priv, pub = suite.generate_kem_key_pair()
+        old = state.own_leaf
+        leaf = sign_leaf_node(
+            suite,
+            state.signature_private_key,
+            LeafNode(
+                pub,
+                old.signature_key,
+                old.credential,
+                old.capabilities,
+                LeafNodeSource.UPDATE,
+                None,
+                b"",
+                old.extensions,
+            ),
+            state.context.group_id,
+            state.leaf_index,
+        )
+        framed = FramedContent(
+            state.context.group_id, state.epoch, Sender.member(state.leaf_index), b"", Update(leaf)
+        )
+        message = protect_public(
+            suite,
+            framed,
+            state.context,
+            signature_private_key=state.signature_private_key,
+            membership_key=state.secrets.membership_key,
+        )
+        content = AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, message.content, message.auth)
+        new, _ = receive_proposal(state, content, self._validate)
+        updates = dict(new.pending_updates)
+        updates[pub] = priv
+        self._state = dataclasses.replace(new, pending_updates=updates)
+        return MLSMessage(message).to_bytes()
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def _verified(self, message: MLSMessage) -> tuple[AuthenticatedContent, MessageKey | None]:
+        """Check framing; for a PrivateMessage also return the consumed key (so a caller that
+        fails later can give it back)."""
+        body = message.body
+        if isinstance(body, PublicMessage):
+            return self._verified_public(body), None
+        if isinstance(body, PrivateMessage):
+            return self._verified_private(body)
+        raise MlsError(f"a {message.wire_format.name} is not a group message")
+
+    def _verified_public(self, body: PublicMessage) -> AuthenticatedContent:
+        state = self._state
+        content = body.content
+        if content.group_id != state.context.group_id or content.epoch != state.epoch:
+            raise FramingError(f"message for another group or epoch ({content.epoch})")
+        sender = content.sender
+        if sender.sender_type == SenderType.MEMBER:
+            key = self._member_key(sender.index)
+        elif sender.sender_type == SenderType.NEW_MEMBER_COMMIT:
+            commit = content.content
+            if not isinstance(commit, Commit) or commit.path is None:
+                raise FramingError("an external commit needs an UpdatePath")
+            key = commit.path.leaf_node.signature_key
+        else:
+            raise FramingError(f"{sender.sender_type.name} senders are not accepted")
+        return unprotect_public(
+            state.suite,
+            body,
+            state.context,
+            membership_key=state.secrets.membership_key,
+            signature_public_key=key,
+        )
+
+    def _member_key(self, index: int) -> bytes:
+        tree = self._state.tree
+        leaf = tree.leaf(index) if index < tree.n_leaves else None
+        if leaf is None:
+            raise FramingError(f"sender leaf {index} is not a member")
+        return leaf.signature_key
+
+    def _verified_private(
+        self, body: PrivateMessage
+    ) -> tuple[AuthenticatedContent, MessageKey | None]:
+        state = self._state
+        suite = state.suite
+        if body.group_id != state.context.group_id or body.epoch != state.epoch:
+            raise FramingError(f"message for another group or epoch ({body.epoch})")
+        sender_data = open_sender_data(suite, state.secrets.sender_data_secret, body)
+        signature_key = self._member_key(sender_data.leaf_index)
+        kind = (
+            RatchetType.APPLICATION
+            if body.content_type == ContentType.APPLICATION
+            else RatchetType.HANDSHAKE
+        )
+        key = state.secret_tree.key_for(sender_data.leaf_index, kind, sender_data.generation)
+        try:
+            content = open_private_content(suite, body, sender_data, key.key, key.nonce)
+            verify_content_signature(suite, signature_key, content, state.context)
+        except MlsError:
+            _give_back(state.secret_tree, sender_data.leaf_index, kind, key)
+            raise
+        return content, key
+
+    def process(self, data: bytes) -> GroupEvent:
+        """Handle one MLS message from the group: a commit (the next epoch), a proposal (kept
+        for a commit), or application data. Raises :class:`MlsError`, state unchanged."""
+        self._require_active()
+        message = mls_message_from_bytes(data)
+        content, key = self._verified(message)
+        try:
+            return self._dispatch(content)
+        except MlsError:
+            if key is not None:
+                sender = content.content.sender.index
+                kind = (
+                    RatchetType.APPLICATION
+                    if content.content.content_type == ContentType.APPLICATION
+                    else RatchetType.HANDSHAKE
+                )
+                _give_back(self._state.secret_tree, sender, kind, key)
+            raise
+
+    def _dispatch(self, content: AuthenticatedContent) -> GroupEvent:
+        body = content.content.content
+        sender = content.content.sender
+        if isinstance(body, bytes):
+            return ApplicationMessage(body, content.content.authenticated_data, sender.index)
+        if isinstance(body, Commit):
+            new, outcome = process_commit(
+                self._state, content, validate=self._validate, external_psks=self._external_psks
+            )
+            self._state = new
+            return CommitProcessed(
+                new.epoch,
+                outcome.committer,
+                outcome.added,
+                outcome.removed,
+                outcome.updated,
+                new.active,
+            )
+        new, ref = receive_proposal(self._state, content, self._validate)
+        self._state = new
+        return ProposalReceived(sender.index, body.proposal_type, ref.value)
+
+    # -- application data -------------------------------------------------------------------
+
+    def encrypt(self, plaintext: bytes, aad: bytes = b"") -> bytes:
+        """A PrivateMessage carrying ``plaintext``, with ``aad`` as its authenticated_data."""
+        self._require_active()
+        state = self._state
+        me = state.leaf_index
+        key = state.secret_tree.next_key(me, RatchetType.APPLICATION)
+        framed = FramedContent(
+            state.context.group_id, state.epoch, Sender.member(me), aad, bytes(plaintext)
+        )
+        message = protect_private(
+            state.suite,
+            framed,
+            state.context,
+            signature_private_key=state.signature_private_key,
+            sender_data_secret=state.secrets.sender_data_secret,
+            generation=key.generation,
+            key=key.key,
+            nonce=key.nonce,
+        )
+        return MLSMessage(message).to_bytes()
+
+    def decrypt(self, ciphertext: bytes) -> tuple[bytes, bytes, int]:
+        """Open an application message: (plaintext, authenticated_data, sender leaf)."""
+        self._require_active()
+        message = mls_message_from_bytes(ciphertext)
+        if not isinstance(message.body, PrivateMessage):
+            raise FramingError("application data comes as a PrivateMessage")
+        if message.body.content_type != ContentType.APPLICATION:
+            raise FramingError("not an application message")
+        content, _ = self._verified_private(message.body)
+        body = content.content.content
+        assert isinstance(body, bytes)
+        return body, content.content.authenticated_data, content.content.sender.index
+
+
+def _give_back(tree: SecretTree, leaf: int, kind: RatchetType, key: MessageKey) -> None:
+    """Return a consumed message key to the ratchet's skipped keys: the message that used it
+    did not verify, so the genuine one may still arrive."""
+    ratchet = tree._ratchets.get((leaf, kind))
+    if ratchet is not None:
+        ratchet.skipped[key.generation] = key
+
+
+def _parse_key_package(data: bytes) -> KeyPackage:
+    message = mls_message_from_bytes(data)
+    if not isinstance(message.body, KeyPackage):
+        raise DecodeError("not a KeyPackage message")
+    return message.body
+
+
+class _OwnKeyPackage(NamedTuple):
+    key_package: KeyPackage
+    init_private_key: bytes
+    leaf_private_key: bytes
+
+
+class MlsClient:
+    """One identity: a signature key pair and a credential (the SLIM identity token)."""
+
+    __slots__ = (
+        "_external_psks",
+        "_key_packages",
+        "_signature_private_key",
+        "_signature_public_key",
+        "_validate",
+        "credential",
+        "suite",
+    )
+
+    def __init__(
+        self,
+        credential: bytes,
+        signature_private_key: bytes | None = None,
+        *,
+        suite_id: int = DEFAULT_SUITE,
+        validate_credential: CredentialValidator = accept_any_credential,
+        external_psks: Mapping[bytes, bytes] | Callable[[bytes], bytes | None] | None = None,
+    ) -> None:
+        self.suite: CipherSuite = cipher_suite(suite_id)
+        if signature_private_key is None:
+            signature_private_key, public = self.suite.generate_signature_key_pair()
+        else:
+            public = self.suite.signature_public_key(signature_private_key)
+        self._signature_private_key = bytes(signature_private_key)
+        self._signature_public_key = public
+        self.credential = bytes(credential)
+        self._validate = validate_credential
+        self._external_psks = _psk_lookup(external_psks)
+        self._key_packages: dict[bytes, _OwnKeyPackage] = {}
+
+    def __repr__(self) -> str:
+        return f"MlsClient(suite=0x{self.suite.id:04x}, key_packages={len(self._key_packages)})"
+
+    @property
+    def signature_public_key(self) -> bytes:
+        return self._signature_public_key
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(
+            versions=(ProtocolVersion.MLS10,),
+            cipher_suites=(self.suite.id,),
+            credentials=(CredentialType.BASIC,),
+        )
+
+    def key_package(self) -> bytes:
+        """A fresh KeyPackage MLSMessage; its private keys stay here until a Welcome uses it."""
+        suite = self.suite
+        leaf_priv, leaf_pub = suite.generate_kem_key_pair()
+        init_priv, init_pub = suite.generate_kem_key_pair()
+        now = int(time.time())
+        leaf = sign_leaf_node(
+            suite,
+            self._signature_private_key,
+            LeafNode(
+                leaf_pub,
+                self._signature_public_key,
+                Credential.basic(self.credential),
+                self._capabilities(),
+                LeafNodeSource.KEY_PACKAGE,
+                Lifetime(now - _CLOCK_SKEW, now + _KEY_PACKAGE_LIFETIME),
+            ),
+        )
+        kp = sign_key_package(
+            suite,
+            self._signature_private_key,
+            KeyPackage(ProtocolVersion.MLS10, suite.id, init_pub, leaf),
+        )
+        self._key_packages[key_package_ref(suite, kp)] = _OwnKeyPackage(kp, init_priv, leaf_priv)
+        return MLSMessage(kp).to_bytes()
+
+    def import_key_package(
+        self, key_package: bytes, init_private_key: bytes, leaf_private_key: bytes
+    ) -> None:
+        """Make a key package created elsewhere (with our signature key) joinable."""
+        kp = _parse_key_package(key_package)
+        if kp.cipher_suite != self.suite.id:
+            raise MlsError("key package for another cipher suite")
+        self._key_packages[key_package_ref(self.suite, kp)] = _OwnKeyPackage(
+            kp, bytes(init_private_key), bytes(leaf_private_key)
+        )
+
+    def _group(self, state: GroupState) -> Group:
+        return Group(state, validate_credential=self._validate, external_psks=self._external_psks)
+
+    def create_group(self, group_id: bytes | None = None) -> Group:
+        """A one-member group at epoch 0 (RFC 9420 §11), no group-context extensions."""
+        suite = self.suite
+        leaf_priv, leaf_pub = suite.generate_kem_key_pair()
+        now = int(time.time())
+        leaf = sign_leaf_node(
+            suite,
+            self._signature_private_key,
+            LeafNode(
+                leaf_pub,
+                self._signature_public_key,
+                Credential.basic(self.credential),
+                self._capabilities(),
+                LeafNodeSource.KEY_PACKAGE,
+                Lifetime(now - _CLOCK_SKEW, now + _KEY_PACKAGE_LIFETIME),
+            ),
+        )
+        tree = RatchetTree.one_member(suite, leaf)
+        context = GroupContext(
+            ProtocolVersion.MLS10,
+            suite.id,
+            os.urandom(32) if group_id is None else bytes(group_id),
+            0,
+            tree.tree_hash(),
+            b"",
+        )
+        secrets = epoch_from_init_secret(
+            suite, os.urandom(suite.hash_len), None, None, context.to_bytes()
+        )
+        tag = confirmation_tag(suite, secrets.confirmation_key, b"")
+        state = GroupState(
+            suite=suite,
+            context=context,
+            tree=tree,
+            private_keys=TreePrivateKeys.for_leaf(0, leaf_priv),
+            secrets=secrets,
+            transcript=TranscriptHashes(b"", interim_transcript_hash(suite, b"", tag)),
+            signature_private_key=self._signature_private_key,
+            secret_tree=SecretTree(suite, secrets.encryption_secret, 1),
+        )
+        return self._group(state)
+
+    def join(self, welcome: bytes, ratchet_tree: bytes | None = None) -> Group:
+        """Enter a group from a Welcome for one of our key packages. The tree comes from the
+        Welcome (the reference always sends it) or, failing that, from ``ratchet_tree``."""
+        message = mls_message_from_bytes(welcome)
+        body = message.body
+        if not isinstance(body, Welcome):
+            raise DecodeError("not a Welcome message")
+        own = next(
+            (
+                self._key_packages[e.new_member]
+                for e in body.secrets
+                if e.new_member in self._key_packages
+            ),
+            None,
+        )
+        if own is None:
+            raise MlsError("the Welcome is for none of our key packages")
+        tree = None if ratchet_tree is None else RatchetTree.from_bytes(self.suite, ratchet_tree)
+        state = join_from_welcome(
+            self.suite,
+            body,
+            own.key_package,
+            init_private_key=own.init_private_key,
+            leaf_private_key=own.leaf_private_key,
+            signature_private_key=self._signature_private_key,
+            ratchet_tree=tree,
+            validate=self._validate,
+            external_psks=self._external_psks,
+        )
+        del self._key_packages[key_package_ref(self.suite, own.key_package)]
+        return self._group(state)
+
+    def restore(self, data: bytes) -> Group:
+        """A group saved with :meth:`Group.to_bytes`, with this client's hooks."""
+        return Group.from_bytes(
+            data, validate_credential=self._validate, external_psks=self._external_psks
+        )
