@@ -260,12 +260,18 @@ def _mb(kib: int) -> str:
     return f"{kib / 1024:.0f}"
 
 
-def _row(o: Outcome) -> str:
+def _row(o: Outcome, notes: list[str] | None = None) -> str:
     if o.result is None:
         return f"| {o.case.label} | {o.node} | failed: {o.error} | | | | | | | |"
     r = o.result
     lat = r["latency"]
-    lost = f"{r['lost']:,}" + (f" ({o.error})" if o.error else "")
+    lost = f"{r['lost']:,}"
+    if o.error:
+        if notes is None:
+            lost += f" ({o.error})"
+        else:
+            notes.append(f"{o.case.label}, {o.node}: {o.error}")
+            lost += f" [{len(notes)}]"
     elapsed = max(r["elapsed_s"], 1e-9)
     node_pct = 100 * o.node_cpu_s / elapsed
     return (
@@ -304,7 +310,10 @@ def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespac
         "machine busy % |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_row(o) for o in outcomes]
+    notes: list[str] = []
+    lines += [_row(o, notes) for o in outcomes]
+    if notes:
+        lines += ["", *(f"[{i}] {n}." for i, n in enumerate(notes, 1))]
     by = {(o.node, o.case.key): o for o in outcomes}
     ratios = []
     for case in CASES:
@@ -341,6 +350,49 @@ def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespac
     return "\n".join(lines)
 
 
+def save(
+    outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespace, path: Path
+) -> None:
+    """Keep the raw figures, so a section can be re-rendered without re-running."""
+
+    def enc(o: Outcome) -> dict[str, Any]:
+        return {
+            "node": o.node,
+            "case": [o.case.key, o.case.label, list(o.case.args), o.case.messages_scale],
+            "result": o.result,
+            "node_cpu_s": o.node_cpu_s,
+            "rss_idle_kib": o.rss_idle_kib,
+            "rss_peak_kib": o.rss_peak_kib,
+            "rss_series": o.rss_series,
+            "machine_busy_pct": o.machine_busy_pct,
+            "error": o.error,
+        }
+
+    meta = {"messages": opts.messages, "pin": opts.pin, "loadavg": opts.loadavg}
+    doc = {"meta": meta, "cases": [enc(o) for o in outcomes], "slow": [enc(o) for o in slow]}
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def load(path: Path, opts: argparse.Namespace) -> tuple[list[Outcome], list[Outcome]]:
+    doc = json.loads(path.read_text())
+
+    def dec(d: dict[str, Any]) -> Outcome:
+        key, label, args, scale = d["case"]
+        o = Outcome(d["node"], Case(key, label, tuple(args), scale), d["result"])
+        o.node_cpu_s = d["node_cpu_s"]
+        o.rss_idle_kib = d["rss_idle_kib"]
+        o.rss_peak_kib = d["rss_peak_kib"]
+        o.rss_series = [tuple(x) for x in d["rss_series"]]  # type: ignore[misc]
+        o.machine_busy_pct = d["machine_busy_pct"]
+        o.error = d["error"]
+        return o
+
+    opts.messages = doc["meta"]["messages"]
+    opts.pin = doc["meta"]["pin"]
+    opts.loadavg = doc["meta"]["loadavg"]
+    return [dec(d) for d in doc["cases"]], [dec(d) for d in doc["slow"]]
+
+
 def write_section(section: str, path: Path = DOC) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if BEGIN.split(" (", maxsplit=1)[0] in text and END in text:
@@ -352,28 +404,7 @@ def write_section(section: str, path: Path = DOC) -> None:
     path.write_text(text)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--nodes", default="reference,slimwire", help="comma list: reference,slimwire")
-    p.add_argument("--cases", default=",".join(c.key for c in CASES))
-    p.add_argument("--messages", type=int, default=1_000_000)
-    p.add_argument("--timeout", type=float, default=40.0)
-    p.add_argument("--slow-rate", type=float, default=20_000.0)
-    p.add_argument("--slow-seconds", type=float, default=10.0)
-    p.add_argument("--no-slow", action="store_true")
-    p.add_argument("--no-pin", dest="pin", action="store_false")
-    p.add_argument("--no-write", action="store_true", help="print the section, leave the doc")
-    p.add_argument("--log-dir", type=Path, default=REPO / "bench" / "out")
-    p.add_argument(
-        "--bench-arg",
-        action="append",
-        default=[],
-        help="extra slimwire bench flag (--bench-arg=--no-uvloop)",
-    )
-    opts = p.parse_args()
-    EXTRA.extend(opts.bench_arg)
-    opts.log_dir.mkdir(parents=True, exist_ok=True)
-    opts.loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+def run_all(opts: argparse.Namespace) -> tuple[list[Outcome], list[Outcome]]:
     nodes = [n for n in opts.nodes.split(",") if n]
     keys = set(opts.cases.split(","))
     outcomes: list[Outcome] = []
@@ -388,6 +419,39 @@ def main() -> int:
             o = run_slow_consumer(kind, opts)
             slow.append(o)
             print(f"{kind} slow consumer: peak RSS {_mb(o.rss_peak_kib)} MB {o.error}", flush=True)
+    return outcomes, slow
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nodes", default="reference,slimwire", help="comma list: reference,slimwire")
+    p.add_argument("--cases", default=",".join(c.key for c in CASES))
+    p.add_argument("--messages", type=int, default=1_000_000)
+    p.add_argument("--timeout", type=float, default=40.0)
+    p.add_argument("--slow-rate", type=float, default=5_000.0)
+    p.add_argument("--slow-seconds", type=float, default=10.0)
+    p.add_argument("--no-slow", action="store_true")
+    p.add_argument("--no-pin", dest="pin", action="store_false")
+    p.add_argument("--no-write", action="store_true", help="print the section, leave the doc")
+    p.add_argument("--log-dir", type=Path, default=REPO / "bench" / "out")
+    p.add_argument(
+        "--bench-arg",
+        action="append",
+        default=[],
+        help="extra slimwire bench flag (--bench-arg=--no-uvloop)",
+    )
+    p.add_argument(
+        "--render", type=Path, help="re-render a saved run (its JSON) instead of running"
+    )
+    opts = p.parse_args()
+    EXTRA.extend(opts.bench_arg)
+    opts.log_dir.mkdir(parents=True, exist_ok=True)
+    opts.loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    if opts.render:
+        outcomes, slow = load(opts.render, opts)
+    else:
+        outcomes, slow = run_all(opts)
+        save(outcomes, slow, opts, opts.log_dir / "node_bench.json")
     section = render(outcomes, slow, opts)
     print(section)
     if not opts.no_write:
