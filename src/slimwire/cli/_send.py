@@ -21,7 +21,7 @@ from slimwire.cli._app_common import (
     run_command,
     status,
 )
-from slimwire.errors import ConfigError, SessionError, SlimwireTimeout
+from slimwire.errors import ConfigError, SessionClosed, SessionError, SlimwireTimeout
 
 HELP = "send messages to an app over a point-to-point session"
 
@@ -92,6 +92,10 @@ async def _main(args: argparse.Namespace) -> int:
                     except SlimwireTimeout:
                         raise SlimwireTimeout(
                             f"no reply to message {sent} from {args.to} in {args.timeout:g}s"
+                        ) from None
+                    except SessionClosed as exc:
+                        raise SessionClosed(
+                            f"no reply to message {sent} from {args.to}: {exc}"
                         ) from None
                     emit_payload(reply.payload)
         finally:
