@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -42,7 +43,7 @@ from slimwire.mls._group_state import GroupState, state_from_bytes, state_to_byt
 from slimwire.mls._key_schedule import epoch_from_init_secret
 from slimwire.mls._proposals import CredentialValidator, accept_any_credential
 from slimwire.mls._ratchet_tree import RatchetTree
-from slimwire.mls._secret_tree import MessageKey, RatchetType, SecretTree
+from slimwire.mls._secret_tree import RatchetType, SecretTree
 from slimwire.mls._struct_content import Add, Commit, Proposal, Remove, Update
 from slimwire.mls._struct_framing import (
     AuthenticatedContent,
@@ -336,9 +337,11 @@ class Group:
 
     # -- receiving --------------------------------------------------------------------------
 
-    def _verified(self, message: MLSMessage) -> tuple[AuthenticatedContent, MessageKey | None]:
-        """Check framing; for a PrivateMessage also return the consumed key (so a caller that
-        fails later can give it back)."""
+    def _verified(
+        self, message: MLSMessage
+    ) -> tuple[AuthenticatedContent, Callable[[], None] | None]:
+        """Check framing; for a PrivateMessage also return how to undo the key it consumed
+        (for a caller that fails later)."""
         body = message.body
         if isinstance(body, PublicMessage):
             return self._verified_public(body), None
@@ -378,7 +381,7 @@ class Group:
 
     def _verified_private(
         self, body: PrivateMessage
-    ) -> tuple[AuthenticatedContent, MessageKey | None]:
+    ) -> tuple[AuthenticatedContent, Callable[[], None]]:
         state = self._state
         suite = state.suite
         if body.group_id != state.context.group_id or body.epoch != state.epoch:
@@ -390,32 +393,27 @@ class Group:
             if body.content_type == ContentType.APPLICATION
             else RatchetType.HANDSHAKE
         )
-        key = state.secret_tree.key_for(sender_data.leaf_index, kind, sender_data.generation)
+        restore = _checkpoint(state.secret_tree, sender_data.leaf_index, kind)
         try:
+            key = state.secret_tree.key_for(sender_data.leaf_index, kind, sender_data.generation)
             content = open_private_content(suite, body, sender_data, key.key, key.nonce)
             verify_content_signature(suite, signature_key, content, state.context)
         except MlsError:
-            _give_back(state.secret_tree, sender_data.leaf_index, kind, key)
+            restore()
             raise
-        return content, key
+        return content, restore
 
     def process(self, data: bytes) -> GroupEvent:
         """Handle one MLS message from the group: a commit (the next epoch), a proposal (kept
         for a commit), or application data. Raises :class:`MlsError`, state unchanged."""
         self._require_active()
         message = mls_message_from_bytes(data)
-        content, key = self._verified(message)
+        content, restore = self._verified(message)
         try:
             return self._dispatch(content)
         except MlsError:
-            if key is not None:
-                sender = content.content.sender.index
-                kind = (
-                    RatchetType.APPLICATION
-                    if content.content.content_type == ContentType.APPLICATION
-                    else RatchetType.HANDSHAKE
-                )
-                _give_back(self._state.secret_tree, sender, kind, key)
+            if restore is not None:
+                restore()
             raise
 
     def _dispatch(self, content: AuthenticatedContent) -> GroupEvent:
@@ -477,12 +475,28 @@ class Group:
         return body, content.content.authenticated_data, content.content.sender.index
 
 
-def _give_back(tree: SecretTree, leaf: int, kind: RatchetType, key: MessageKey) -> None:
-    """Return a consumed message key to the ratchet's skipped keys: the message that used it
-    did not verify, so the genuine one may still arrive."""
+def _checkpoint(tree: SecretTree, leaf: int, kind: RatchetType) -> Callable[[], None]:
+    """A way back to the secret tree as it is now, for the one ratchet a message touches: a
+    message that fails after its key was taken must not cost the genuine one its key, and
+    must leave the state exactly as it was."""
     ratchet = tree._ratchets.get((leaf, kind))
-    if ratchet is not None:
-        ratchet.skipped[key.generation] = key
+    if ratchet is None:
+        nodes = dict(tree._nodes)
+
+        def restore_leaf() -> None:
+            tree._nodes = nodes
+            for k in RatchetType:
+                tree._ratchets.pop((leaf, k), None)
+
+        return restore_leaf
+    secret, generation = ratchet.secret, ratchet.generation
+    skipped = OrderedDict(ratchet.skipped) if ratchet.skipped else None
+
+    def restore_ratchet() -> None:
+        ratchet.secret, ratchet.generation = secret, generation
+        ratchet.skipped = skipped if skipped is not None else OrderedDict()
+
+    return restore_ratchet
 
 
 def _parse_key_package(data: bytes) -> KeyPackage:
