@@ -22,7 +22,7 @@ from slimwire.session import (
     SessionEstablished,
 )
 from slimwire.session._ids import MAX_PUBLISH_ID, next_data_id
-from slimwire.session._reliability import Lost
+from slimwire.session._reliability import MAX_GAP, Lost
 from tests.session._net import Net, make_layer
 
 MAX_DROPS = 8
@@ -116,9 +116,30 @@ def test_reorder_buffer_any_permutation(start: int, order: list[int], lost: set[
         if off > 0:
             out.extend(buf.on_lost(ids[off]))
     # everything received or declared lost up to the highest contiguous point is in order
-    seen = [x.message_id if isinstance(x, Lost) else ids[x] for x in out]
+    seen: list[int] = []
+    for x in out:
+        if isinstance(x, Lost):
+            seen.extend(ids[ids.index(x.message_id) + k] for k in range(x.count))
+        else:
+            seen.append(ids[x])
     assert seen == ids[1 : 1 + len(seen)]
     received = {o for o in order if o not in lost and o > 0}
     assert {x for x in out if not isinstance(x, Lost)} <= received
     assert len(seen) == len(set(seen))
     assert top >= 0
+
+
+@given(st.integers(0, MAX_PUBLISH_ID), st.integers(MAX_GAP + 3, MAX_PUBLISH_ID // 2))
+def test_reorder_buffer_huge_jump_is_bounded(start: int, jump: int) -> None:
+    """A message far ahead costs O(MAX_GAP), not O(jump): the skipped ids are one lost range,
+    held messages inside it are still delivered in order, the rest of the window is requested."""
+    buf: ReorderBuffer[str] = ReorderBuffer(last_delivered=start)
+    held_id = next_data_id(next_data_id(start))  # start+2 arrives early and waits
+    assert buf.on_message(held_id, "held") == ([], [next_data_id(start)])
+    far = (start + jump) % (MAX_PUBLISH_ID + 1)
+    out, requests = buf.on_message(far, "far")
+    assert len(requests) <= MAX_GAP
+    assert out[0] == Lost(next_data_id(start), 1)
+    assert out[1] == "held"
+    assert all(isinstance(x, Lost) for x in out[2:])
+    assert sum(x.count for x in out if isinstance(x, Lost)) + 1 + len(requests) == jump - 1

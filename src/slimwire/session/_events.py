@@ -90,11 +90,13 @@ class DeliveryFailed:
 
 @dataclass(frozen=True, slots=True)
 class MessageLost:
-    """A message from ``source`` will never arrive: the sender no longer has it, or RTX gave up."""
+    """Messages from ``source`` will never arrive (``count`` ids from ``message_id`` on): the
+    sender no longer has them, or retransmission requests gave up."""
 
     session_id: int
     source: Name
     message_id: int
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ from slimwire.session._events import (
 from slimwire.session._events import (
     SessionClosed as SessionClosedEvent,
 )
-from slimwire.session._ids import next_data_id, random_control_id
+from slimwire.session._ids import id_distance, next_data_id, random_control_id
 from slimwire.session._reliability import Lost, ProducerBuffer, ReorderBuffer
 from slimwire.session._timers import Timers
 from slimwire.session._wire import (
@@ -385,9 +385,11 @@ class P2PSession:
     def _deliver_all(self, items: list[pb.Message | Lost], source: Name) -> None:
         for item in items:
             if isinstance(item, Lost):
-                self._rtx.pop(item.message_id, None)
-                self._cancel(("rtx", item.message_id))
-                self.host.emit(MessageLost(self.session_id, source, item.message_id))
+                for rid in list(self._rtx):
+                    if id_distance(item.message_id, rid) < item.count:
+                        del self._rtx[rid]
+                        self._cancel(("rtx", rid))
+                self.host.emit(MessageLost(self.session_id, source, item.message_id, item.count))
             else:
                 self._deliver(item, source)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Generic, NamedTuple, TypeVar
 
-from slimwire.session._ids import id_distance, is_after, next_data_id
+from slimwire.session._ids import MAX_PUBLISH_ID, id_distance, is_after, next_data_id
 
 __all__ = ["Lost", "ProducerBuffer", "ReorderBuffer"]
 
@@ -24,9 +24,10 @@ sender's buffer holds 512 messages, so they cannot be retransmitted anyway."""
 
 
 class Lost(NamedTuple):
-    """Marker in a delivery list: message ``message_id`` will never be delivered."""
+    """Marker in a delivery list: ``count`` messages from ``message_id`` on will never arrive."""
 
     message_id: int
+    count: int = 1
 
 
 class ProducerBuffer(Generic[T]):
@@ -80,37 +81,56 @@ class ReorderBuffer(Generic[T]):
         return len(self._held)
 
     def on_message(self, message_id: int, item: T) -> tuple[list[T | Lost], list[int]]:
-        """Take a received message; return (what to deliver now, ids to request)."""
+        """Take a received message; return (what to deliver now, ids to request).
+
+        Work is bounded by ``MAX_GAP`` whatever id arrives: a jump further ahead declares the
+        ids it skips lost as one range.
+        """
         if self._last is None:
             self._last = message_id
             return [item], []
         if not is_after(message_id, self._last) or message_id in self._held:
             return [], []  # duplicate or older than what was delivered
         self._requested.discard(message_id)
-        expected = next_data_id(self._last)
-        if message_id == expected:
-            self._last = message_id
-            out: list[T | Lost] = [item]
-            self._flush(out)
-            return out, []
-        self._held[message_id] = item
-        out = []
-        gap = id_distance(expected, message_id)
-        cursor = expected
+        out: list[T | Lost] = []
+        gap = id_distance(next_data_id(self._last), message_id)
         if gap > MAX_GAP:
-            # too far behind to be retransmitted: give those up now
-            for _ in range(gap - MAX_GAP):
-                if cursor not in self._held:
-                    self._held[cursor] = _LOST
+            self._skip_to((self._last + gap - MAX_GAP) % (MAX_PUBLISH_ID + 1), out)
+        self._held[message_id] = item
+        self._flush(out)
+        requests: list[int] = []
+        if message_id in self._held:
+            cursor = next_data_id(self._last)
+            while cursor != message_id:
+                if cursor not in self._held and cursor not in self._requested:
+                    self._requested.add(cursor)
+                    requests.append(cursor)
                 cursor = next_data_id(cursor)
-            self._flush(out)
-        requests = []
-        while cursor != message_id:
-            if cursor not in self._held and cursor not in self._requested:
-                self._requested.add(cursor)
-                requests.append(cursor)
-            cursor = next_data_id(cursor)
         return out, requests
+
+    def _skip_to(self, target: int, out: list[T | Lost]) -> None:
+        """Give up on everything up to ``target``: deliver what is held there, in order, and
+        report the holes as lost ranges."""
+        assert self._last is not None
+        last = self._last
+        span = id_distance(last, target)
+        inside = sorted(
+            (id_distance(last, held), held)
+            for held in self._held
+            if 0 < id_distance(last, held) <= span
+        )
+        cursor = next_data_id(last)
+        for _, held in inside:
+            if held != cursor:
+                out.append(Lost(cursor, id_distance(cursor, held)))
+            item = self._held.pop(held)
+            out.append(Lost(held) if isinstance(item, _LostMark) else item)
+            cursor = next_data_id(held)
+        end = next_data_id(target)
+        if cursor != end:
+            out.append(Lost(cursor, id_distance(cursor, end)))
+        self._last = target
+        self._requested = {r for r in self._requested if is_after(r, target)}
 
     def on_lost(self, message_id: int) -> list[T | Lost]:
         """The sender no longer has ``message_id`` (or we gave up): skip it."""
