@@ -26,7 +26,15 @@ from slimwire.auth._shared_secret import TokenClaims
 from slimwire.auth._types import TokenVerifier
 from slimwire.errors import AuthError
 from slimwire.names import Name
-from slimwire.policy._model import Action, Decision, NameKey, Policy, Principal, own_ids_for
+from slimwire.policy._model import (
+    Action,
+    Decision,
+    NameKey,
+    Policy,
+    Principal,
+    Rule,
+    own_ids_for,
+)
 from slimwire.policy._store import PolicyStore
 
 __all__ = ["EngineStats", "PolicyEngine", "principal_from_claims"]
@@ -92,7 +100,7 @@ class PolicyEngine:
         self._clock = clock
         self._token_max = token_cache_size
         self._decision_max = decision_cache_size
-        self._tokens: dict[str, tuple[Principal, tuple[object, ...]]] = {}
+        self._tokens: dict[str, tuple[Principal, tuple[object, ...], tuple[Rule, ...]]] = {}
         self._decisions: dict[tuple[object, ...], Decision] = {}
         self._generation = self.store.generation
         # token hits, token misses, decision hits, decision misses, refused tokens
@@ -111,8 +119,11 @@ class PolicyEngine:
             self._generation = self.store.generation
             self.clear_caches()
 
-    def principal(self, identity_token: str) -> tuple[Principal, tuple[object, ...]]:
-        """The verified principal of a token (cached) and its decision-cache key.
+    def principal(
+        self, identity_token: str
+    ) -> tuple[Principal, tuple[object, ...], tuple[Rule, ...]]:
+        """The verified principal of a token (cached), its decision-cache key and the rules that
+        apply to it.
 
         Raises :class:`AuthError` when the token is refused or has expired since it was cached.
         """
@@ -127,7 +138,8 @@ class PolicyEngine:
         if not identity_token:
             raise AuthError("no identity token")
         principal = principal_from_claims(self.verifier.verify(identity_token))
-        entry = (principal, principal.cache_key(self.store.policy.claim_names))
+        policy = self.store.policy
+        entry = (principal, principal.cache_key(policy.claim_names), policy.applicable(principal))
         tokens = self._tokens
         if len(tokens) >= self._token_max:
             del tokens[next(iter(tokens))]
@@ -142,11 +154,16 @@ class PolicyEngine:
         """
         if self.store.generation != self._generation:
             self._sync_generation()
-        try:
-            principal, pkey = self.principal(identity_token)
-        except AuthError as exc:
-            self._stats[4] += 1
-            return Decision(False, f"{action.value} denied: invalid identity: {exc}")
+        entry = self._tokens.get(identity_token)
+        if entry is None or self._clock() > entry[0].expires_at:
+            try:
+                entry = self.principal(identity_token)
+            except AuthError as exc:
+                self._stats[4] += 1
+                return Decision(False, f"{action.value} denied: invalid identity: {exc}")
+        else:
+            self._stats[0] += 1
+        principal, pkey, rules = entry
         key = name if type(name) is tuple else _name_key(name)
         dkey = (pkey, action, key)
         decision = self._decisions.get(dkey)
@@ -154,7 +171,7 @@ class PolicyEngine:
             self._stats[2] += 1
             return decision
         self._stats[3] += 1
-        decision = self.store.policy.evaluate(principal, action, key)
+        decision = self.store.policy.evaluate(principal, action, key, rules)
         decisions = self._decisions
         if len(decisions) >= self._decision_max:
             del decisions[next(iter(decisions))]

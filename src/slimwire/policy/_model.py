@@ -14,9 +14,9 @@ self-certifying id of its ``pubkey``).
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import fnmatch
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ __all__ = [
 
 NameKey = tuple[int, int, int, int]
 SELF_ID = "@self"
+_INDEX_MAX = 4096
 
 
 class Action(enum.Enum):
@@ -86,13 +87,25 @@ def _freeze(value: object) -> object:
 
 
 def own_ids_for(subject: str, public_key: bytes | None) -> frozenset[int]:
+    """The ids ``@self`` accepts: the reference's id for the subject, and the self-certifying
+    id of the token's key."""
     ids = {app_id_from_token_id(subject)}
     if public_key:
-        from slimwire.auth._ni import name_id_from_public_key
-
-        with contextlib.suppress(ValueError):
-            ids.add(name_id_from_public_key(public_key))
+        key_id = _key_id(bytes(public_key))
+        if key_id is not None:
+            ids.add(key_id)
     return frozenset(ids)
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_id(public_key: bytes) -> int | None:
+    # Parsing a point and hashing its SPKI costs tens of µs; a peer's key repeats on every token.
+    from slimwire.auth._ni import name_id_from_public_key
+
+    try:
+        return name_id_from_public_key(public_key)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +186,12 @@ class Rule:
         return True
 
     def covers(self, action: Action, key: NameKey, principal: Principal) -> bool:
-        return action in self.actions and any(p.matches(key, principal) for p in self.names)
+        if action not in self.actions:
+            return False
+        for pattern in self.names:  # noqa: SIM110 - a loop; any(genexpr) is slower here
+            if pattern.matches(key, principal):
+                return True
+        return False
 
 
 def _hashable(value: object) -> bool:
@@ -195,15 +213,50 @@ class Policy:
     default: Effect = Effect.DENY
     source: str = "<policy>"
     claim_names: tuple[str, ...] = field(default=(), compare=False)
+    _index: dict[tuple[Action, int], tuple[Rule, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         names = sorted({name for r in self.rules for name, _ in r.claims})
         object.__setattr__(self, "claim_names", tuple(names))
 
-    def evaluate(self, principal: Principal, action: Action, key: NameKey) -> Decision:
+    def _candidates(self, action: Action, first: int) -> tuple[Rule, ...]:
+        """Rules that can apply to ``action`` on names whose first component hashes to
+        ``first`` (memoized, bounded: the names a node sees share few first components)."""
+        found = self._index.get((action, first))
+        if found is None:
+            found = tuple(
+                r
+                for r in self.rules
+                if action in r.actions
+                and any(not p.hashes or p.hashes[0] in (None, first) for p in r.names)
+            )
+            if len(self._index) < _INDEX_MAX:
+                self._index[(action, first)] = found
+        return found
+
+    def applicable(self, principal: Principal) -> tuple[Rule, ...]:
+        """The rules whose identity selectors match ``principal`` (in policy order). A node
+        computes this once per verified token; evaluation then only matches names."""
+        return tuple(r for r in self.rules if r.applies_to(principal))
+
+    def evaluate(
+        self,
+        principal: Principal,
+        action: Action,
+        key: NameKey,
+        applicable: tuple[Rule, ...] | None = None,
+    ) -> Decision:
+        """Deny precedence, then allow, then the default. ``applicable`` is
+        :meth:`applicable` of the same principal, when the caller has it."""
         allowed_by: Rule | None = None
-        for rule in self.rules:
-            if not rule.covers(action, key, principal) or not rule.applies_to(principal):
+        if applicable is None:
+            rules = [r for r in self._candidates(action, key[0]) if r.applies_to(principal)]
+        else:
+            rules = list(applicable)
+        for rule in rules:
+            if not rule.covers(action, key, principal):
                 continue
             if rule.effect is Effect.DENY:
                 return Decision(False, f"{action.value} denied by {rule.label}")
