@@ -333,12 +333,19 @@ def test_plan_fanout_uses_one_multicast_name():
         ({"consumers": 2}, "producers >= consumers"),  # unicast needs a producer per consumer
         ({"timeout": 0}, "positive"),
         ({"sample_every": -1}, "sample_every"),
+        ({"link": "carrier-pigeon"}, "link must be"),
     ],
 )
-def test_config_rejects_nonsense(kwargs: dict[str, int], match: str):
-    base: dict[str, int] = {"messages": 10, "size": 10}
+def test_config_rejects_nonsense(kwargs: dict[str, object], match: str):
+    base: dict[str, object] = {"messages": 10, "size": 10}
     with pytest.raises(ValueError, match=match):
         BenchConfig("http://x", **{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_config_raw_link_is_h2c_only():
+    with pytest.raises(ValueError, match="h2c only"):
+        BenchConfig("https://x:1", messages=1, size=1)
+    assert BenchConfig("https://x:1", messages=1, size=1, link="transport").link == "transport"
 
 
 # ------------------------------------------------------------------------------- end to end

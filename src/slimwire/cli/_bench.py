@@ -53,9 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--link",
         choices=("raw", "transport"),
-        default="raw",
-        help="raw: the bench's own lean HTTP/2 client (h2c; default); "
-        "transport: slimwire.transport (h2c or TLS)",
+        default=None,
+        help="raw: the bench's own lean HTTP/2 client (h2c; the default for http://); "
+        "transport: slimwire.transport (h2c or TLS; the default for https://)",
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             sample_every=args.sample_every,
             consumer_rate=args.consumer_rate,
             use_uvloop=not args.no_uvloop,
-            link=args.link,
+            link=args.link or ("transport" if args.endpoint.startswith("https:") else "raw"),
         )
     except ValueError as exc:
         print(f"slimwire bench: {exc}", file=sys.stderr)

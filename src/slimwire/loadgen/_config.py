@@ -62,6 +62,8 @@ class BenchConfig:
             raise ValueError("timeouts must be positive")
         if self.link not in ("raw", "transport"):
             raise ValueError(f"link must be 'raw' or 'transport', not {self.link!r}")
+        if self.link == "raw" and self.endpoint.startswith("https:"):
+            raise ValueError("the raw link speaks h2c only; use --link transport for https://")
         if self.sample_every < 0 or self.pool < 1 or self.consumer_rate < 0:
             raise ValueError("sample_every >= 0, pool >= 1 and consumer_rate >= 0 are required")
 
