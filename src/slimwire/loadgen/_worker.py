@@ -4,9 +4,10 @@ Each process opens exactly one link (one TCP connection, one gRPC stream), talks
 over a ``multiprocessing`` pipe (``ready`` → ``go`` → ``report`` → ``stop``), and stops by itself:
 producers at their deadline, consumers after ``expected`` messages, after ``idle`` seconds
 without traffic, or at their deadline. Nothing on the hot path awaits per message: a producer
-writes up to :data:`WRITE_CHUNK` bytes of pre-framed messages per loop turn and then awaits the
-transport's ``drain`` (which is where HTTP/2 flow control pushes back); a consumer handles
-whatever batch ``recv`` returns.
+hands up to :data:`WRITE_CHUNK` bytes of pre-built messages to its link per loop turn and then
+awaits ``drain`` (which is where HTTP/2 flow control pushes back); a consumer on the raw link
+lets received bytes flow into a counter with no task wake-up at all until it is done, and on the
+transport link handles whatever batch ``recv`` returns.
 """
 
 from __future__ import annotations
