@@ -629,3 +629,14 @@ def test_client_core_reports_reset_and_grpc_status():
     core.receive(encode_frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))
     assert core.ended
     assert "reset" in core.error
+
+
+def test_bench_fails_fast_and_cleanly_without_a_node():
+    port = _free_port()  # nothing listens there
+    cmd = [sys.executable, "-m", "slimwire", "bench", "--endpoint", f"http://127.0.0.1:{port}"]
+    proc = subprocess.run(
+        [*cmd, "--messages", "10", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert "cannot connect" in proc.stderr
