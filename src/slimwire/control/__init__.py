@@ -4,11 +4,21 @@ store, and the node agent that applies them.
 * :class:`Store` keeps the model (nodes, domains and their registration secrets, links, routes,
   topology segments) in SQLite, so a restarted controller knows what it had decided.
 * :mod:`._routing` holds the pure route computation (domain graphs, gateways, shortest-path
-  trees).
+  trees); :class:`ControllerCore` turns events into per-node commands (sans-IO) and
+  :class:`Controller` serves it (southbound ``ControllerService``, northbound
+  ``ControlPlaneService``).
+* :class:`AgentCore` / :class:`Agent`: the node side (register, apply, ack, announce).
 """
 
 from __future__ import annotations
 
+from slimwire.control._agent import Agent, AgentCore, NodePort, Plan
+from slimwire.control._controller import (
+    DEFAULT_NORTHBOUND_PORT,
+    DEFAULT_SOUTHBOUND_PORT,
+    Controller,
+)
+from slimwire.control._core import ControllerCore, Outbound
 from slimwire.control._routing import (
     Announcement,
     LinkPlan,
@@ -35,12 +45,21 @@ from slimwire.control._store import (
 
 __all__ = [
     "ALL_NODES",
+    "DEFAULT_NORTHBOUND_PORT",
+    "DEFAULT_SOUTHBOUND_PORT",
+    "Agent",
+    "AgentCore",
     "Announcement",
     "ConnDetail",
+    "Controller",
+    "ControllerCore",
     "LinkPlan",
     "LinkRecord",
     "LinkStatus",
+    "NodePort",
     "NodeRecord",
+    "Outbound",
+    "Plan",
     "RouteDir",
     "RoutePlan",
     "RouteRecord",
