@@ -98,7 +98,7 @@ def test_gone_message_reported_lost() -> None:
     net.settle()
     session = alice.session(sid)
     assert session is not None
-    session._sent.capacity = 1  # the sender keeps only the newest message
+    session.data._sent.capacity = 1  # the sender keeps only the newest message
     alice.publish(sid, b"1", now=net.now)
     alice.publish(sid, b"2", now=net.now)
     alice.publish(sid, b"3", now=net.now)

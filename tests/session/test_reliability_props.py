@@ -119,7 +119,7 @@ def test_reorder_buffer_any_permutation(start: int, order: list[int], lost: set[
     seen: list[int] = []
     for x in out:
         if isinstance(x, Lost):
-            seen.extend(ids[ids.index(x.message_id) + k] for k in range(x.count))
+            seen.extend(ids[ids.index(x.message_id) + k] for k in range(x.span))
         else:
             seen.append(ids[x])
     assert seen == ids[1 : 1 + len(seen)]
@@ -142,4 +142,4 @@ def test_reorder_buffer_huge_jump_is_bounded(start: int, jump: int) -> None:
     assert out[0] == Lost(next_data_id(start), 1)
     assert out[1] == "held"
     assert all(isinstance(x, Lost) for x in out[2:])
-    assert sum(x.count for x in out if isinstance(x, Lost)) + 1 + len(requests) == jump - 1
+    assert sum(x.span for x in out if isinstance(x, Lost)) + 1 + len(requests) == jump - 1

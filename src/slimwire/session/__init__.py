@@ -4,6 +4,7 @@
 hands back messages to send and events for the app. The asyncio driver is ``slimwire.client``.
 """
 
+from slimwire.session._base import SessionState
 from slimwire.session._config import (
     CONTROL_INTERVAL,
     CONTROL_MAX_RETRIES,
@@ -28,7 +29,7 @@ from slimwire.session._events import (
 )
 from slimwire.session._ids import MAX_PUBLISH_ID, is_after, next_data_id
 from slimwire.session._layer import Outputs, SessionLayer
-from slimwire.session._p2p import P2PSession, SessionState
+from slimwire.session._p2p import P2PSession
 from slimwire.session._reliability import Lost, ProducerBuffer, ReorderBuffer
 from slimwire.session._wire import INTERNAL_METADATA
 

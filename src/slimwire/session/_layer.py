@@ -21,18 +21,18 @@ from slimwire._proto import data_plane_pb2 as pb
 from slimwire.auth import TokenProvider, TokenVerifier, sign_header, verify_header
 from slimwire.errors import AuthError, SessionClosed
 from slimwire.names import Name
-from slimwire.session._config import SessionConfig, SessionKind
-from slimwire.session._events import SessionEvent
-from slimwire.session._ids import random_session_id
-from slimwire.session._p2p import (
+from slimwire.session._base import (
     DISCOVERY_REPLY,
     DISCOVERY_REQUEST,
     GROUP_ACK,
     GROUP_CLOSE,
     JOIN_REQUEST,
-    P2PSession,
     SessionState,
 )
+from slimwire.session._config import SessionConfig, SessionKind
+from slimwire.session._events import SessionEvent
+from slimwire.session._ids import random_session_id
+from slimwire.session._p2p import P2PSession
 from slimwire.session._timers import Timers
 from slimwire.session._wire import (
     COMMAND_TYPES,

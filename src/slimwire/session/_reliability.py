@@ -24,10 +24,10 @@ sender's buffer holds 512 messages, so they cannot be retransmitted anyway."""
 
 
 class Lost(NamedTuple):
-    """Marker in a delivery list: ``count`` messages from ``message_id`` on will never arrive."""
+    """Marker in a delivery list: ``span`` messages from ``message_id`` on will never arrive."""
 
     message_id: int
-    count: int = 1
+    span: int = 1
 
 
 class ProducerBuffer(Generic[T]):

@@ -1,0 +1,282 @@
+"""The data path of one session: best-effort or reliable, one sender and many sources.
+
+Sender: MSG numbered from 1 (wrapping at 2^31-1). When reliable, each message is kept (ring of
+512) with the set of members that still owe an ack; every ``interval`` it is resent to each of
+them, unicast, with the destination rewritten to that member; after ``max_retries`` resends the
+message is reported failed with the members that never acked. An RTX_REQUEST counts as that
+member's ack and is answered with RTX_REPLY (the stored message, or ``error=true`` if it is gone).
+
+Receivers: one reorder buffer per source. Every MSG is acked at once (MSG_ACK to its source,
+same id); gaps are asked for with one RTX_REQUEST per missing id (retried like data), and an
+id the source no longer has, or that never comes, is reported lost so delivery moves on.
+Direct messages (metadata ``PUBLISH_TO``) skip ordering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from slimwire._proto import data_plane_pb2 as pb
+from slimwire.names import Name
+from slimwire.session._events import (
+    DeliveryFailed,
+    MessageDelivered,
+    MessageLost,
+    MessageReceived,
+    ReceivedMessage,
+)
+from slimwire.session._ids import id_distance, next_data_id
+from slimwire.session._reliability import Lost, ProducerBuffer, ReorderBuffer
+from slimwire.session._wire import PUBLISH_TO, TRUE, name_from_proto, user_metadata
+
+if TYPE_CHECKING:
+    from slimwire.session._base import SessionBase
+
+__all__ = ["DataPath"]
+
+MSG = pb.SESSION_MESSAGE_TYPE_MSG
+MSG_ACK = pb.SESSION_MESSAGE_TYPE_MSG_ACK
+RTX_REQUEST = pb.SESSION_MESSAGE_TYPE_RTX_REQUEST
+RTX_REPLY = pb.SESSION_MESSAGE_TYPE_RTX_REPLY
+
+
+@dataclass(slots=True)
+class _Pending:
+    missing: dict[tuple[int, int, int, int], Name]
+    retries_left: int
+
+
+def _copy(msg: pb.Message) -> pb.Message:
+    out = pb.Message()
+    out.CopyFrom(msg)
+    return out
+
+
+class DataPath:
+    """Sender and receiver state of one session (see the module docstring)."""
+
+    __slots__ = (
+        "_next_id",
+        "_recv",
+        "_rtx",
+        "_sent",
+        "_start_known",
+        "_unacked",
+        "interval",
+        "max_retries",
+        "reliable",
+        "s",
+    )
+
+    def __init__(self, session: SessionBase, *, start_known: bool) -> None:
+        self.s = session
+        cfg = session.config
+        self.reliable = cfg.reliable
+        self.interval = cfg.interval or 1.0
+        self.max_retries = cfg.max_retries or 0
+        self._start_known = start_known  # p2p streams start at 1; a group may be joined late
+        self._next_id = 0
+        self._sent: ProducerBuffer[pb.Message] = ProducerBuffer()
+        self._unacked: dict[int, _Pending] = {}
+        self._recv: dict[tuple[int, int, int, int], ReorderBuffer[pb.Message]] = {}
+        self._rtx: dict[tuple[tuple[int, int, int, int], int], tuple[Name, int]] = {}
+
+    @property
+    def unacked(self) -> int:
+        return len(self._unacked)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def publish(
+        self,
+        dst: Name,
+        fanout: int,
+        receivers: Iterable[Name],
+        *,
+        payload: bytes,
+        payload_type: str,
+        metadata: Mapping[str, str] | None,
+        now: float,
+    ) -> int:
+        self._next_id = next_data_id(self._next_id)
+        mid = self._next_id
+        msg = self.s._build(
+            dst,
+            MSG,
+            mid,
+            payload=payload,
+            payload_type=payload_type,
+            metadata=metadata,
+            fanout=fanout,
+        )
+        if not self.reliable:
+            self.s._send(msg)
+            return mid
+        missing = {r.key: r for r in receivers if r.key != self.s.host.local.key}
+        self._sent.push(mid, msg)
+        if missing:
+            self._unacked[mid] = _Pending(missing, self.max_retries)
+            self.s._arm(("ack", mid), now + self.interval)
+        else:
+            self.s.host.emit(MessageDelivered(self.s.session_id, mid))
+        self.s._send(_copy(msg))
+        return mid
+
+    def on_ack(self, mid: int, source: Name) -> None:
+        pending = self._unacked.get(mid)
+        if pending is None or pending.missing.pop(source.key, None) is None:
+            return
+        if not pending.missing:
+            del self._unacked[mid]
+            self.s._cancel(("ack", mid))
+            self.s.host.emit(MessageDelivered(self.s.session_id, mid))
+
+    def forget_member(self, member: Name) -> None:
+        """A member left: stop waiting for its acks (messages complete without it)."""
+        for mid in list(self._unacked):
+            self.on_ack(mid, member)
+        for key in [k for k in self._rtx if k[0] == member.key]:
+            del self._rtx[key]
+            self.s._cancel(("rtx", key))
+
+    def on_rtx_request(self, msg: pb.Message, source: Name) -> None:
+        mid = msg.publish.session.message_id
+        self.on_ack(mid, source)  # the reference counts an RTX request as that member's ack
+        stored = self._sent.get(mid)
+        if stored is not None:
+            reply = _copy(stored)
+            header = reply.publish.header
+            header.ClearField("destination")
+            header.destination.MergeFrom(msg.publish.header.source)
+            header.fanout = 1
+            reply.publish.session.session_message_type = RTX_REPLY
+        else:
+            reply = self.s._build(source, RTX_REPLY, mid, error=True)
+        self.s._send(reply)
+
+    def on_ack_timeout(self, mid: int, now: float) -> None:
+        pending = self._unacked.get(mid)
+        if pending is None:
+            return
+        stored = self._sent.get(mid)
+        if pending.retries_left > 0 and stored is not None:
+            pending.retries_left -= 1
+            self.s._arm(("ack", mid), now + self.interval)
+            for member in pending.missing.values():
+                resend = _copy(stored)
+                header = resend.publish.header
+                header.ClearField("destination")
+                member.fill_proto(header.destination)
+                header.fanout = 1
+                self.s._send(resend)
+            return
+        del self._unacked[mid]
+        self.s.host.emit(DeliveryFailed(self.s.session_id, mid, tuple(pending.missing.values())))
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def on_msg(self, msg: pb.Message, source: Name, now: float) -> None:
+        mid = msg.publish.session.message_id
+        direct = PUBLISH_TO in msg.metadata
+        if not self.reliable:
+            self._deliver(msg, source)
+            return
+        self.s._send(
+            self.s._build(source, MSG_ACK, mid, metadata={PUBLISH_TO: TRUE} if direct else None)
+        )
+        if direct:
+            self._deliver(msg, source)
+            return
+        self._take(mid, msg, source, now)
+
+    def on_rtx_reply(self, msg: pb.Message, source: Name, now: float) -> None:
+        if not self.reliable:
+            return
+        mid = msg.publish.session.message_id
+        key = (source.key, mid)
+        if self._rtx.pop(key, None) is not None:
+            self.s._cancel(("rtx", key))
+        buffer = self._recv.get(source.key)
+        if msg.publish.header.HasField("error") and msg.publish.header.error:
+            if buffer is not None:
+                self._deliver_all(buffer.on_lost(mid), source)
+            return
+        self._take(mid, msg, source, now)
+
+    def _take(self, mid: int, msg: pb.Message, source: Name, now: float) -> None:
+        buffer = self._recv.get(source.key)
+        if buffer is None:
+            buffer = ReorderBuffer(last_delivered=0 if self._start_known else None)
+            self._recv[source.key] = buffer
+        delivered, missing = buffer.on_message(mid, msg)
+        self._deliver_all(delivered, source)
+        for rid in missing:
+            key = (source.key, rid)
+            self._rtx[key] = (source, self.max_retries)
+            self._send_rtx_request(source, rid, now)
+
+    def _send_rtx_request(self, source: Name, mid: int, now: float) -> None:
+        self.s._send(self.s._build(source, RTX_REQUEST, mid))
+        self.s._arm(("rtx", (source.key, mid)), now + self.interval)
+
+    def on_rtx_timeout(self, key: tuple[tuple[int, int, int, int], int], now: float) -> None:
+        entry = self._rtx.get(key)
+        if entry is None:
+            return
+        source, left = entry
+        if left > 0:
+            self._rtx[key] = (source, left - 1)
+            self._send_rtx_request(source, key[1], now)
+            return
+        del self._rtx[key]
+        buffer = self._recv.get(source.key)
+        if buffer is not None:
+            self._deliver_all(buffer.on_lost(key[1]), source)
+
+    def _deliver_all(self, items: list[pb.Message | Lost], source: Name) -> None:
+        for item in items:
+            if isinstance(item, Lost):
+                for key in [k for k in self._rtx if k[0] == source.key]:
+                    if id_distance(item.message_id, key[1]) < item.span:
+                        del self._rtx[key]
+                        self.s._cancel(("rtx", key))
+                self.s.host.emit(MessageLost(self.s.session_id, source, item.message_id, item.span))
+            else:
+                self._deliver(item, source)
+
+    def _deliver(self, msg: pb.Message, source: Name) -> None:
+        pub = msg.publish
+        app = pub.msg.app_payload
+        self.s.host.emit(
+            MessageReceived(
+                ReceivedMessage(
+                    self.s.session_id,
+                    pub.session.message_id,
+                    source,
+                    name_from_proto(pub.header.destination),
+                    app.blob,
+                    app.payload_type,
+                    user_metadata(msg.metadata),
+                )
+            )
+        )
+
+    # -- teardown -----------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        for mid in self._unacked:
+            self.s._cancel(("ack", mid))
+        for key in self._rtx:
+            self.s._cancel(("rtx", key))
+        self._unacked.clear()
+        self._rtx.clear()
+
+    def on_timer(self, kind: str, arg: object, now: float) -> None:
+        if kind == "ack":
+            assert isinstance(arg, int)
+            self.on_ack_timeout(arg, now)
+        elif kind == "rtx":
+            assert isinstance(arg, tuple)
+            self.on_rtx_timeout(arg, now)
