@@ -1,0 +1,32 @@
+"""The programs in ``examples/`` run as a user runs them, and do what their docstrings say."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
+def test_request_reply(reliable: bool) -> None:
+    done = run_example("request_reply.py", "--requests", "4", *(["--reliable"] * reliable))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"request {i} -> REQUEST {i} (from responder)" for i in range(4)
+    ], done.stderr
