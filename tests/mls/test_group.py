@@ -271,3 +271,32 @@ def test_reference_key_packages_join_our_group() -> None:
     event = joined.process(group.remove([ref_leaf]))
     assert isinstance(event, CommitProcessed)
     assert joined.epoch_authenticator == group.epoch_authenticator
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_fast_and_general_decrypt_paths_agree(suite: int) -> None:
+    """decrypt() takes the hot path, process() the general one: same answers, same state,
+    for in-order, out-of-order, empty, large (2-byte and 4-byte length) and AAD-carrying
+    messages, and the same refusals."""
+    groups = _group_of(3, suite)
+    sender = groups[0]
+    saved = groups[1].to_bytes()
+    fast, general = Group.from_bytes(saved), Group.from_bytes(saved)
+    msgs = [
+        sender.encrypt(b"", b""),
+        sender.encrypt(b"x" * 100, b"a" * 70),
+        sender.encrypt(b"y" * 20_000, b"digest"),
+        groups[2].encrypt(b"from 2", b""),
+        sender.encrypt(b"z" * 1024, b""),
+    ]
+    for ct in [msgs[1], msgs[0], msgs[4], msgs[3], msgs[2]]:
+        event = general.process(ct)
+        assert isinstance(event, ApplicationMessage)
+        assert fast.decrypt(ct) == (event.plaintext, event.authenticated_data, event.sender)
+        assert fast.to_bytes() == general.to_bytes()
+    for ct in msgs:
+        with pytest.raises(MlsError):
+            fast.decrypt(ct)
+        with pytest.raises(MlsError):
+            general.process(ct)
+    assert fast.to_bytes() == general.to_bytes()

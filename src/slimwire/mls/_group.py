@@ -39,6 +39,7 @@ from slimwire.mls._framing import (
     unprotect_public,
     verify_content_signature,
 )
+from slimwire.mls._group_fast import FastPath
 from slimwire.mls._group_state import GroupState, state_from_bytes, state_to_bytes
 from slimwire.mls._key_schedule import epoch_from_init_secret
 from slimwire.mls._proposals import CredentialValidator, accept_any_credential
@@ -148,7 +149,7 @@ def _psk_lookup(
 class Group:
     """One member's handle on one MLS group. Not thread-safe; drive it from one task."""
 
-    __slots__ = ("_external_psks", "_state", "_validate")
+    __slots__ = ("_external_psks", "_fast", "_state", "_validate")
 
     def __init__(
         self,
@@ -158,6 +159,7 @@ class Group:
         external_psks: ExternalPskLookup | None = None,
     ) -> None:
         self._state = state
+        self._fast: tuple[GroupState, FastPath] | None = None
         self._validate = validate_credential
         self._external_psks: ExternalPskLookup = external_psks or (lambda _: None)
 
@@ -461,9 +463,39 @@ class Group:
         )
         return MLSMessage(message).to_bytes()
 
+    def _fast_path(self) -> FastPath:
+        cached = self._fast
+        if cached is not None and cached[0] is self._state:
+            return cached[1]
+        state = self._state
+        fast = FastPath.for_epoch(state.suite, state.context, state.secrets.sender_data_secret)
+        self._fast = (state, fast)
+        return fast
+
     def decrypt(self, ciphertext: bytes) -> tuple[bytes, bytes, int]:
         """Open an application message: (plaintext, authenticated_data, sender leaf)."""
         self._require_active()
+        fast = self._fast_path()
+        parsed = fast.parse(ciphertext)
+        if parsed is not None:
+            leaf, generation, guard = fast.sender(parsed)
+            signature_key = self._member_key(leaf)
+            tree = self._state.secret_tree
+            restore = _checkpoint(tree, leaf, RatchetType.APPLICATION)
+            try:
+                key = tree.key_for(leaf, RatchetType.APPLICATION, generation)
+                plaintext, aad = fast.open(
+                    parsed,
+                    key=key.key,
+                    nonce=key.nonce,
+                    guard=guard,
+                    leaf=leaf,
+                    signature_key=signature_key,
+                )
+            except MlsError:
+                restore()
+                raise
+            return plaintext, aad, leaf
         message = mls_message_from_bytes(ciphertext)
         if not isinstance(message.body, PrivateMessage):
             raise FramingError("application data comes as a PrivateMessage")
