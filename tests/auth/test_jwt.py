@@ -544,3 +544,43 @@ def test_fuzz_signed_hostile_headers_and_claims(
     assert header.get("alg") == "ES256"
     assert isinstance(result.subject, str)
     assert result.subject
+
+
+# ---- the binding in use: e2e header signatures with JWT identities ---------------------------
+
+
+@pytest.mark.parametrize("algorithm", list(KeyAlgorithm))
+def test_e2e_header_signature_with_jwt_identity(algorithm: KeyAlgorithm) -> None:
+    from slimwire._proto import data_plane_pb2 as pb
+    from slimwire.auth import sign_header, verify_header
+    from slimwire.names import Name
+
+    clock = Clock()
+    issuer = JwtSigner.generate(JwsAlgorithm.ES256, "authority")
+    verifier = JwtVerifier([issuer.public], audience="slim", require_pubkey=True, clock=clock)
+    alice = Identity.generate("org/ns/alice", algorithm)
+    provider = JwtProvider(alice, issuer, audience="slim", clock=clock)
+
+    def publish(token: str, key: SigningKey) -> pb.Publish:
+        p = pb.Publish()
+        Name("org", "ns", "alice", 1).fill_proto(p.header.source)
+        Name("org", "ns", "bob", 2).fill_proto(p.header.destination)
+        p.header.identity = token
+        p.session.session_id = 7
+        p.session.message_id = 1
+        sign_header(p, key)
+        return p
+
+    good = publish(provider.token(), alice.signing_key)
+    assert verify_header(good, verifier).subject == alice.token_id
+    # A valid token of alice, but the header signed by another key: refused.
+    mallory = SigningKey.generate(algorithm)
+    with pytest.raises(AuthError, match="signature"):
+        verify_header(publish(provider.token(), mallory), verifier)
+    # A token change after signing breaks the signature (the token is inside the AAD).
+    tampered = publish(provider.token(), alice.signing_key)
+    tampered.header.identity = JwtProvider(
+        alice, issuer, audience="slim", lifetime=50, clock=clock
+    ).token()
+    with pytest.raises(AuthError, match="signature"):
+        verify_header(tampered, verifier)
