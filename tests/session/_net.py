@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.auth import Identity, SharedSecretProvider, SharedSecretVerifier
 from slimwire.names import NULL_ID, Name
-from slimwire.session import SessionEvent, SessionLayer
+from slimwire.session import SessionEvent, SessionLayer, SubscriptionChange
 
 SECRET = "an-example-shared-secret-of-32-bytes!!"
 
@@ -27,16 +27,21 @@ class Net:
     in_flight: list[tuple[SessionLayer, bytes]] = field(default_factory=list)
     events: dict[str, list[SessionEvent]] = field(default_factory=dict)
     sent: list[pb.Message] = field(default_factory=list)
+    subs: dict[str, set[tuple[int, int, int, int]]] = field(default_factory=dict)
 
-    def route(self, msg: pb.Message) -> list[SessionLayer]:
+    def route(self, msg: pb.Message, sender: SessionLayer) -> list[SessionLayer]:
+        """As a node: exact id (own name or a subscribed channel), or any instance for a null
+        id; fanout 1 picks one, anything else all; never back to the sender."""
         dst = msg.publish.header.destination
         key = (dst.name.component_0, dst.name.component_1, dst.name.component_2)
         did = dst.name.name_id.id_0 << 64 | dst.name.name_id.id_1
         out = []
         for layer in self.layers:
-            if layer.local.encoded != key:
+            if layer is sender:
                 continue
-            if did in (NULL_ID, layer.local.id):
+            subscribed = (*key, did) in self.subs.get(layer.local.service, set())
+            own = layer.local.encoded == key and did in (NULL_ID, layer.local.id)
+            if own or subscribed:
                 out.append(layer)
                 if msg.publish.header.fanout == 1:
                     break
@@ -46,10 +51,17 @@ class Net:
         for layer in self.layers:
             out = layer.take()
             self.events.setdefault(layer.local.service, []).extend(out.events)
+            for event in out.events:
+                if isinstance(event, SubscriptionChange):
+                    subs = self.subs.setdefault(layer.local.service, set())
+                    if event.subscribe:
+                        subs.add(event.name.key)
+                    else:
+                        subs.discard(event.name.key)
             for msg in out.messages:
                 self.sent.append(msg)
                 data = msg.SerializeToString()
-                for target in self.route(msg):
+                for target in self.route(msg, layer):
                     self.in_flight.append((target, data))
 
     def deliver(self, index: int = 0) -> None:

@@ -26,7 +26,10 @@ from slimwire.session._events import (
     SessionEstablished,
     SessionEvent,
     SessionFailed,
+    SubscriptionChange,
+    TaskDone,
 )
+from slimwire.session._group import GroupSession
 from slimwire.session._ids import MAX_PUBLISH_ID, is_after, next_data_id
 from slimwire.session._layer import Outputs, SessionLayer
 from slimwire.session._p2p import P2PSession
@@ -41,6 +44,7 @@ __all__ = [
     "MAX_PUBLISH_ID",
     "DeliveryFailed",
     "GroupCrypto",
+    "GroupSession",
     "Lost",
     "MessageDelivered",
     "MessageLost",
@@ -61,6 +65,8 @@ __all__ = [
     "SessionKind",
     "SessionLayer",
     "SessionState",
+    "SubscriptionChange",
+    "TaskDone",
     "is_after",
     "next_data_id",
 ]

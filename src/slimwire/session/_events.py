@@ -21,6 +21,8 @@ __all__ = [
     "SessionEstablished",
     "SessionEvent",
     "SessionFailed",
+    "SubscriptionChange",
+    "TaskDone",
 ]
 
 
@@ -120,6 +122,28 @@ class ParticipantStatus:
     online: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionChange:
+    """The driver must (un)subscribe ``name`` (a group channel) at the node for this app.
+
+    Handled before the messages of the same batch are sent, so a member is subscribed to the
+    channel by the time its GROUP_ACK reaches the moderator."""
+
+    session_id: int
+    name: Name
+    subscribe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDone:
+    """A moderator task (``invite``/``remove``) finished; ``error`` is empty on success."""
+
+    session_id: int
+    task_id: int
+    participant: Name | None
+    error: str = ""
+
+
 SessionEvent = (
     SessionEstablished
     | SessionFailed
@@ -131,4 +155,6 @@ SessionEvent = (
     | ParticipantJoined
     | ParticipantLeft
     | ParticipantStatus
+    | SubscriptionChange
+    | TaskDone
 )

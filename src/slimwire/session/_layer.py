@@ -31,6 +31,7 @@ from slimwire.session._base import (
 )
 from slimwire.session._config import SessionConfig, SessionKind
 from slimwire.session._events import SessionEvent
+from slimwire.session._group import GroupSession
 from slimwire.session._ids import random_session_id
 from slimwire.session._p2p import P2PSession
 from slimwire.session._timers import Timers
@@ -65,7 +66,7 @@ class SessionLayer:
         self._verifier = verifier
         self._key = provider.identity.signing_key
         self._timers = Timers()
-        self._sessions: dict[int, P2PSession] = {}
+        self._sessions: dict[int, P2PSession | GroupSession] = {}
         self._out: list[pb.Message] = []
         self._events: list[SessionEvent] = []
 
@@ -97,22 +98,61 @@ class SessionLayer:
 
     # -- user calls ---------------------------------------------------------------------------
 
+    def _new_id(self) -> int:
+        session_id = random_session_id()
+        while session_id in self._sessions:
+            session_id = random_session_id()
+        return session_id
+
     def open(self, peer: Name, config: SessionConfig, now: float) -> int:
         """Start a session to ``peer`` (any instance unless it has an id); returns its id.
 
         :class:`SessionEstablished` or :class:`SessionFailed` follows.
         """
         if config.kind is not SessionKind.POINT_TO_POINT:
-            raise NotImplementedError("group sessions are not implemented yet")
+            raise ValueError("use create_group() for group sessions")
         if config.mls:
             raise NotImplementedError("MLS sessions need slimwire.mls (not wired in yet)")
-        session_id = random_session_id()
-        while session_id in self._sessions:
-            session_id = random_session_id()
+        session_id = self._new_id()
         session = P2PSession(self, session_id, config, initiator=True, peer=peer)
         self._sessions[session_id] = session
         session.start(now)
         return session_id
+
+    def create_group(self, channel: Name, config: SessionConfig, now: float) -> int:
+        """Create a group on ``channel`` (``org/ns/svc``) with us as moderator; returns its id.
+
+        Emits :class:`SubscriptionChange` for the channel's two names and
+        :class:`SessionEstablished`; members are added with :meth:`invite`.
+        """
+        if config.mls:
+            raise NotImplementedError("MLS sessions need slimwire.mls (not wired in yet)")
+        if config.kind is not SessionKind.GROUP:
+            config = SessionConfig(
+                SessionKind.GROUP, config.interval, config.max_retries, config.metadata
+            )
+        session_id = self._new_id()
+        session = GroupSession.create(
+            self, session_id, config, channel.without_id(), self._provider.identity.token_id
+        )
+        self._sessions[session_id] = session
+        session.start(now)
+        return session_id
+
+    def invite(self, session_id: int, name: Name, now: float) -> int:
+        """Moderator: add ``name`` (any instance unless it has an id); a :class:`TaskDone`
+        with the returned task id follows."""
+        return self._group(session_id).invite(name, now)
+
+    def remove(self, session_id: int, name: Name, now: float) -> int:
+        """Moderator: remove a member; a :class:`TaskDone` with the returned task id follows."""
+        return self._group(session_id).remove(name, now)
+
+    def _group(self, session_id: int) -> GroupSession:
+        session = self._session(session_id)
+        if not isinstance(session, GroupSession):
+            raise ValueError(f"session {session_id} is not a group session")
+        return session
 
     def publish(
         self,
@@ -132,14 +172,14 @@ class SessionLayer:
         if session is not None:
             session.close(now)
 
-    def session(self, session_id: int) -> P2PSession | None:
+    def session(self, session_id: int) -> P2PSession | GroupSession | None:
         return self._sessions.get(session_id)
 
     @property
-    def sessions(self) -> Mapping[int, P2PSession]:
+    def sessions(self) -> Mapping[int, P2PSession | GroupSession]:
         return self._sessions
 
-    def _session(self, session_id: int) -> P2PSession:
+    def _session(self, session_id: int) -> P2PSession | GroupSession:
         session = self._sessions.get(session_id)
         if session is None:
             raise SessionClosed(f"no session {session_id}")
@@ -195,9 +235,6 @@ class SessionLayer:
     def _on_join_request(self, msg: pb.Message, now: float) -> None:
         pub = msg.publish
         stype = pub.session.session_type
-        if stype != pb.SESSION_TYPE_POINT_TO_POINT:
-            log.info("group sessions are not supported yet; ignoring invite")
-            return
         cp = pub.msg.command_payload
         if cp.WhichOneof("command_payload_type") != "join_request":
             return
@@ -205,11 +242,30 @@ class SessionLayer:
         if join.HasField("mls_settings"):
             log.info("MLS sessions are not supported yet; ignoring invite")
             return
-        config = SessionConfig.from_join_request(
-            SessionKind.POINT_TO_POINT, join, user_metadata(msg.metadata)
-        )
         peer = name_from_proto(pub.header.source)
-        session = P2PSession(self, pub.session.session_id, config, initiator=False, peer=peer)
+        session: P2PSession | GroupSession
+        if stype == pb.SESSION_TYPE_POINT_TO_POINT:
+            config = SessionConfig.from_join_request(
+                SessionKind.POINT_TO_POINT, join, user_metadata(msg.metadata)
+            )
+            session = P2PSession(self, pub.session.session_id, config, initiator=False, peer=peer)
+        elif stype == pb.SESSION_TYPE_MULTICAST:
+            if not join.HasField("channel") or not join.HasField("control"):
+                log.warning("group invite without channel names from %s", peer)
+                return
+            config = SessionConfig.from_join_request(
+                SessionKind.GROUP, join, user_metadata(msg.metadata)
+            )
+            session = GroupSession(
+                self,
+                pub.session.session_id,
+                config,
+                moderator=peer,
+                channel=name_from_proto(join.channel),
+                control=name_from_proto(join.control),
+            )
+        else:
+            return
         self._sessions[session.session_id] = session
         session.accept(msg, now)
 
