@@ -313,9 +313,7 @@ async def test_northbound_requires_basic_auth_and_manages_topology(mesh: FakeMes
             )
             (seg,) = npb.SegmentListResponse.FromString(raw).segments
             assert seg.name == "default"
-            assert [(e.domain_a, e.domain_b) for e in seg.edges] == [
-                ("d1", "d2")
-            ]
+            assert [(e.domain_a, e.domain_b) for e in seg.edges] == [("d1", "d2")]
             with pytest.raises(GrpcError) as info:
                 await ch.unary(
                     CONTROL_PLANE_SERVICE + "RemoveDomain",

@@ -37,7 +37,7 @@ from slimwire.errors import (
     RegistrationRefused,
     SlimwireError,
 )
-from slimwire.transport import Status, Stream, open_stream
+from slimwire.transport import Server, Status, Stream, open_stream, start_server
 
 __all__ = [
     "Agent",
@@ -342,6 +342,23 @@ class Agent:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 46358) -> Server:
+        """Serve this node's own ``ControllerService`` (what ``slimctl node ...`` and
+        ``slimwire ctl node ...`` talk to): list requests, and commands applied and acked."""
+
+        async def handler(stream: Stream) -> None:
+            async for batch in stream:
+                for raw in batch:
+                    try:
+                        msg = cpb.ControlMessage.FromString(raw)
+                    except DecodeError:
+                        raise GrpcError(
+                            Status.INVALID_ARGUMENT, "malformed ControlMessage"
+                        ) from None
+                    await self._handle(msg, stream)
+
+        return await start_server({CONTROLLER_SERVICE: handler}, host, port)
 
     def _token(self) -> str:
         c = self._credentials

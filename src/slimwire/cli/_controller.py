@@ -1,0 +1,137 @@
+"""``slimwire controller``: run the SLIM control plane (drop-in for the reference controller).
+
+Nodes register on the southbound port (default 50052); operators use the northbound API
+(default 50051) with ``slimwire ctl`` or the reference ``slimctl``. State lives in a SQLite file
+(``--db``), so a restarted controller resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+
+HELP = "run the SLIM controller (node registration, routes, northbound API)"
+
+AUTH_ENV = "SLIMWIRE_CONTROLLER_BASIC_AUTH"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="controller config (the reference's YAML)")
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        help="SQLite database file (default: the config's, else ./slimwire-controller.db); "
+        "':memory:' keeps nothing",
+    )
+    p.add_argument("--southbound", metavar="HOST:PORT", help="node-facing endpoint (:50052)")
+    p.add_argument("--northbound", metavar="HOST:PORT", help="operator API endpoint (:50051)")
+    p.add_argument(
+        "--basic-auth",
+        metavar="USER:PASS",
+        help=f"northbound credentials (or ${AUTH_ENV}, or the config's northbound.basic_auth)",
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve the northbound API without credentials (only on trusted networks)",
+    )
+    p.add_argument(
+        "--secret",
+        metavar="DOMAIN=SECRET",
+        action="append",
+        default=[],
+        help="a domain's registration secret (32+ bytes); repeatable",
+    )
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimwire.control._config import load_controller_config, parse_endpoint
+    from slimwire.errors import ConfigError
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    log = logging.getLogger("slimwire.controller")
+    try:
+        cfg = load_controller_config(args.config)
+        changes: dict[str, object] = {}
+        if args.db:
+            changes["database"] = args.db
+        if args.southbound:
+            changes["southbound"] = parse_endpoint(args.southbound, "--southbound")
+        if args.northbound:
+            changes["northbound"] = parse_endpoint(args.northbound, "--northbound")
+        auth_text = args.basic_auth or os.environ.get(AUTH_ENV)
+        if auth_text:
+            user, sep, password = auth_text.partition(":")
+            if not sep or not user:
+                raise ConfigError("--basic-auth: expected USER:PASS")
+            changes["basic_auth"] = (user, password)
+        if args.secret:
+            secrets = dict(cfg.secrets)
+            for spec in args.secret:
+                domain, sep, secret = spec.partition("=")
+                if not sep or not domain:
+                    raise ConfigError("--secret: expected DOMAIN=SECRET")
+                secrets[domain] = secret
+            changes["secrets"] = secrets
+        cfg = dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
+        if cfg.basic_auth is None and not args.no_auth:
+            raise ConfigError(
+                "the northbound API needs credentials: --basic-auth USER:PASS "
+                f"(or ${AUTH_ENV}), or --no-auth to serve it open"
+            )
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        return asyncio.run(_serve(cfg))
+    except OSError as exc:
+        log.error("cannot start the controller: %s", exc)
+        return 1
+    except Exception as exc:  # a bad database, a bad secret
+        log.error("controller failed: %s", exc)
+        return 1
+
+
+async def _serve(cfg: object) -> int:
+    from slimwire.control._config import ControllerConfig
+    from slimwire.control._controller import Controller
+    from slimwire.control._store import Store
+
+    assert isinstance(cfg, ControllerConfig)
+    store = Store(cfg.database)
+    ctl = Controller(
+        store,
+        topology=cfg.topology,
+        secrets=dict(cfg.secrets),
+        require_credentials=cfg.require_credentials,
+        basic_auth=cfg.basic_auth,
+        southbound=cfg.southbound,
+        northbound=cfg.northbound,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with ctl:
+        # one machine-readable line, so scripts (and tests) can find ports chosen with :0
+        print(
+            f"controller listening southbound={ctl.southbound_port} "
+            f"northbound={ctl.northbound_port} db={cfg.database}",
+            flush=True,
+        )
+        await stop.wait()
+    store.close()
+    print("controller stopped", file=sys.stderr, flush=True)
+    return 0
