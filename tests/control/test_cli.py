@@ -228,7 +228,6 @@ def test_controller_usage_errors(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "slimwire", "controller", "--db", str(tmp_path / "x.db")],
         check=False,
-        check=False,
         capture_output=True,
         text=True,
         timeout=30,
@@ -240,7 +239,6 @@ def test_controller_usage_errors(tmp_path: Path) -> None:
     cfg.write_text("database: {type: mongo}\n")
     r = subprocess.run(
         [sys.executable, "-m", "slimwire", "controller", "--config", str(cfg), "--no-auth"],
-        check=False,
         check=False,
         capture_output=True,
         text=True,
