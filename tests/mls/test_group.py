@@ -300,3 +300,15 @@ def test_fast_and_general_decrypt_paths_agree(suite: int) -> None:
         with pytest.raises(MlsError):
             general.process(ct)
     assert fast.to_bytes() == general.to_bytes()
+
+
+def test_ratchet_tree_extension_encoding_matches_the_struct_codec() -> None:
+    """The memoised extension encoder gives the codec's bytes, before and after edits."""
+    from slimwire.mls._commit import ratchet_tree_ext
+    from slimwire.mls._structs import ratchet_tree_extension
+
+    groups = _group_of(5, 0x0001)
+    for _ in range(2):
+        tree = groups[0].state.tree
+        assert ratchet_tree_ext(tree) == ratchet_tree_extension(tree.truncated_nodes())
+        groups[1].process(groups[0].remove([groups[0].members[-1].leaf_index]))

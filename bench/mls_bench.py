@@ -1,0 +1,232 @@
+"""slimwire.mls costs: application messages, Add commits and Welcomes at growing group sizes.
+
+Run on demand::
+
+    python3 bench/mls_bench.py                 # suites 0x0001 and 0x0002, writes docs/benchmarks.md
+    python3 bench/mls_bench.py --no-doc --sizes 2 10 --suites 2
+    python3 bench/mls_bench.py --profile add --size 1000   # cProfile breakdown of one operation
+
+Everything is CPU time of this process (``time.process_time``), best of several runs, on one
+core and without I/O, so other jobs on a shared machine disturb it less than wall time. The bare
+signature verification of the suite is measured in the same run: an MLS receiver pays one per
+message, so "decrypt / bare verify" is the number that says how much we add on top. Not a test:
+it asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from slimwire.mls import Group, MlsClient
+from slimwire.mls._suites import cipher_suite
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks.md"
+BEGIN = "<!-- mls-bench:start -->"
+END = "<!-- mls-bench:end -->"
+
+
+def best(fn: Callable[[], object], *, repeat: int, number: int = 1) -> float:
+    """Best CPU seconds per call of ``fn`` over ``repeat`` rounds of ``number`` calls."""
+    times = []
+    for _ in range(repeat):
+        t = time.process_time()
+        for _ in range(number):
+            fn()
+        times.append((time.process_time() - t) / number)
+    return min(times)
+
+
+def bare_verify_rate(suite_id: int, n: int) -> float:
+    suite = cipher_suite(suite_id)
+    priv, pub = suite.generate_signature_key_pair()
+    msg = b"x" * 300
+    sig = suite.sign(priv, msg)
+    return 1 / best(lambda: suite.verify(pub, msg, sig), repeat=5, number=n)
+
+
+def message_rates(suite_id: int, size: int, n: int) -> tuple[float, float]:
+    """(encrypt msg/s, decrypt msg/s) between two members."""
+    alice, bob = MlsClient(b"alice", suite_id=suite_id), MlsClient(b"bob", suite_id=suite_id)
+    group = alice.create_group()
+    _, welcome = group.add([bob.key_package()])
+    other = bob.join(welcome)
+    payload = os.urandom(size)
+    enc, dec = [], []
+    for _ in range(5):
+        t = time.process_time()
+        cts = [group.encrypt(payload, b"header digest") for _ in range(n)]
+        enc.append((time.process_time() - t) / n)
+        t = time.process_time()
+        for ct in cts:
+            other.decrypt(ct)
+        dec.append((time.process_time() - t) / n)
+    return 1 / min(enc), 1 / min(dec)
+
+
+class SizedGroup:
+    """A group of ``size`` members: the creator (who commits) and one joined member (who
+    processes commits); the others exist as leaves with key packages we made."""
+
+    def __init__(self, suite_id: int, size: int) -> None:
+        self.suite_id = suite_id
+        creator = MlsClient(b"creator", suite_id=suite_id)
+        member = MlsClient(b"member-1", suite_id=suite_id)
+        group = creator.create_group()
+        kps = [member.key_package()] + [
+            MlsClient(b"member-%d" % i, suite_id=suite_id).key_package() for i in range(2, size)
+        ]
+        if size > 1:
+            _, welcome = group.add(kps)
+            self.member_state = member.join(welcome).to_bytes()
+        self.creator_state = group.to_bytes()
+
+
+def commit_costs(suite_id: int, size: int, repeat: int) -> tuple[float, float, float]:
+    """CPU seconds: (create an Add commit + Welcome, process it as a member, join from it)."""
+    sized = SizedGroup(suite_id, size)
+    kp_client = MlsClient(b"newcomer", suite_id=suite_id)
+    create, process, join = [], [], []
+    # live groups, reset to the same epoch each round (a restored group would first have to
+    # recompute the tree hashes its live self keeps memoised)
+    group = Group.from_bytes(sized.creator_state)
+    member = Group.from_bytes(sized.member_state)
+    group.state.tree.tree_hash()
+    member.state.tree.tree_hash()
+    creator_state, member_state = group.state, member.state
+    for _ in range(repeat + 1):
+        kp = kp_client.key_package()
+        group._state = creator_state
+        t = time.process_time()
+        commit, welcome = group.add([kp])
+        create.append(time.process_time() - t)
+        member._state = member_state
+        t = time.process_time()
+        member.process(commit)
+        process.append(time.process_time() - t)
+        t = time.process_time()
+        kp_client.join(welcome)
+        join.append(time.process_time() - t)
+    return min(create), min(process), min(join)
+
+
+def profile(op: str, suite_id: int, size: int) -> None:
+    sized = SizedGroup(suite_id, size)
+    kp_client = MlsClient(b"newcomer", suite_id=suite_id)
+    kp = kp_client.key_package()
+    group = Group.from_bytes(sized.creator_state)
+    group.state.tree.tree_hash()
+    prof = cProfile.Profile()
+    if op == "add":
+        prof.enable()
+        group.add([kp])
+        prof.disable()
+    elif op == "process":
+        commit, _ = group.add([kp])
+        member = Group.from_bytes(sized.member_state)
+        member.state.tree.tree_hash()
+        prof.enable()
+        member.process(commit)
+        prof.disable()
+    elif op == "welcome":
+        _, welcome = group.add([kp])
+        prof.enable()
+        kp_client.join(welcome)
+        prof.disable()
+    else:  # decrypt
+        alice, bob = MlsClient(b"a", suite_id=suite_id), MlsClient(b"b", suite_id=suite_id)
+        g = alice.create_group()
+        _, w = g.add([bob.key_package()])
+        other = bob.join(w)
+        cts = [g.encrypt(b"x" * 100) for _ in range(3000)]
+        prof.enable()
+        for ct in cts:
+            other.decrypt(ct)
+        prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+
+
+def section(rows: list[str], opts: argparse.Namespace) -> str:
+    load = os.getloadavg()[0]
+    lines = [
+        BEGIN,
+        "## MLS (`slimwire.mls`, `bench/mls_bench.py`)",
+        "",
+        f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores shared with other jobs "
+        f"(load average {load:.1f} at the start). CPU time of one process, best of "
+        f"{opts.repeat} runs. *bare verify* is one signature verification of the suite in the "
+        "same run: an MLS receiver pays one per message, so compare decrypt against it.",
+        "",
+        *rows,
+        "",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_section(text: str, path: Path = DOC) -> None:
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in doc and END in doc:
+        doc = doc[: doc.index(BEGIN)] + text + doc[doc.index(END) + len(END) :]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suites", type=lambda s: int(s, 0), nargs="+", default=[1, 2])
+    p.add_argument("--sizes", type=int, nargs="+", default=[2, 10, 100, 1000])
+    p.add_argument("--messages", type=int, default=2000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
+    p.add_argument("--profile", choices=["add", "process", "welcome", "decrypt"])
+    p.add_argument("--size", type=int, default=1000, help="group size for --profile")
+    opts = p.parse_args(argv)
+    if opts.profile:
+        profile(opts.profile, opts.suites[-1], opts.size)
+        return 0
+    rows = [
+        "| suite | bare verify | encrypt 100 B | decrypt 100 B | encrypt 1 KiB | decrypt 1 KiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    size_rows = [
+        "",
+        "| suite | members | Add commit + Welcome (create) | process the commit "
+        "| join from the Welcome |",
+        "|---|---|---|---|---|",
+    ]
+    for suite_id in opts.suites:
+        verify = bare_verify_rate(suite_id, opts.messages)
+        e100, d100 = message_rates(suite_id, 100, opts.messages)
+        e1k, d1k = message_rates(suite_id, 1024, opts.messages)
+        rows.append(
+            f"| 0x{suite_id:04x} | {verify:,.0f}/s | {e100:,.0f} msg/s | {d100:,.0f} msg/s | "
+            f"{e1k:,.0f} msg/s | {d1k:,.0f} msg/s |"
+        )
+        print(rows[-1], flush=True)
+        for size in opts.sizes:
+            create, process, join = commit_costs(suite_id, size, opts.repeat)
+            size_rows.append(
+                f"| 0x{suite_id:04x} | {size:,} | {create * 1e3:.1f} ms | {process * 1e3:.1f} ms | "
+                f"{join * 1e3:.1f} ms |"
+            )
+            print(size_rows[-1], flush=True)
+    text = section(rows + size_rows, opts)
+    if not opts.no_doc:
+        write_section(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
