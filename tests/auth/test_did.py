@@ -200,3 +200,34 @@ def test_did_web_from_file_and_id_mismatch(tmp_path: Path) -> None:
 def test_document_without_keys_refused() -> None:
     with pytest.raises(AuthError, match="no usable"):
         parse_did_document({"id": "did:web:x", "verificationMethod": []}, "did:web:x")
+
+
+_VM = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.text(max_size=10),
+        "type": st.sampled_from(["Multikey", "JsonWebKey2020"]),
+        "publicKeyMultibase": st.text(max_size=60) | st.just(SPEC_ED25519[8:]),
+        "publicKeyJwk": st.dictionaries(
+            st.sampled_from(["kty", "crv", "x", "y"]), st.text(max_size=44)
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"id": st.sampled_from(["did:web:x", "did:web:y"])},
+        optional={"verificationMethod": st.lists(_VM, max_size=3)},
+    )
+)
+def test_fuzz_did_document(doc: dict[str, object]) -> None:
+    # DID documents come from the network: parsed keys are valid SLIM keys, or AuthError.
+    try:
+        parsed = parse_did_document(json.dumps(doc), "did:web:x")
+    except AuthError:
+        return
+    assert doc["id"] == "did:web:x"
+    for vm in parsed.verification_methods:
+        assert len(vm.public_key) in (32, 65)

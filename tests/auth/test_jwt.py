@@ -584,3 +584,34 @@ def test_e2e_header_signature_with_jwt_identity(algorithm: KeyAlgorithm) -> None
     ).token()
     with pytest.raises(AuthError, match="signature"):
         verify_header(tampered, verifier)
+
+
+_JWK_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "kty": st.sampled_from(["EC", "OKP", "RSA", "oct", "x"]) | st.integers(),
+        "crv": st.sampled_from(["P-256", "Ed25519", "P-384"]) | st.none(),
+        "x": st.binary(max_size=40).map(b64url) | st.integers(),
+        "y": st.binary(max_size=40).map(b64url),
+        "n": st.binary(max_size=300).map(b64url),
+        "e": st.binary(max_size=4).map(b64url),
+        "kid": st.text(max_size=5) | st.integers(),
+        "alg": st.sampled_from(["ES256", "EdDSA", "RS256", "HS256"]),
+        "use": st.sampled_from(["sig", "enc"]),
+        "d": st.just("AAAA"),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_JWK_FIELDS | _JSONISH, max_size=4) | _JSONISH)
+def test_fuzz_parse_jwks(keys: object) -> None:
+    # A JWKS comes from the network: any document parses to usable keys or raises AuthError.
+    try:
+        parsed = parse_jwks(json.dumps({"keys": keys}, default=str))
+    except AuthError:
+        assert not isinstance(keys, list)
+        return
+    for key in parsed:
+        assert key.algorithm in JwsAlgorithm
+        assert JwkKey.from_jwk(key.to_jwk()) == key

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import math
 import time
@@ -380,17 +381,22 @@ class JwtVerifier:
         if claims is None:
             return None
         if self._clock() > claims.expires_at + self.leeway:
-            del self._cache[token]
+            self._cache.pop(token, None)
             raise AuthError(f"token of {claims.subject!r} has expired")
-        self._cache.move_to_end(token)
+        # averify() may run verify() in worker threads: another thread can evict in between.
+        with contextlib.suppress(KeyError):
+            self._cache.move_to_end(token)
         return claims
 
     def _remember(self, token: str, claims: TokenClaims) -> None:
         if self._cache_size <= 0:
             return
         self._cache[token] = claims
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        while len(self._cache) > self._cache_size:
+            try:
+                self._cache.popitem(last=False)
+            except KeyError:
+                break
 
     def clear_cache(self) -> None:
         self._cache.clear()

@@ -47,7 +47,6 @@ _SUITES: dict[str, tuple[int, int]] = {
     "sha-256-64": (5, 64),
     "sha-256-32": (6, 32),
 }
-_BY_ID = {suite: name for name, (suite, _) in _SUITES.items()}
 _NI_RE = re.compile(r"ni://([^/?#]*)/([A-Za-z0-9-]+);([A-Za-z0-9_-]+)(\?[^#]*)?")
 _HEX = "0123456789abcdef"
 
@@ -178,8 +177,3 @@ def check_self_certifying_name(name_id: int, public_key: PublicKeyInput) -> None
         raise AuthError(
             f"name id {name_id:032x} is not the self-certifying id of the key ({expected:032x})"
         )
-
-
-def suite_name(suite_id: int) -> str:
-    """The algorithm name for a binary-format suite id (RFC 6920 §6)."""
-    return _BY_ID[suite_id]
