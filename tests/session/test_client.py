@@ -151,3 +151,33 @@ async def test_reconnect_resubscribes() -> None:
                 await session.close()
         finally:
             await second.stop()
+
+
+async def test_group_of_our_apps(node: Node) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        mod = await stack.enter_async_context(app(node.url, "org/ns/mod"))
+        members = [await stack.enter_async_context(app(node.url, f"org/ns/m{i}")) for i in range(3)]
+        group = mod.create_group("org/grp/room", reliable=True, metadata={"room": "1"})
+        assert "reliable" in repr(group)
+        for m in members:
+            assert await group.invite(m.name.without_id()) == m.name
+        theirs = [await m.accept(timeout=5) for m in members]
+        assert all(t.metadata == {"room": "1"} for t in theirs)
+        assert set(theirs[0].participants) == {mod.name, *(m.name for m in members)}
+        await group.publish(b"hello all", wait=True)
+        for t in theirs:
+            assert (await t.receive(timeout=5)).payload == b"hello all"
+        await theirs[0].publish(b"from m0", wait=True)
+        assert (await group.receive(timeout=5)).payload == b"from m0"
+        for t in theirs[1:]:
+            assert (await t.receive(timeout=5)).payload == b"from m0"
+        await group.remove(members[2].name)
+        with pytest.raises(SessionClosed):
+            await theirs[2].receive(timeout=5)
+        await theirs[1].close()  # a member leaves by itself (its close waits for LEAVE_REPLY)
+        assert set(group.participants) == {mod.name, members[0].name}
+        await group.close()
+        with pytest.raises(SessionClosed):
+            await theirs[0].receive(timeout=5)
+        with pytest.raises(SessionError):
+            await group.invite("org/ns/late")

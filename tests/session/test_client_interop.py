@@ -172,3 +172,82 @@ async def test_ours_both_sides_through_reference_node(ref_node: NodeInfo, reliab
             f"\nrequest/reply via reference node ({mode}): "
             f"p50 {ms[25]:.2f} ms, p90 {ms[45]:.2f} ms, max {ms[-1]:.2f} ms"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# groups (no MLS): our moderator with reference members, and a reference moderator with ours
+
+
+async def test_our_moderator_reference_members(ref_node: NodeInfo) -> None:
+    me = f"org/ns/{unique('mod')}"
+    members = [f"org/ns/{unique('refp')}" for _ in range(2)]
+    async with contextlib.AsyncExitStack() as stack:
+        refs = [
+            await stack.enter_async_context(
+                ref_app(ref_node, "group-participant", p, ("--moderator", me))
+            )
+            for p in members
+        ]
+        for ref in refs:
+            await asyncio.wait_for(ref.ready.wait(), 20)
+        async with our_app(ref_node, me) as app:
+            session = app.create_group("org/ns/chat", reliable=True)
+            for p in members:
+                joined = await session.invite(p, timeout=TIMEOUT)
+                assert joined.short().startswith(p)
+            assert len(session.participants) == 3
+            await session.publish(f"start from {me}", payload_type=PAYLOAD_TYPE, wait=True)
+            phase1 = {(await session.receive(timeout=TIMEOUT)).text for _ in members}
+            assert phase1 == {f"phase1 from {p}" for p in members}
+            await session.remove(members[0], timeout=TIMEOUT)
+            assert len(session.participants) == 2
+            await session.publish(f"phase2 from {me}", payload_type=PAYLOAD_TYPE, wait=True)
+            assert (await session.receive(timeout=TIMEOUT)).text == f"phase2 from {members[1]}"
+            await session.close()
+            assert session.closed
+        for ref in refs:
+            await asyncio.wait_for(ref.done.wait(), 30)
+    removed, kept = (r.result() for r in refs)
+    assert removed.ok, removed.explain()
+    assert kept.ok, kept.explain()
+    assert removed["closed"]
+    assert kept["closed"]
+    assert set(removed["phase1"]) == {me, members[1]}  # every member heard every other member
+    assert set(kept["phase1"]) == {me, members[0]}
+    assert set(kept["phase2"]) == {me}
+    assert removed["phase2"] == {}  # removed before phase 2
+
+
+async def test_reference_moderator_our_members(ref_node: NodeInfo) -> None:
+    moderator = f"org/ns/{unique('refmod')}"
+    members = [f"org/ns/{unique('p')}" for _ in range(2)]
+
+    async def member(app: App) -> list[str]:
+        me = app.name.without_id().short()
+        session = await app.accept(timeout=20)
+        seen = []
+        async for msg in session:  # ends when the group is closed for us
+            seen.append(msg.text)
+            if msg.text.startswith("start from "):
+                await session.publish(f"phase1 from {me}", payload_type=PAYLOAD_TYPE, wait=True)
+            elif msg.text == f"phase2 from {moderator}":
+                await session.publish(f"phase2 from {me}", payload_type=PAYLOAD_TYPE, wait=True)
+        assert session.closed
+        return seen
+
+    async with our_app(ref_node, members[0]) as a, our_app(ref_node, members[1]) as b:
+        tasks = [asyncio.create_task(member(x)) for x in (a, b)]
+        flags = ("--invite", ",".join(members), "--remove", members[0], "--reliable")
+        async with ref_app(ref_node, "group-moderator", moderator, flags) as ref:
+            seen_a, seen_b = await asyncio.wait_for(asyncio.gather(*tasks), 45)
+            await asyncio.wait_for(ref.done.wait(), 30)
+    result = ref.result()
+    assert result.ok, result.explain()
+    assert set(result["phase1"]) == set(members)
+    assert set(result["phase2"]) == {members[1]}
+    assert sorted(seen_a) == sorted([f"start from {moderator}", f"phase1 from {members[1]}"])
+    assert set(seen_b) == {
+        f"start from {moderator}",
+        f"phase1 from {members[0]}",
+        f"phase2 from {moderator}",
+    }

@@ -54,6 +54,8 @@ from slimwire.session import (
     SessionEvent,
     SessionFailed,
     SessionLayer,
+    SubscriptionChange,
+    TaskDone,
 )
 from slimwire.transport import Stream, open_stream
 
@@ -146,6 +148,7 @@ class App:
         self._sub_acks: dict[int, asyncio.Future[None]] = {}
         self._sessions: dict[int, Session] = {}
         self._opening: dict[int, asyncio.Future[Session]] = {}
+        self._group_tasks: dict[tuple[int, int], asyncio.Future[Name]] = {}
         self._incoming: asyncio.Queue[Session] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
@@ -277,9 +280,10 @@ class App:
         msg = pb.Message()
         sub = msg.unsubscribe if unsubscribe else msg.subscribe
         header = sub.header
-        name.fill_proto(header.source)
+        self.name.fill_proto(header.source)
         name.fill_proto(header.destination)
-        header.identity = self._provider.token()
+        if name == self.name:  # the reference sends a token on its own subscription only
+            header.identity = self._provider.token()
         header.fanout = 1
         header.version = SLIM_VERSION
         header.ttl = DEFAULT_TTL
@@ -314,8 +318,24 @@ class App:
 
     # -- the pump: layer outputs to the network and to sessions --------------------------------
 
+    def _channel_subscription(self, change: SubscriptionChange) -> None:
+        """Join or leave a group channel at the node (no ack wait: the layer goes on)."""
+        if change.subscribe:
+            if change.name in self._subs:
+                return
+            sub_id = _subscription_id()
+            self._subs[change.name] = sub_id
+            self._send_subscribe(change.name, sub_id)
+        else:
+            old = self._subs.pop(change.name, None)
+            if old is not None:
+                self._send_subscribe(change.name, old, unsubscribe=True)
+
     def _pump(self) -> None:
         out = self._layer.take()
+        for event in out.events:  # subscriptions first: a GROUP_ACK must not overtake them
+            if isinstance(event, SubscriptionChange):
+                self._channel_subscription(event)
         for msg in out.messages:
             self._write(msg)
         for event in out.events:
@@ -354,6 +374,13 @@ class App:
             fut = self._opening.pop(event.session_id, None)
             if fut is not None and not fut.done():
                 fut.set_exception(SessionError(event.reason))
+        elif isinstance(event, TaskDone):
+            task = self._group_tasks.pop((event.session_id, event.task_id), None)
+            if task is not None and not task.done():
+                if event.error or event.participant is None:
+                    task.set_exception(SessionError(event.error or "task failed"))
+                else:
+                    task.set_result(event.participant)
         elif isinstance(event, SessionClosed):
             closed = self._sessions.pop(event.session_id, None)
             if closed is not None:
@@ -467,6 +494,49 @@ class App:
                 self._layer.close(sid, self._loop.time())
                 self._pump()
             raise
+
+    def create_group(
+        self,
+        channel: Name | str,
+        *,
+        reliable: bool = False,
+        interval: float = 1.0,
+        max_retries: int = 5,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Session:
+        """Create a group session on ``channel`` (``org/ns/svc``) with this app as moderator.
+
+        Add members with ``await session.invite(name)``; ``session.publish`` reaches them all.
+        """
+        target = Name.parse(channel) if isinstance(channel, str) else channel
+        config = SessionConfig.group(
+            reliable=reliable, interval=interval, max_retries=max_retries, metadata=metadata
+        )
+        sid = self._layer.create_group(target, config, self._loop.time())
+        self._pump()
+        return self._sessions[sid]
+
+    async def _group_task(self, session: Session, kind: str, name: Name, timeout: float) -> Name:
+        now = self._loop.time()
+        if kind == "invite":
+            task_id = self._layer.invite(session.session_id, name, now)
+        else:
+            task_id = self._layer.remove(session.session_id, name, now)
+        fut: asyncio.Future[Name] = self._loop.create_future()
+        self._group_tasks[(session.session_id, task_id)] = fut
+        self._pump()
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            raise SlimwireTimeout(f"{kind} {name} timed out") from None
+
+    def _members(self, session: Session) -> list[Name]:
+        inner = self._layer.session(session.session_id)
+        if inner is None:
+            return []
+        roster = getattr(inner, "roster", None)
+        return list(roster.values()) if roster is not None else [self.name, session.peer]
 
     async def accept(self, timeout: float | None = None) -> Session:
         """The next session a peer opened to us."""

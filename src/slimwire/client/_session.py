@@ -110,6 +110,21 @@ class Session:
         return self._closed is not None
 
     @property
+    def participants(self) -> list[Name]:
+        """Everyone in the session, us included (for a group: the current roster)."""
+        return self._app._members(self)
+
+    async def invite(self, name: Name | str, timeout: float = 30.0) -> Name:
+        """Moderator of a group: add a member; returns its full name once it has joined."""
+        target = Name.parse(name) if isinstance(name, str) else name
+        return await self._app._group_task(self, "invite", target, timeout)
+
+    async def remove(self, name: Name | str, timeout: float = 30.0) -> Name:
+        """Moderator of a group: remove a member; returns once it has left."""
+        target = Name.parse(name) if isinstance(name, str) else name
+        return await self._app._group_task(self, "remove", target, timeout)
+
+    @property
     def metadata(self) -> Mapping[str, str]:
         """The session metadata (set by the initiator, carried on the JoinRequest)."""
         return self.config.metadata
