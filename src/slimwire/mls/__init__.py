@@ -9,15 +9,14 @@ group unchanged.
 
 from slimwire.mls._commit import CommitError
 from slimwire.mls._group import (
-    DEFAULT_SUITE,
     ApplicationMessage,
     CommitProcessed,
     Group,
     GroupEvent,
     Member,
-    MlsClient,
     ProposalReceived,
 )
+from slimwire.mls._group_client import DEFAULT_SUITE, MlsClient
 from slimwire.mls._proposals import CredentialValidator, InvalidProposalError
 from slimwire.mls._suites import supported_suites
 

@@ -238,6 +238,7 @@ def _successor(
     keys: TreePrivateKeys,
     secrets: EpochSecrets,
     transcript: TranscriptHashes,
+    tag: bytes,
 ) -> GroupState:
     return GroupState(
         suite=state.suite,
@@ -253,6 +254,7 @@ def _successor(
         resumption_psks=state.remember_psk(
             state.resumption_psks, state.epoch, state.secrets.resumption_psk
         ),
+        confirmation_tag=tag,
     )
 
 
@@ -429,7 +431,13 @@ def process_commit(
         raise CommitError(f"commit does not verify: {exc}") from None
     transcript = TranscriptHashes(confirmed, interim_transcript_hash(suite, confirmed, tag))
     new = _successor(
-        state, context=context, tree=tree, keys=keys, secrets=secrets, transcript=transcript
+        state,
+        context=context,
+        tree=tree,
+        keys=keys,
+        secrets=secrets,
+        transcript=transcript,
+        tag=tag,
     )
     return new, outcome
 
@@ -561,7 +569,13 @@ def create_commit(
 
     transcript = TranscriptHashes(confirmed, interim_transcript_hash(suite, confirmed, tag))
     new = _successor(
-        state, context=context, tree=tree, keys=keys, secrets=secrets, transcript=transcript
+        state,
+        context=context,
+        tree=tree,
+        keys=keys,
+        secrets=secrets,
+        transcript=transcript,
+        tag=tag,
     )
     outcome = CommitOutcome(
         me, tuple(sorted(added)), applied.removed, tuple(i for i, _ in applied.updated)
@@ -640,4 +654,5 @@ def join_from_welcome(
         transcript=transcript,
         signature_private_key=signature_private_key,
         secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
+        confirmation_tag=info.confirmation_tag,
     )

@@ -75,6 +75,9 @@ class GroupState:
     pending_updates: Mapping[bytes, bytes] = field(default_factory=dict, repr=False)
     # (epoch, resumption_psk) of recent epochs, newest last
     resumption_psks: tuple[tuple[int, bytes], ...] = field(default=(), repr=False)
+    # the tag of the commit (or GroupInfo) that created this epoch: a GroupInfo we publish
+    # for external joiners carries it
+    confirmation_tag: bytes = field(default=b"", repr=False)
     active: bool = True
 
     @property
@@ -167,6 +170,7 @@ def state_to_bytes(state: GroupState) -> bytes:
     for name in _SECRET_FIELDS:
         w.opaque(getattr(state.secrets, name))
     w.opaque(state.transcript.confirmed).opaque(state.transcript.interim)
+    w.opaque(state.confirmation_tag)
     w.opaque(state.signature_private_key)
     _write_secret_tree(w, state.secret_tree)
     w.vector(state.pending, lambda ww, p: ww.opaque(p.ref.value).opaque(p.content.to_bytes()))
@@ -187,6 +191,7 @@ def _read_state(r: Reader) -> GroupState:
     values = {name: r.opaque() for name in _SECRET_FIELDS}
     secrets = EpochSecrets(suite=suite, **values)
     transcript = TranscriptHashes(r.opaque(), r.opaque())
+    tag = r.opaque()
     signature_private_key = r.opaque()
     secret_tree = _read_secret_tree(r, suite)
     pending = tuple(
@@ -210,6 +215,7 @@ def _read_state(r: Reader) -> GroupState:
         pending=pending,
         pending_updates=pending_updates,
         resumption_psks=psks,
+        confirmation_tag=tag,
         active=active,
     )
 

@@ -1,0 +1,234 @@
+"""An MLS identity: :class:`MlsClient` holds one signature key and credential (for SLIM, the
+identity token whose ``pubkey`` claim is that key), hands out key packages, and creates, joins
+and restores :class:`~slimwire.mls._group.Group` handles. The private keys of each key package
+stay here until a Welcome (or nothing) uses them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+from slimwire.errors import MlsError
+from slimwire.mls._codec import DecodeError
+from slimwire.mls._commit import ExternalPskLookup, join_from_welcome
+from slimwire.mls._group import Group, parse_key_package
+from slimwire.mls._group_state import GroupState
+from slimwire.mls._key_schedule import epoch_from_init_secret
+from slimwire.mls._proposals import CredentialValidator, accept_any_credential
+from slimwire.mls._ratchet_tree import RatchetTree
+from slimwire.mls._secret_tree import SecretTree
+from slimwire.mls._struct_framing import MLSMessage, mls_message_from_bytes
+from slimwire.mls._struct_welcome import Welcome
+from slimwire.mls._structs import (
+    Capabilities,
+    Credential,
+    CredentialType,
+    GroupContext,
+    KeyPackage,
+    LeafNode,
+    LeafNodeSource,
+    Lifetime,
+    ProtocolVersion,
+)
+from slimwire.mls._suites import CipherSuite, cipher_suite
+from slimwire.mls._transcript import TranscriptHashes, confirmation_tag, interim_transcript_hash
+from slimwire.mls._treekem import TreePrivateKeys
+from slimwire.mls._welcome import key_package_ref, sign_key_package, sign_leaf_node
+
+__all__ = ["DEFAULT_SUITE", "MlsClient"]
+
+DEFAULT_SUITE = 0x0002
+"""MLS_128_DHKEMP256_AES128GCM_SHA256_P256, what the reference configures."""
+
+_KEY_PACKAGE_LIFETIME = 365 * 24 * 3600  # mls-rs's default
+_CLOCK_SKEW = 3600
+
+
+def _psk_lookup(
+    psks: Mapping[bytes, bytes] | Callable[[bytes], bytes | None] | None,
+) -> ExternalPskLookup:
+    if psks is None:
+        return lambda _: None
+    if callable(psks):
+        return psks
+    table = dict(psks)
+    return table.get
+
+
+class _OwnKeyPackage(NamedTuple):
+    key_package: KeyPackage
+    init_private_key: bytes
+    leaf_private_key: bytes
+
+
+class MlsClient:
+    """One identity: a signature key pair and a credential (the SLIM identity token)."""
+
+    __slots__ = (
+        "_external_psks",
+        "_key_packages",
+        "_signature_private_key",
+        "_signature_public_key",
+        "_validate",
+        "credential",
+        "suite",
+    )
+
+    def __init__(
+        self,
+        credential: bytes,
+        signature_private_key: bytes | None = None,
+        *,
+        suite_id: int = DEFAULT_SUITE,
+        validate_credential: CredentialValidator = accept_any_credential,
+        external_psks: Mapping[bytes, bytes] | Callable[[bytes], bytes | None] | None = None,
+    ) -> None:
+        self.suite: CipherSuite = cipher_suite(suite_id)
+        if signature_private_key is None:
+            signature_private_key, public = self.suite.generate_signature_key_pair()
+        else:
+            public = self.suite.signature_public_key(signature_private_key)
+        self._signature_private_key = bytes(signature_private_key)
+        self._signature_public_key = public
+        self.credential = bytes(credential)
+        self._validate = validate_credential
+        self._external_psks = _psk_lookup(external_psks)
+        self._key_packages: dict[bytes, _OwnKeyPackage] = {}
+
+    def __repr__(self) -> str:
+        return f"MlsClient(suite=0x{self.suite.id:04x}, key_packages={len(self._key_packages)})"
+
+    @property
+    def signature_public_key(self) -> bytes:
+        return self._signature_public_key
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(
+            versions=(ProtocolVersion.MLS10,),
+            cipher_suites=(self.suite.id,),
+            credentials=(CredentialType.BASIC,),
+        )
+
+    def key_package(self) -> bytes:
+        """A fresh KeyPackage MLSMessage; its private keys stay here until a Welcome uses it."""
+        suite = self.suite
+        leaf_priv, leaf_pub = suite.generate_kem_key_pair()
+        init_priv, init_pub = suite.generate_kem_key_pair()
+        now = int(time.time())
+        leaf = sign_leaf_node(
+            suite,
+            self._signature_private_key,
+            LeafNode(
+                leaf_pub,
+                self._signature_public_key,
+                Credential.basic(self.credential),
+                self._capabilities(),
+                LeafNodeSource.KEY_PACKAGE,
+                Lifetime(now - _CLOCK_SKEW, now + _KEY_PACKAGE_LIFETIME),
+            ),
+        )
+        kp = sign_key_package(
+            suite,
+            self._signature_private_key,
+            KeyPackage(ProtocolVersion.MLS10, suite.id, init_pub, leaf),
+        )
+        self._key_packages[key_package_ref(suite, kp)] = _OwnKeyPackage(kp, init_priv, leaf_priv)
+        return MLSMessage(kp).to_bytes()
+
+    def import_key_package(
+        self, key_package: bytes, init_private_key: bytes, leaf_private_key: bytes
+    ) -> None:
+        """Make a key package created elsewhere (with our signature key) joinable."""
+        kp = parse_key_package(key_package)
+        if kp.cipher_suite != self.suite.id:
+            raise MlsError("key package for another cipher suite")
+        self._key_packages[key_package_ref(self.suite, kp)] = _OwnKeyPackage(
+            kp, bytes(init_private_key), bytes(leaf_private_key)
+        )
+
+    def _group(self, state: GroupState) -> Group:
+        return Group(state, validate_credential=self._validate, external_psks=self._external_psks)
+
+    def create_group(self, group_id: bytes | None = None) -> Group:
+        """A one-member group at epoch 0 (RFC 9420 §11), no group-context extensions."""
+        suite = self.suite
+        leaf_priv, leaf_pub = suite.generate_kem_key_pair()
+        now = int(time.time())
+        leaf = sign_leaf_node(
+            suite,
+            self._signature_private_key,
+            LeafNode(
+                leaf_pub,
+                self._signature_public_key,
+                Credential.basic(self.credential),
+                self._capabilities(),
+                LeafNodeSource.KEY_PACKAGE,
+                Lifetime(now - _CLOCK_SKEW, now + _KEY_PACKAGE_LIFETIME),
+            ),
+        )
+        tree = RatchetTree.one_member(suite, leaf)
+        context = GroupContext(
+            ProtocolVersion.MLS10,
+            suite.id,
+            os.urandom(32) if group_id is None else bytes(group_id),
+            0,
+            tree.tree_hash(),
+            b"",
+        )
+        secrets = epoch_from_init_secret(
+            suite, os.urandom(suite.hash_len), None, None, context.to_bytes()
+        )
+        tag = confirmation_tag(suite, secrets.confirmation_key, b"")
+        state = GroupState(
+            suite=suite,
+            context=context,
+            tree=tree,
+            private_keys=TreePrivateKeys.for_leaf(0, leaf_priv),
+            secrets=secrets,
+            transcript=TranscriptHashes(b"", interim_transcript_hash(suite, b"", tag)),
+            signature_private_key=self._signature_private_key,
+            secret_tree=SecretTree(suite, secrets.encryption_secret, 1),
+            confirmation_tag=tag,
+        )
+        return self._group(state)
+
+    def join(self, welcome: bytes, ratchet_tree: bytes | None = None) -> Group:
+        """Enter a group from a Welcome for one of our key packages. The tree comes from the
+        Welcome (the reference always sends it) or, failing that, from ``ratchet_tree``."""
+        message = mls_message_from_bytes(welcome)
+        body = message.body
+        if not isinstance(body, Welcome):
+            raise DecodeError("not a Welcome message")
+        own = next(
+            (
+                self._key_packages[e.new_member]
+                for e in body.secrets
+                if e.new_member in self._key_packages
+            ),
+            None,
+        )
+        if own is None:
+            raise MlsError("the Welcome is for none of our key packages")
+        tree = None if ratchet_tree is None else RatchetTree.from_bytes(self.suite, ratchet_tree)
+        state = join_from_welcome(
+            self.suite,
+            body,
+            own.key_package,
+            init_private_key=own.init_private_key,
+            leaf_private_key=own.leaf_private_key,
+            signature_private_key=self._signature_private_key,
+            ratchet_tree=tree,
+            validate=self._validate,
+            external_psks=self._external_psks,
+        )
+        del self._key_packages[key_package_ref(self.suite, own.key_package)]
+        return self._group(state)
+
+    def restore(self, data: bytes) -> Group:
+        """A group saved with :meth:`Group.to_bytes`, with this client's hooks."""
+        return Group.from_bytes(
+            data, validate_credential=self._validate, external_psks=self._external_psks
+        )
