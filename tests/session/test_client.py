@@ -166,7 +166,12 @@ async def test_group_of_our_apps(node: Node) -> None:
         assert set(theirs[0].participants) == {mod.name, *(m.name for m in members)}
         await group.publish(b"hello all", wait=True)
         for t in theirs:
-            assert (await t.receive(timeout=5)).payload == b"hello all"
+            msg = await t.receive(timeout=5)
+            assert msg.payload == b"hello all"
+            await msg.reply(b"ack from " + t._app.name.service.encode(), wait=True)
+        replies = {(await group.receive(timeout=5)).payload for _ in theirs}
+        assert replies == {b"ack from m0", b"ack from m1", b"ack from m2"}
+        assert group.status == {m.name: True for m in members}
         await theirs[0].publish(b"from m0", wait=True)
         assert (await group.receive(timeout=5)).payload == b"from m0"
         for t in theirs[1:]:

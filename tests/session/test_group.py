@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from slimwire.names import Name, channel_ids
 from slimwire.session import (
+    MAX_PUBLISH_ID,
     GroupSession,
     MessageDelivered,
     MessageReceived,
     ParticipantJoined,
     ParticipantLeft,
+    ParticipantStatus,
     SessionClosed,
     SessionConfig,
     SessionEstablished,
@@ -146,3 +148,43 @@ def test_invite_nobody_fails_and_next_task_runs() -> None:
     assert done[-2].error
     assert done[-1].participant == later.local
     assert net.of("late", SessionEstablished)
+
+
+def test_publish_to_reaches_one_member_unsequenced() -> None:
+    net, (mod, p0, _p1), sid = _group(2)
+    mod.publish(sid, b"question", now=net.now)
+    net.settle()
+    mid = p0.publish_to(sid, mod.local, b"answer", now=net.now)
+    assert mid is not None
+    assert mid > MAX_PUBLISH_ID
+    net.settle()
+    [got] = [e.message for e in net.of("moderator", MessageReceived)]
+    assert got.payload == b"answer"
+    assert got.metadata == {}  # PUBLISH_TO is internal
+    assert b"answer" not in _payloads(net, "p1")
+    direct = [m for m in net.sent if m.publish.session.message_id == mid]
+    assert direct[0].metadata["PUBLISH_TO"] == "TRUE"
+    assert direct[0].publish.header.fanout == 1
+    acks = [m for m in direct if m.publish.session.session_message_type == 2]
+    assert acks
+    assert acks[0].metadata["PUBLISH_TO"] == "TRUE"
+    assert MessageDelivered(sid, mid) in net.of("p0", MessageDelivered)
+    # the ordered stream is untouched: the next sequenced message is still 1 for p0
+    assert p0.publish(sid, b"next", now=net.now) == 1
+
+
+def test_silent_member_goes_offline_and_back() -> None:
+    net, (mod, p0, p1), sid = _group(2, reliable=False)
+    session = mod.session(sid)
+    assert isinstance(session, GroupSession)
+    net.layers.remove(p1)  # p1 hears nothing and says nothing
+    for _ in range(4):
+        net.advance(10.0)
+        net.settle()
+    assert session.status() == {p0.local: True, p1.local: False}
+    assert ParticipantStatus(sid, p1.local, False) in net.of("moderator", ParticipantStatus)
+    net.layers.append(p1)
+    p1.publish(sid, b"back", now=net.now)
+    net.settle()
+    assert session.status() == {p0.local: True, p1.local: True}
+    assert ParticipantStatus(sid, p1.local, True) in net.of("moderator", ParticipantStatus)

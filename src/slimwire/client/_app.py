@@ -416,14 +416,25 @@ class App:
         payload: bytes,
         payload_type: str,
         metadata: Mapping[str, str] | None,
+        to: Name | None = None,
     ) -> int | None:
-        mid = self._layer.publish(
-            session.session_id,
-            payload,
-            payload_type=payload_type,
-            metadata=metadata,
-            now=self._loop.time(),
-        )
+        if to is None:
+            mid = self._layer.publish(
+                session.session_id,
+                payload,
+                payload_type=payload_type,
+                metadata=metadata,
+                now=self._loop.time(),
+            )
+        else:
+            mid = self._layer.publish_to(
+                session.session_id,
+                to,
+                payload,
+                payload_type=payload_type,
+                metadata=metadata,
+                now=self._loop.time(),
+            )
         if mid is not None and session.config.reliable:
             session._ack_future(mid)
         self._pump()
@@ -530,6 +541,14 @@ class App:
                 return await asyncio.shield(fut)
         except TimeoutError:
             raise SlimwireTimeout(f"{kind} {name} timed out") from None
+
+    def _status(self, session: Session) -> dict[Name, bool]:
+        inner = self._layer.session(session.session_id)
+        status = getattr(inner, "status", None)
+        if status is None:
+            return {session.peer: session.peer.key not in getattr(inner, "_offline", set())}
+        result: dict[Name, bool] = status()
+        return result
 
     def _members(self, session: Session) -> list[Name]:
         inner = self._layer.session(session.session_id)

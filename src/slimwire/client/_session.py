@@ -61,9 +61,14 @@ class Message:
         wait: bool = False,
         timeout: float | None = None,
     ) -> int | None:
-        """Answer the sender (``publish_to``; in a p2p session the same as :meth:`publish`)."""
+        """Answer the sender only (``publish_to``; in a p2p session the same as ``publish``)."""
         return await self.session.publish(
-            payload, payload_type=payload_type, metadata=metadata, wait=wait, timeout=timeout
+            payload,
+            payload_type=payload_type,
+            metadata=metadata,
+            wait=wait,
+            timeout=timeout,
+            to=self.source,
         )
 
     def __repr__(self) -> str:
@@ -114,6 +119,11 @@ class Session:
         """Everyone in the session, us included (for a group: the current roster)."""
         return self._app._members(self)
 
+    @property
+    def status(self) -> dict[Name, bool]:
+        """Every other participant and whether it is online (missed heartbeats: offline)."""
+        return self._app._status(self)
+
     async def invite(self, name: Name | str, timeout: float = 30.0) -> Name:
         """Moderator of a group: add a member; returns its full name once it has joined."""
         target = Name.parse(name) if isinstance(name, str) else name
@@ -139,15 +149,18 @@ class Session:
         metadata: Mapping[str, str] | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        to: Name | str | None = None,
     ) -> int | None:
-        """Send ``payload`` to the peer; returns its message id.
+        """Send ``payload`` to the peer (or every member of a group); returns its message id.
 
-        With ``wait=True`` on a reliable session, return only once the peer acknowledged it
-        (raises :class:`DeliveryFailed` after every retry failed).
+        ``to`` sends to one member of a group only (unsequenced). With ``wait=True`` on a
+        reliable session, return only once every receiver acknowledged it (raises
+        :class:`DeliveryFailed` after every retry failed).
         """
         if self._closed is not None:
             raise SessionClosed(f"session {self.session_id} is closed: {self._closed}")
-        mid = self._app._publish(self, _as_bytes(payload), payload_type, metadata)
+        target = Name.parse(to) if isinstance(to, str) else to
+        mid = self._app._publish(self, _as_bytes(payload), payload_type, metadata, target)
         if wait and self.config.reliable and mid is not None:
             fut = self._acks.get(mid)
             if fut is not None:

@@ -27,7 +27,7 @@ from slimwire.session._events import (
     MessageReceived,
     ReceivedMessage,
 )
-from slimwire.session._ids import id_distance, next_data_id
+from slimwire.session._ids import id_distance, next_data_id, random_publish_to_id
 from slimwire.session._reliability import Lost, ProducerBuffer, ReorderBuffer
 from slimwire.session._wire import PUBLISH_TO, TRUE, name_from_proto, user_metadata
 
@@ -121,6 +121,31 @@ class DataPath:
             self.s._arm(("ack", mid), now + self.interval)
         else:
             self.s.host.emit(MessageDelivered(self.s.session_id, mid))
+        self.s._send(_copy(msg))
+        return mid
+
+    def publish_to(
+        self,
+        target: Name,
+        *,
+        payload: bytes,
+        payload_type: str,
+        metadata: Mapping[str, str] | None,
+        now: float,
+    ) -> int:
+        """A direct message to one member of a group: unsequenced, id above the data range."""
+        mid = random_publish_to_id()
+        meta = dict(metadata or {})
+        meta[PUBLISH_TO] = TRUE
+        msg = self.s._build(
+            target, MSG, mid, payload=payload, payload_type=payload_type, metadata=meta
+        )
+        if not self.reliable:
+            self.s._send(msg)
+            return mid
+        self._sent.push(mid, msg)
+        self._unacked[mid] = _Pending({target.key: target}, self.max_retries)
+        self.s._arm(("ack", mid), now + self.interval)
         self.s._send(_copy(msg))
         return mid
 

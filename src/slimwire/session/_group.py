@@ -398,6 +398,30 @@ class GroupSession(SessionBase):
             now=now,
         )
 
+    def publish_to(
+        self,
+        target: Name,
+        payload: bytes,
+        payload_type: str = "msg",
+        metadata: Mapping[str, str] | None = None,
+        now: float = 0.0,
+    ) -> int:
+        """Send to one member only (the reference's ``publish_to``: replies inside a group)."""
+        if self.state is not SessionState.ESTABLISHED:
+            raise SessionClosed(f"session {self.session_id} is not open ({self.state.value})")
+        member = self.roster.get(target.key) or next(
+            (m for m in self.members() if _matches(target, m)), None
+        )
+        if member is None:
+            raise SessionClosed(f"{target} is not a member of session {self.session_id}")
+        return self.data.publish_to(
+            member, payload=payload, payload_type=payload_type, metadata=metadata, now=now
+        )
+
+    def status(self) -> dict[Name, bool]:
+        """Every other member and whether it is online (heartbeats or traffic seen lately)."""
+        return {m: m.key not in self._offline for m in self.members()}
+
     # -- close --------------------------------------------------------------------------------
 
     def close(self, now: float) -> None:

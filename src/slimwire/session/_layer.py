@@ -166,6 +166,23 @@ class SessionLayer:
         """Send data on a session; returns the message id (``None`` if queued until set up)."""
         return self._session(session_id).publish(payload, payload_type, metadata, now)
 
+    def publish_to(
+        self,
+        session_id: int,
+        target: Name,
+        payload: bytes,
+        *,
+        payload_type: str = "msg",
+        metadata: Mapping[str, str] | None = None,
+        now: float,
+    ) -> int | None:
+        """Send to one participant: in a group a direct, unsequenced message (``PUBLISH_TO``);
+        in a point-to-point session the same as :meth:`publish` (as the reference does)."""
+        session = self._session(session_id)
+        if isinstance(session, GroupSession):
+            return session.publish_to(target, payload, payload_type, metadata, now)
+        return session.publish(payload, payload_type, metadata, now)
+
     def close(self, session_id: int, now: float) -> None:
         """Close gracefully; :class:`SessionClosed` follows."""
         session = self._sessions.get(session_id)
