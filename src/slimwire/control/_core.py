@@ -45,7 +45,9 @@ from slimwire.control._store import (
     Store,
 )
 from slimwire.errors import AuthError, ControlPlaneError, RegistrationRefused
-from slimwire.names import NULL_ID, Name
+from slimwire.names import NULL_ID, component_hash
+
+_MASK64 = (1 << 64) - 1
 
 __all__ = ["DEFAULT_DOMAIN", "ControllerCore", "NameKey", "Outbound", "name_key", "name_proto"]
 
@@ -67,9 +69,19 @@ def name_key(name: dpb.Name) -> NameKey:
     return (s.str_component_0, s.str_component_1, s.str_component_2, nid)
 
 
-def name_proto(key: NameKey) -> dpb.Name:
+def name_proto(key: NameKey, out: dpb.Name | None = None) -> dpb.Name:
+    """Both forms of a name, as the reference sends them. Components come from the network, so
+    this does not insist on what :class:`Name` would (no ``/``, no surrounding spaces)."""
     c0, c1, c2, nid = key
-    return Name(c0, c1, c2, NULL_ID if nid is None else nid).to_proto()
+    out = dpb.Name() if out is None else out
+    enc = out.name
+    enc.component_0, enc.component_1, enc.component_2 = (component_hash(c) for c in (c0, c1, c2))
+    nid = NULL_ID if nid is None else nid
+    enc.name_id.id_0 = (nid >> 64) & _MASK64
+    enc.name_id.id_1 = nid & _MASK64
+    s = out.str_name
+    s.str_component_0, s.str_component_1, s.str_component_2 = c0, c1, c2
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,10 +439,7 @@ class ControllerCore:
     @staticmethod
     def _add_route(field: object, route: RouteRecord) -> None:
         r = field.add()  # type: ignore[attr-defined]
-        c0, c1, c2 = route.components
-        Name(c0, c1, c2, NULL_ID if route.component_id is None else route.component_id).fill_proto(
-            r.name
-        )
+        name_proto(route.name_key, r.name)
         if route.link_id:
             r.link_id = route.link_id
 
@@ -480,9 +489,7 @@ class ControllerCore:
 
     @staticmethod
     def _add_route_name(entry: npb.RouteEntry, r: RouteRecord) -> None:
-        c0, c1, c2 = r.components
-        nid = NULL_ID if r.component_id is None else r.component_id
-        Name(c0, c1, c2, nid).fill_proto(entry.name)
+        name_proto(r.name_key, entry.name)
 
     def link_entries(self, src: str = "", dst: str = "") -> list[npb.LinkEntry]:
         return [
