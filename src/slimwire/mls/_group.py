@@ -445,13 +445,27 @@ class Group:
             leaf, generation, guard = fast.sender(parsed)
             signature_key = self._member_key(leaf)
             tree = self._state.secret_tree
-            restore = _checkpoint(tree, leaf, RatchetType.APPLICATION)
-            try:
-                key = tree.key_for(leaf, RatchetType.APPLICATION, generation)
+            ratchet = tree._ratchets.get((leaf, RatchetType.APPLICATION))
+            if ratchet is not None and ratchet.generation == generation:
+                # in order, the common case: derive, verify, and only then advance
+                key, nonce, next_secret = fast.ratchet_step(ratchet.secret, generation)
                 plaintext, aad = fast.open(
                     parsed,
-                    key=key.key,
-                    nonce=key.nonce,
+                    key=key,
+                    nonce=nonce,
+                    guard=guard,
+                    leaf=leaf,
+                    signature_key=signature_key,
+                )
+                ratchet.secret, ratchet.generation = next_secret, generation + 1
+                return plaintext, aad, leaf
+            restore = _checkpoint(tree, leaf, RatchetType.APPLICATION)
+            try:
+                message_key = tree.key_for(leaf, RatchetType.APPLICATION, generation)
+                plaintext, aad = fast.open(
+                    parsed,
+                    key=message_key.key,
+                    nonce=message_key.nonce,
                     guard=guard,
                     leaf=leaf,
                     signature_key=signature_key,

@@ -77,6 +77,7 @@ class FastPath:
     context_bytes: bytes
     sender_data_aad: bytes
     content_aad_prefix: bytes
+    step_prefixes: tuple[bytes, bytes, bytes]  # DeriveTreeSecret "key", "nonce", "secret"
 
     @classmethod
     def for_epoch(
@@ -97,6 +98,24 @@ class FastPath:
             context.to_bytes(),
             group_field + bytes((_APPLICATION,)),
             group_field + bytes((_APPLICATION,)),
+            (
+                prefix(b"key", suite.aead_key_len) + b"\x04",
+                prefix(b"nonce", suite.aead_nonce_len) + b"\x04",
+                prefix(b"secret", suite.hash_len) + b"\x04",
+            ),
+        )
+
+    def ratchet_step(self, secret: bytes, generation: int) -> tuple[bytes, bytes, bytes]:
+        """(key, nonce, next secret) of one hash-ratchet step (RFC 9420 §9.1), computed
+        without touching the secret tree, so the caller consumes the step only once the
+        message has verified."""
+        suite, name = self.suite, self.suite.kdf.hash_name
+        tail = generation.to_bytes(4, "big") + b"\x01"
+        key_prefix, nonce_prefix, secret_prefix = self.step_prefixes
+        return (
+            hmac.digest(secret, key_prefix + tail, name)[: suite.aead_key_len],
+            hmac.digest(secret, nonce_prefix + tail, name)[: suite.aead_nonce_len],
+            hmac.digest(secret, secret_prefix + tail, name)[: suite.hash_len],
         )
 
     def parse(self, data: bytes) -> ParsedPrivate | None:
