@@ -80,6 +80,8 @@ class Outcome:
     rss_series: list[tuple[float, int]] = field(default_factory=list)
     machine_busy_pct: float = 0.0
     error: str = ""
+    spread: str = ""
+    """For the median of several runs: ``(n runs; msg/s min-max; µs min-max)``."""
 
     @property
     def us_per_msg(self) -> float:
@@ -260,6 +262,29 @@ def _mb(kib: int) -> str:
     return f"{kib / 1024:.0f}"
 
 
+def median_runs(outcomes: list[Outcome]) -> list[Outcome]:
+    """One outcome per (case, node): the run with the median rate, annotated with the spread."""
+    groups: dict[tuple[str, str], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault((o.case.key, o.node), []).append(o)
+    out: list[Outcome] = []
+    for runs in groups.values():
+        ok = sorted((o for o in runs if o.result), key=lambda o: o.result["msgs_per_s"])  # type: ignore[index]
+        if not ok:
+            out.append(runs[0])
+            continue
+        mid = ok[(len(ok) - 1) // 2]
+        if len(runs) > 1:
+            rates = [o.result["msgs_per_s"] for o in ok]  # type: ignore[index]
+            us = sorted(o.us_per_msg for o in ok)
+            mid.spread = (
+                f"{len(ok)} of {len(runs)} runs; msg/s {_k(rates[0])} to {_k(rates[-1])}; "
+                f"µs {us[0]:.2f} to {us[-1]:.2f}"
+            )
+        out.append(mid)
+    return out
+
+
 def _row(o: Outcome, notes: list[str] | None = None) -> str:
     if o.result is None:
         return f"| {o.case.label} | {o.node} | failed: {o.error} | | | | | | | |"
@@ -298,12 +323,13 @@ def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespac
         "",
         f"Run {now} on {m['nproc']} CPUs ({m['cpu']}); {layout}; "
         f"`slimwire bench` with {opts.messages:,} messages per unicast case "
-        f"(fan-out: 1/8 of that published, 8 copies delivered); one run per case, a fresh node "
-        "each time. Node CPU = utime+stime between GO and the last arrival, per delivered "
-        "message (fan-out: per delivered copy). Latency is one way, producer write → consumer "
-        "read, on sampled messages (1 in 64). Node CPU % is of one core over the same interval; "
-        "machine busy % counts both CPUs and everything on them (this machine is shared, so "
-        f"other work competes with the node: load average at the start {opts.loadavg}).",
+        f"(fan-out: 1/8 of that published, 8 copies delivered); {opts.runs} run(s) per case, "
+        "a fresh node each time. Node CPU = utime+stime between GO and the last arrival, per "
+        "delivered message (fan-out: per delivered copy). Latency is one way, producer write "
+        "→ consumer read, on sampled messages (1 in 64). Node CPU % is of one core over the "
+        "same interval; machine busy % counts both CPUs and everything on them (this machine "
+        "is shared, so other work competes with the node: load average at the start "
+        f"{opts.loadavg}).",
         "",
         "| case | node | msg B | delivered msg/s | loss | latency ms p50 / p90 / p99 / max | "
         "node µs / msg | node CPU % | node RSS MB idle→peak | load-gen CPU % prod / cons | "
@@ -311,7 +337,11 @@ def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespac
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
+    outcomes = median_runs(outcomes)
     lines += [_row(o, notes) for o in outcomes]
+    spreads = [f"{o.case.label}, {o.node}: {o.spread}" for o in outcomes if o.spread]
+    if spreads:
+        lines += ["", "Median run shown; spread over the runs:", "", *(f"* {x}" for x in spreads)]
     if notes:
         lines += ["", *(f"[{i}] {n}." for i, n in enumerate(notes, 1))]
     by = {(o.node, o.case.key): o for o in outcomes}
@@ -368,7 +398,12 @@ def save(
             "error": o.error,
         }
 
-    meta = {"messages": opts.messages, "pin": opts.pin, "loadavg": opts.loadavg}
+    meta = {
+        "messages": opts.messages,
+        "pin": opts.pin,
+        "loadavg": opts.loadavg,
+        "runs": opts.runs,
+    }
     doc = {"meta": meta, "cases": [enc(o) for o in outcomes], "slow": [enc(o) for o in slow]}
     path.write_text(json.dumps(doc, indent=1))
 
@@ -390,6 +425,7 @@ def load(path: Path, opts: argparse.Namespace) -> tuple[list[Outcome], list[Outc
     opts.messages = doc["meta"]["messages"]
     opts.pin = doc["meta"]["pin"]
     opts.loadavg = doc["meta"]["loadavg"]
+    opts.runs = doc["meta"].get("runs", 1)
     return [dec(d) for d in doc["cases"]], [dec(d) for d in doc["slow"]]
 
 
@@ -410,10 +446,11 @@ def run_all(opts: argparse.Namespace) -> tuple[list[Outcome], list[Outcome]]:
     outcomes: list[Outcome] = []
     slow: list[Outcome] = []
     for case in (c for c in CASES if c.key in keys):
-        for kind in nodes:
-            o = run_case(kind, case, opts.messages, opts)
-            outcomes.append(o)
-            print(_row(o), flush=True)
+        for _ in range(opts.runs):
+            for kind in nodes:
+                o = run_case(kind, case, opts.messages, opts)
+                outcomes.append(o)
+                print(_row(o), flush=True)
     if not opts.no_slow:
         for kind in nodes:
             o = run_slow_consumer(kind, opts)
@@ -428,6 +465,7 @@ def main() -> int:
     p.add_argument("--cases", default=",".join(c.key for c in CASES))
     p.add_argument("--messages", type=int, default=1_000_000)
     p.add_argument("--timeout", type=float, default=40.0)
+    p.add_argument("--runs", type=int, default=1, help="runs per case and node (median shown)")
     p.add_argument("--slow-rate", type=float, default=5_000.0)
     p.add_argument("--slow-seconds", type=float, default=10.0)
     p.add_argument("--no-slow", action="store_true")
