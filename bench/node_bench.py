@@ -311,9 +311,13 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespace) -> str:
     m = machine()
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = getattr(opts, "date", None) or _now()
     layout = (
         "pinned: node `taskset -c 0`, load generator `taskset -c 1`" if opts.pin else "unpinned"
     )
@@ -403,6 +407,7 @@ def save(
         "pin": opts.pin,
         "loadavg": opts.loadavg,
         "runs": opts.runs,
+        "date": _now(),
     }
     doc = {"meta": meta, "cases": [enc(o) for o in outcomes], "slow": [enc(o) for o in slow]}
     path.write_text(json.dumps(doc, indent=1))
@@ -426,6 +431,7 @@ def load(path: Path, opts: argparse.Namespace) -> tuple[list[Outcome], list[Outc
     opts.pin = doc["meta"]["pin"]
     opts.loadavg = doc["meta"]["loadavg"]
     opts.runs = doc["meta"].get("runs", 1)
+    opts.date = doc["meta"].get("date")
     return [dec(d) for d in doc["cases"]], [dec(d) for d in doc["slow"]]
 
 
