@@ -14,6 +14,7 @@ written to a temporary file; everything has a deadline.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from slimwire.auth import Identity, verify_header
-from slimwire.auth._jwks import JwsAlgorithm
+from slimwire.auth._jwks import JwsAlgorithm, jwks_document
 from slimwire.auth._jwt import JwtProvider, JwtSigner, JwtVerifier, decode_unverified
 from slimwire.client import connect
 from slimwire.dataplane import NodeProcess
@@ -48,7 +49,8 @@ async def main() -> None:
                                  service_config=[slim.new_service_config()])
     service = slim.get_global_service()
     def key(path):
-        return slim.JwtKeyConfig(algorithm=algorithm, format=slim.JwtKeyFormat.PEM,
+        fmt = slim.JwtKeyFormat.JWKS if path.endswith(".json") else slim.JwtKeyFormat.PEM
+        return slim.JwtKeyConfig(algorithm=algorithm, format=fmt,
                                  key=slim.JwtKeyData.FILE(path=path))
     ttl = datetime.timedelta(seconds=600)
     provider = slim.IdentityProviderConfig.JWT(config=slim.ClientJwtAuth(
@@ -155,9 +157,21 @@ async def test_reference_jwt_verifies_here(tmp_path: Path, alg: JwsAlgorithm) ->
     assert verify_header(msg.publish, verifier).subject == "org/ns/refjwt"
 
 
-@pytest.mark.parametrize("alg", [JwsAlgorithm.ES256, JwsAlgorithm.EDDSA], ids=lambda a: a.value)
-async def test_our_jwt_accepted_by_reference(tmp_path: Path, alg: JwsAlgorithm) -> None:
+@pytest.mark.parametrize(
+    ("alg", "jwks"),
+    [(JwsAlgorithm.ES256, False), (JwsAlgorithm.EDDSA, False), (JwsAlgorithm.ES256, True)],
+    ids=["ES256-pem", "EdDSA-pem", "ES256-our-jwks"],
+)
+async def test_our_jwt_accepted_by_reference(tmp_path: Path, alg: JwsAlgorithm, jwks: bool) -> None:
     signer, private_pem, public_pem = _keys(tmp_path, alg)
+    if jwks:
+        # The reference verifier reads our JWKS document (the authority's format) instead.
+        other = JwtSigner.generate(JwsAlgorithm.ES256, "other-key")
+        path = tmp_path / "jwks.json"
+        path.write_text(
+            json.dumps(jwks_document([other.public, JwtSigner(signer.private_key, "k1").public]))
+        )
+        public_pem = str(path)
     node = await asyncio.to_thread(NodeProcess().start)
     proc = None
     try:
@@ -175,7 +189,8 @@ async def test_our_jwt_accepted_by_reference(tmp_path: Path, alg: JwsAlgorithm) 
         ready = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
         assert ready.strip() == "READY"
         ident = Identity.generate("org/ns/ours")
-        jwt_signer = JwtSigner(signer.private_key, ident.token_id)  # kid = sub, as the reference
+        kid = "k1" if jwks else ident.token_id  # kid = sub, as the reference does, or the JWKS kid
+        jwt_signer = JwtSigner(signer.private_key, kid)
         provider = JwtProvider(ident, jwt_signer, audience="slim", issuer="iss")
         verifier = JwtVerifier(
             [signer.public.key], audience="slim", issuer="iss", require_pubkey=True
