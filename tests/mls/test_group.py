@@ -312,3 +312,34 @@ def test_ratchet_tree_extension_encoding_matches_the_struct_codec() -> None:
         tree = groups[0].state.tree
         assert ratchet_tree_ext(tree) == ratchet_tree_extension(tree.truncated_nodes())
         groups[1].process(groups[0].remove([groups[0].members[-1].leaf_index]))
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_external_commit_join(suite: int) -> None:
+    """A newcomer joins from a published GroupInfo with an external commit (no Welcome); the
+    members process it (ExternalInit + path from a blank leaf) and all agree; a tampered
+    GroupInfo is refused."""
+    groups = _group_of(4, suite)
+    commit = groups[0].remove([1])  # leaves a blank leaf for the newcomer to take
+    for g in (groups[2], groups[3]):
+        g.process(commit)
+    members = [groups[0], groups[2], groups[3]]
+    info = groups[2].group_info()
+    newcomer = MlsClient(b"external", suite_id=suite)
+    with pytest.raises(MlsError):
+        newcomer.join_external(info[:-1] + bytes([info[-1] ^ 1]))
+    joined, commit = newcomer.join_external(info)
+    assert joined.leaf_index == 1
+    for g in members:
+        event = g.process(commit)
+        assert isinstance(event, CommitProcessed)
+        assert (event.committer, event.joined) == (None, 1)
+    members.append(joined)
+    _agree(members)
+    # and into a full group (the tree grows)
+    info = members[0].group_info()
+    second, commit = MlsClient(b"external-2", suite_id=suite).join_external(info)
+    for g in members:
+        g.process(commit)
+    _agree([*members, second])
+    assert second.leaf_index == 4

@@ -36,6 +36,7 @@ from slimwire.mls._framing import (
     unprotect_public,
     verify_content_signature,
 )
+from slimwire.mls._group_external import public_group_info
 from slimwire.mls._group_fast import FastPath
 from slimwire.mls._group_state import GroupState, state_from_bytes, state_to_bytes
 from slimwire.mls._proposals import CredentialValidator, accept_any_credential
@@ -91,6 +92,7 @@ class CommitProcessed:
     removed: tuple[int, ...]
     updated: tuple[int, ...]
     active: bool
+    joined: int | None = None  # the leaf an external committer took
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,12 @@ class Group:
     def ratchet_tree(self) -> bytes:
         """The ``ratchet_tree`` extension body, for a joiner given the tree out of band."""
         return self._state.tree.to_bytes()
+
+    def group_info(self) -> bytes:
+        """A signed GroupInfo (with the external public key and the tree) for an external
+        joiner (:meth:`MlsClient.join_external`)."""
+        self._require_active()
+        return public_group_info(self._state)
 
     def export(self, label: bytes, context: bytes, length: int) -> bytes:
         """MLS-Exporter (§8.5) of the current epoch."""
@@ -399,6 +407,7 @@ class Group:
                 outcome.removed,
                 outcome.updated,
                 new.active,
+                outcome.joined,
             )
         new, ref = receive_proposal(self._state, content, self._validate)
         self._state = new

@@ -15,13 +15,14 @@ from slimwire.errors import MlsError
 from slimwire.mls._codec import DecodeError
 from slimwire.mls._commit import ExternalPskLookup, join_from_welcome
 from slimwire.mls._group import Group, parse_key_package
+from slimwire.mls._group_external import external_commit
 from slimwire.mls._group_state import GroupState
 from slimwire.mls._key_schedule import epoch_from_init_secret
 from slimwire.mls._proposals import CredentialValidator, accept_any_credential
 from slimwire.mls._ratchet_tree import RatchetTree
 from slimwire.mls._secret_tree import SecretTree
 from slimwire.mls._struct_framing import MLSMessage, mls_message_from_bytes
-from slimwire.mls._struct_welcome import Welcome
+from slimwire.mls._struct_welcome import GroupInfo, Welcome
 from slimwire.mls._structs import (
     Capabilities,
     Credential,
@@ -226,6 +227,33 @@ class MlsClient:
         )
         del self._key_packages[key_package_ref(self.suite, own.key_package)]
         return self._group(state)
+
+    def join_external(
+        self, group_info: bytes, ratchet_tree: bytes | None = None
+    ) -> tuple[Group, bytes]:
+        """Commit ourselves into a group from its published GroupInfo (RFC 9420 §12.4.3.2):
+        (our group, the commit every member must process)."""
+        message = mls_message_from_bytes(group_info)
+        info = message.body
+        if not isinstance(info, GroupInfo):
+            raise DecodeError("not a GroupInfo message")
+        template = LeafNode(
+            b"",
+            self._signature_public_key,
+            Credential.basic(self.credential),
+            self._capabilities(),
+            LeafNodeSource.COMMIT,
+        )
+        tree = None if ratchet_tree is None else RatchetTree.from_bytes(self.suite, ratchet_tree)
+        state, commit = external_commit(
+            self.suite,
+            info,
+            leaf_template=template,
+            signature_private_key=self._signature_private_key,
+            ratchet_tree=tree,
+            validate=self._validate,
+        )
+        return self._group(state), commit
 
     def restore(self, data: bytes) -> Group:
         """A group saved with :meth:`Group.to_bytes`, with this client's hooks."""
