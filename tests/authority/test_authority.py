@@ -3,6 +3,7 @@ overlap, refused credentials, mTLS with the right and the wrong CA, persistence,
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import json
@@ -398,3 +399,34 @@ def test_fuzz_token_endpoint_bodies(body: dict[str, object]) -> None:
     status, answer = server._dispatch(req[0], None)
     assert status in (400, 401, 403)
     assert isinstance(answer["error"], str)
+
+
+async def test_authority_token_provider_renews_in_background() -> None:
+    from slimwire.authority import AuthorityTokenProvider
+
+    authority = Authority(_store(), issuer="https://authority.test", lifetime=2)
+    ident = Identity.generate("org/ns/alice")
+    async with AuthorityServer(authority) as srv:
+        provider = AuthorityTokenProvider(
+            ident,
+            srv.url,
+            name="org/ns/alice",
+            client_id="agent-a",
+            client_secret=SECRET,
+            refresh_at=0.5,
+        )
+        with pytest.raises(AuthError, match="no token yet"):
+            provider.token()
+        async with provider:
+            first = provider.token()
+            assert provider.subject == did_key_from_public_key(ident.public_key)
+            async with asyncio.timeout(15):
+                while provider.token() == first:
+                    await asyncio.sleep(0.05)
+        verifier = _verifier(srv.url, Clock(float(provider.expires_at) - 1))
+        assert (await verifier.averify(provider.token())).public_key == ident.public_key
+        bad = AuthorityTokenProvider(
+            ident, srv.url, name="org/ns/alice", client_id="agent-a", client_secret="wrong"
+        )
+        with pytest.raises(AuthError, match="401"):
+            await bad.refresh()

@@ -8,8 +8,13 @@ Example::
     store.add_client("agent-a", secret="...", names=["org/ns/*"], groups=["ops"])
     async with AuthorityServer(Authority(store, issuer="https://auth.example")) as srv:
         ...  # verifiers: JwtVerifier(JwksUrl(srv.url + "/.well-known/jwks.json"), audience="slim")
+
+    # an app: tokens from the authority, renewed in the background
+    async with AuthorityTokenProvider(identity, url, name="org/ns/a", client_id=..., ...) as p:
+        app = await slimwire.client.connect(node, name="org/ns/a", provider=p, verifier=...)
 """
 
+from slimwire.authority._client import AuthorityTokenProvider
 from slimwire.authority._http import (
     AuthorityServer,
     HttpError,
@@ -25,6 +30,7 @@ __all__ = [
     "Authority",
     "AuthorityServer",
     "AuthorityStore",
+    "AuthorityTokenProvider",
     "ClientRecord",
     "HttpError",
     "HttpRequest",
