@@ -19,6 +19,7 @@ from slimwire.control._controller import (
     Controller,
 )
 from slimwire.control._core import ControllerCore, Outbound
+from slimwire.control._node_port import NodeAdapter
 from slimwire.control._routing import (
     Announcement,
     LinkPlan,
@@ -56,6 +57,7 @@ __all__ = [
     "LinkPlan",
     "LinkRecord",
     "LinkStatus",
+    "NodeAdapter",
     "NodePort",
     "NodeRecord",
     "Outbound",

@@ -1,0 +1,84 @@
+"""The agent on real slimwire Nodes over loopback: a local subscription is announced, the
+controller links the two domains' nodes with a real link, and the route the node cannot bind yet
+(no Node.set_route) is acked as failed and recorded as such."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from slimwire.config import NodeConfig, ServerConfig
+from slimwire.control._agent import Agent
+from slimwire.control._controller import Controller
+from slimwire.control._node_port import NodeAdapter
+from slimwire.control._routing import Topology
+from slimwire.control._store import ALL_NODES, ConnDetail, LinkStatus, RouteStatus, Store
+from slimwire.dataplane import Node
+from slimwire.names import Name
+from tests.control.test_controller import S1, S2, token
+from tests.dataplane._client import RawClient
+
+LO = ("127.0.0.1", 0)
+
+
+async def _until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.02)
+
+
+def _node(node_id: str) -> Node:
+    return Node(NodeConfig(node_id=node_id, servers=(ServerConfig(host="127.0.0.1", port=0),)))
+
+
+async def test_agent_on_real_nodes() -> None:
+    ctl = Controller(
+        Store(),
+        topology=Topology.from_edges({"default": [("d1", "d2")]}),
+        secrets={"d1": S1, "d2": S2},
+        southbound=LO,
+        northbound=LO,
+    )
+    url = "http://127.0.0.1:{}"
+    async with ctl, _node("a") as a, _node("b") as b:
+        south = url.format(ctl.southbound_port)
+        agents = [
+            Agent(
+                NodeAdapter(n),
+                south,
+                domain=d,
+                credentials=token(d, n.node_id, s),
+                endpoints=[ConnDetail(n.url.removeprefix("http://"))],
+            )
+            for n, d, s in ((a, "d1", S1), (b, "d2", S2))
+        ]
+        app = await RawClient.connect(b.url, Name("org", "ns", "svc", 5))
+        try:
+            await app.subscribe()
+            async with agents[0], agents[1]:
+                store = ctl.store
+                await _until(lambda: ctl.connected_nodes() == {"a", "b"})
+                # b's local subscriber is announced to the controller
+                await _until(
+                    lambda: (
+                        [(r.dest_node_id, r.components) for r in store.announcements()]
+                        == [("b", ("org", "ns", "svc"))]
+                    )
+                )
+                assert store.announcements()[0].component_id == 5
+                # the controller asks a (gateway of d1) to dial b; the link comes up for real
+                await _until(
+                    lambda: [lk.status for lk in store.list_links()] == [LinkStatus.APPLIED]
+                )
+                (link,) = store.list_links()
+                assert (link.source_node_id, link.dest_node_id) == ("a", "b")
+                await _until(lambda: any(c.link_id == link.link_id for c in b.connections()))
+                assert any(c.link_id == link.link_id and c.outbound for c in a.connections())
+                # a's route toward b cannot be bound by this Node yet: acked as failed, recorded
+                await _until(
+                    lambda: [r.status for r in store.list_routes(src="a")] == [RouteStatus.FAILED]
+                )
+                assert "Node.set_route" in store.list_routes(src="a")[0].status_msg
+                assert all(r.source_node_id in ("a", ALL_NODES) for r in store.list_routes())
+        finally:
+            await app.close()
