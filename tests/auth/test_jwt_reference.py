@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from slimwire.auth import Identity, verify_header
-from slimwire.auth._jwks import JwsAlgorithm, jwks_document
+from slimwire.auth._jwks import JwksFile, JwsAlgorithm, jwks_document
 from slimwire.auth._jwt import JwtProvider, JwtSigner, JwtVerifier, decode_unverified
 from slimwire.client import connect
 from slimwire.dataplane import NodeProcess
@@ -239,6 +239,63 @@ async def test_reference_refuses_our_jwt_signed_by_another_key(tmp_path: Path) -
         out = await asyncio.to_thread(_stop, proc)
         proc = None
         assert "ECHOED" not in out
+    finally:
+        if proc is not None:
+            await asyncio.to_thread(_stop, proc)
+        await asyncio.to_thread(node.stop)
+
+
+async def test_authority_tokens_accepted_by_reference(tmp_path: Path) -> None:
+    # The whole chain: our authority issues the app's token (sub = did:key, kid = authority key);
+    # the reference app trusts the authority's JWKS (as a file) and echoes our message.
+    from slimwire.authority import (
+        Authority,
+        AuthorityServer,
+        AuthorityStore,
+        AuthorityTokenProvider,
+    )
+
+    store = AuthorityStore(":memory:")
+    store.add_client("ours", secret="a-client-secret-value", names=["org/ns/*"])
+    authority = Authority(store, issuer="iss", audience="slim")
+    jwks_path = tmp_path / "jwks.json"
+    jwks_path.write_text(json.dumps(authority.jwks()))
+    _, private_pem, _ = _keys(tmp_path, JwsAlgorithm.ES256)  # the reference's own signing key
+    node = await asyncio.to_thread(NodeProcess().start)
+    proc = None
+    try:
+        proc = _start_ref(
+            tmp_path, "echo", node.url, private_pem, str(jwks_path), "ES256", "org/ns/refecho", "-"
+        )
+        assert proc.stdout is not None
+        ready = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        assert ready.strip() == "READY"
+        ident = Identity.generate("org/ns/ours")
+        async with AuthorityServer(authority) as srv:
+            provider = AuthorityTokenProvider(
+                ident,
+                srv.url,
+                name="org/ns/ours",
+                client_id="ours",
+                client_secret="a-client-secret-value",
+            )
+            async with provider:
+                verifier = JwtVerifier(
+                    JwksFile(jwks_path), audience="slim", issuer="iss", require_pubkey=True
+                )
+                app = await connect(
+                    node.url, name="org/ns/ours", provider=provider, verifier=verifier
+                )
+                try:
+                    async with app.open_session("org/ns/refecho", timeout=20) as session:
+                        await session.publish(b"via-authority")
+                        reply = await session.receive(timeout=20)
+                        assert reply.text == "echo:via-authority"
+                finally:
+                    await app.close()
+        out = await asyncio.to_thread(_stop, proc)
+        proc = None
+        assert "ECHOED via-authority" in out
     finally:
         if proc is not None:
             await asyncio.to_thread(_stop, proc)
