@@ -12,6 +12,7 @@ as PublicMessages and application data as PrivateMessages, as the reference (mls
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -445,8 +446,12 @@ class Group:
         self._fast = (state, fast)
         return fast
 
-    def decrypt(self, ciphertext: bytes) -> tuple[bytes, bytes, int]:
-        """Open an application message: (plaintext, authenticated_data, sender leaf)."""
+    def decrypt(
+        self, ciphertext: bytes, *, expected_aad: bytes | None = None
+    ) -> tuple[bytes, bytes, int]:
+        """Open an application message: (plaintext, authenticated_data, sender leaf). With
+        ``expected_aad``, a message whose authenticated data differs is refused like a forged
+        one (its key is not consumed)."""
         self._require_active()
         fast = self._fast_path()
         parsed = fast.parse(ciphertext)
@@ -466,6 +471,7 @@ class Group:
                     leaf=leaf,
                     signature_key=signature_key,
                 )
+                _check_aad(aad, expected_aad)
                 ratchet.secret, ratchet.generation = next_secret, generation + 1
                 return plaintext, aad, leaf
             restore = _checkpoint(tree, leaf, RatchetType.APPLICATION)
@@ -479,6 +485,7 @@ class Group:
                     leaf=leaf,
                     signature_key=signature_key,
                 )
+                _check_aad(aad, expected_aad)
             except MlsError:
                 restore()
                 raise
@@ -488,10 +495,20 @@ class Group:
             raise FramingError("application data comes as a PrivateMessage")
         if message.body.content_type != ContentType.APPLICATION:
             raise FramingError("not an application message")
-        content, _ = self._verified_private(message.body)
+        content, restore = self._verified_private(message.body)
+        try:
+            _check_aad(content.content.authenticated_data, expected_aad)
+        except MlsError:
+            restore()
+            raise
         body = content.content.content
         assert isinstance(body, bytes)
         return body, content.content.authenticated_data, content.content.sender.index
+
+
+def _check_aad(carried: bytes, expected: bytes | None) -> None:
+    if expected is not None and not hmac.compare_digest(carried, expected):
+        raise FramingError("authenticated data does not match what the receiver expects")
 
 
 def _checkpoint(tree: SecretTree, leaf: int, kind: RatchetType) -> Callable[[], None]:
