@@ -478,3 +478,18 @@ def test_cached_decisions_equal_uncached(
         got = engine.decide(tokens[subject], action, key)
         want = fresh.evaluate(_principal(f"org/ns/{subject}"), action, key)
         assert got == want
+
+
+def test_token_as_raw_bytes() -> None:
+    clock = Clock()
+    ident = Identity("org/ns/guest_b", Identity.generate("x").signing_key)
+    token = SharedSecretProvider(ident, SECRET, clock=clock).token()
+    engine = PolicyEngine(
+        load_policy(POLICY), SharedSecretVerifier(SECRET, clock=clock), clock=clock
+    )
+    assert engine.decide(token.encode(), Action.PUBLISH, "org/ns/chat").allowed
+    assert engine.decide(token.encode(), Action.PUBLISH, "org/ns/chat").allowed
+    assert engine.stats.token_hits == 1
+    bad = engine.decide(b"\xff\xfe", Action.PUBLISH, "org/ns/chat")
+    assert not bad.allowed
+    assert "UTF-8" in bad.reason

@@ -100,7 +100,7 @@ class PolicyEngine:
         self._clock = clock
         self._token_max = token_cache_size
         self._decision_max = decision_cache_size
-        self._tokens: dict[str, tuple[Principal, tuple[object, ...], tuple[Rule, ...]]] = {}
+        self._tokens: dict[str | bytes, tuple[Principal, tuple[object, ...], tuple[Rule, ...]]] = {}
         self._decisions: dict[tuple[object, ...], Decision] = {}
         self._generation = self.store.generation
         # token hits, token misses, decision hits, decision misses, refused tokens
@@ -120,7 +120,7 @@ class PolicyEngine:
             self.clear_caches()
 
     def principal(
-        self, identity_token: str
+        self, identity_token: str | bytes
     ) -> tuple[Principal, tuple[object, ...], tuple[Rule, ...]]:
         """The verified principal of a token (cached), its decision-cache key and the rules that
         apply to it.
@@ -137,7 +137,14 @@ class PolicyEngine:
         self._stats[1] += 1
         if not identity_token:
             raise AuthError("no identity token")
-        principal = principal_from_claims(self.verifier.verify(identity_token))
+        if isinstance(identity_token, bytes):
+            try:
+                text = identity_token.decode("utf-8")
+            except UnicodeDecodeError:
+                raise AuthError("identity token is not UTF-8") from None
+        else:
+            text = identity_token
+        principal = principal_from_claims(self.verifier.verify(text))
         policy = self.store.policy
         entry = (principal, principal.cache_key(policy.claim_names), policy.applicable(principal))
         tokens = self._tokens
@@ -146,8 +153,13 @@ class PolicyEngine:
         tokens[identity_token] = entry
         return entry
 
-    def decide(self, identity_token: str, action: Action, name: Name | NameKey | str) -> Decision:
+    def decide(
+        self, identity_token: str | bytes, action: Action, name: Name | NameKey | str
+    ) -> Decision:
         """Whether the holder of ``identity_token`` may ``action`` on ``name``.
+
+        The token may be given as the raw header bytes (what a raw-frame reader has): it is
+        cached under that form, so the hot path never decodes it.
 
         ``name`` is best given as the routing key ``(h0, h1, h2, id)`` the node already holds.
         Never raises for a bad token: a refused token is a denial whose reason says why.
