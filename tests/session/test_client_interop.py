@@ -56,22 +56,31 @@ async def our_app(node: NodeInfo, name: str) -> AsyncIterator[App]:
         await app.close()
 
 
-def _flags(reliable: bool, direction: str, peer: str = "") -> tuple[str, ...]:
+def _flags(reliable: bool, direction: str, peer: str = "", mls: bool = False) -> tuple[str, ...]:
     flags = ("--count", str(COUNT), "--direction", direction)
     if peer:
         flags += ("--peer", peer)
+    if mls:
+        flags += ("--mls",)
     return flags + (("--reliable",) if reliable else ())
 
 
+@pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
 @pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
-async def test_we_initiate(ref_node: NodeInfo, reliable: bool, direction: str) -> None:
+async def test_we_initiate(ref_node: NodeInfo, reliable: bool, direction: str, mls: bool) -> None:
     peer = f"org/ns/{unique('refbob')}"
-    async with ref_app(ref_node, "p2p-responder", peer, _flags(reliable, direction)) as ref:
+    flags = _flags(reliable, direction, mls=mls)
+    async with ref_app(ref_node, "p2p-responder", peer, flags) as ref:
         await asyncio.wait_for(ref.ready.wait(), 20)
         async with our_app(ref_node, f"org/ns/{unique('alice')}") as app:
             session = await app.open_session(
-                peer, reliable=reliable, interval=0.5, max_retries=10, metadata={"interop": "1"}
+                peer,
+                reliable=reliable,
+                interval=0.5,
+                max_retries=10,
+                metadata={"interop": "1"},
+                mls=mls,
             )
             assert session.initiator
             assert session.peer.short().startswith(peer)
@@ -104,17 +113,21 @@ async def test_we_initiate(ref_node: NodeInfo, reliable: bool, direction: str) -
     assert got == want
 
 
+@pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
 @pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
-async def test_reference_initiates(ref_node: NodeInfo, reliable: bool, direction: str) -> None:
+async def test_reference_initiates(
+    ref_node: NodeInfo, reliable: bool, direction: str, mls: bool
+) -> None:
     me = f"org/ns/{unique('bob')}"
     async with our_app(ref_node, me) as app:
-        flags = _flags(reliable, direction, peer=me)
+        flags = _flags(reliable, direction, peer=me, mls=mls)
         async with ref_app(ref_node, "p2p-initiator", f"org/ns/{unique('refalice')}", flags) as ref:
             session = await app.accept(timeout=20)
             assert not session.initiator
             assert session.metadata == {"interop": "1"}
             assert session.config.reliable is reliable
+            assert session.config.mls is mls
             for i in range(COUNT):
                 if direction == "forward":
                     msg = await session.receive(timeout=TIMEOUT)

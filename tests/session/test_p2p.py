@@ -182,3 +182,41 @@ def test_heartbeats_only_when_idle() -> None:
         if m.publish.session.session_message_type == 17
     ]
     assert hb_src == ["bob"]  # alice sent traffic in this interval
+
+
+@pytest.mark.parametrize("reliable", [False, True])
+def test_mls_p2p_encrypts_and_delivers(reliable: bool) -> None:
+    net, alice, bob = _pair()
+    sid = alice.open(bob.local.without_id(), SessionConfig.p2p(reliable=reliable, mls=True), 0)
+    net.settle()
+    [est] = net.of("bob", SessionEstablished)
+    assert est.config.mls
+    kinds = {m.publish.session.session_message_type: m for m in net.sent}
+    assert kinds[7].publish.msg.command_payload.join_request.HasField("mls_settings")
+    assert kinds[8].publish.msg.command_payload.join_reply.key_package
+    assert kinds[12].publish.msg.command_payload.group_welcome.mls.commit_id == 1
+    alice.publish(sid, b"secret words", payload_type="text/plain", now=net.now)
+    bob.publish(sid, b"secret reply", now=net.now)
+    net.settle()
+    data = [m for m in net.sent if m.publish.session.session_message_type == 1]
+    assert all(b"secret" not in m.publish.msg.app_payload.blob for m in data)
+    assert all(m.publish.msg.app_payload.blob[:4] == b"\x00\x01\x00\x02" for m in data)
+    assert data[0].publish.msg.app_payload.payload_type == "text/plain"  # stays in clear
+    assert [e.message.payload for e in net.of("bob", MessageReceived)] == [b"secret words"]
+    assert [e.message.payload for e in net.of("alice", MessageReceived)] == [b"secret reply"]
+
+
+def test_mls_tampered_header_is_dropped() -> None:
+    net, alice, bob = _pair()
+    sid = alice.open(bob.local, SessionConfig.p2p(mls=True), 0)
+    net.settle()
+    alice.publish(sid, b"x", payload_type="a", now=net.now)
+    net.collect()
+    target, data = net.in_flight.pop()
+    from slimwire._proto import data_plane_pb2 as pb
+
+    msg = pb.Message.FromString(data)
+    msg.publish.msg.app_payload.payload_type = "b"  # covered by the AAD
+    target.receive(msg, net.now)
+    net.collect()
+    assert not net.of("bob", MessageReceived)

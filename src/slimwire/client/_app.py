@@ -453,12 +453,14 @@ class App:
         max_retries: int = 5,
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = 15.0,
+        mls: bool = False,
     ) -> OpeningSession:
         """Open a point-to-point session to ``peer`` (any instance if it has no id).
 
         ``s = await app.open_session(...)``, or ``async with app.open_session(...) as s`` to
         close it on exit. Reliable sessions acknowledge and retransmit every message
-        (``interval`` seconds, ``max_retries`` times) and deliver in order.
+        (``interval`` seconds, ``max_retries`` times) and deliver in order. ``mls=True``
+        encrypts end to end with MLS (ciphersuite 0x0002, as the reference).
         """
         return OpeningSession(
             self._open_session(
@@ -468,6 +470,7 @@ class App:
                 max_retries=max_retries,
                 metadata=metadata,
                 timeout=timeout,
+                mls=mls,
             )
         )
 
@@ -480,10 +483,15 @@ class App:
         max_retries: int = 5,
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = 15.0,
+        mls: bool = False,
     ) -> Session:
         target = Name.parse(peer) if isinstance(peer, str) else peer
         config = SessionConfig.p2p(
-            reliable=reliable, interval=interval, max_retries=max_retries, metadata=metadata
+            reliable=reliable,
+            interval=interval,
+            max_retries=max_retries,
+            metadata=metadata,
+            mls=mls,
         )
         fut: asyncio.Future[Session] = self._loop.create_future()
         sid = self._layer.open(target, config, self._loop.time())

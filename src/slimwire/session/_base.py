@@ -8,11 +8,14 @@ session's timers live in the layer's :class:`Timers` under ``(session_id, kind, 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from slimwire._proto import data_plane_pb2 as pb
+from slimwire.auth import header_aad
+from slimwire.errors import MlsError
 from slimwire.names import Name
 from slimwire.session._config import (
     CONTROL_INTERVAL,
@@ -21,6 +24,7 @@ from slimwire.session._config import (
     MAX_MISSED_HEARTBEATS,
     SessionConfig,
 )
+from slimwire.session._crypto import GroupCrypto
 from slimwire.session._data import DataPath
 from slimwire.session._events import (
     ParticipantStatus,
@@ -33,6 +37,8 @@ from slimwire.session._timers import Timers
 from slimwire.session._wire import build_publish, command, name_from_proto
 
 __all__ = ["Host", "SessionBase", "SessionState"]
+
+log = logging.getLogger(__name__)
 
 NO_MLS_EPOCH = (1 << 64) - 1
 T = pb
@@ -65,8 +71,8 @@ class Host(Protocol):
     @property
     def timers(self) -> Timers: ...
 
-    def send(self, msg: pb.Message) -> None:
-        """Stamp identity (and signature for commands) and queue for the network."""
+    def send(self, msg: pb.Message, crypto: GroupCrypto | None = None) -> None:
+        """Stamp identity, seal data with ``crypto`` (MLS), sign commands, queue for sending."""
 
     def emit(self, event: SessionEvent) -> None: ...
 
@@ -122,6 +128,8 @@ class SessionBase:
         self.state = SessionState.DISCOVERING
         self.requests: dict[int, Request] = {}
         self.data = DataPath(self, start_known=self.start_known)
+        self.crypto: GroupCrypto | None = None
+        """The session's MLS state when ``config.mls`` (set by the layer)."""
         self._sent_since_tick = False
         self._missed: dict[tuple[int, int, int, int], int] = {}
         self._offline: set[tuple[int, int, int, int]] = set()
@@ -166,7 +174,7 @@ class SessionBase:
 
     def _send(self, msg: pb.Message) -> None:
         self._sent_since_tick = True
-        self.host.send(msg)
+        self.host.send(msg, self.crypto)
 
     def _request(
         self,
@@ -309,10 +317,14 @@ class SessionBase:
                 dst,
                 HEARTBEAT,
                 random_control_id(),
-                cmd=command(heartbeat=pb.HeartbeatPayload(epoch=NO_MLS_EPOCH)),
+                cmd=command(
+                    heartbeat=pb.HeartbeatPayload(
+                        epoch=NO_MLS_EPOCH if self.crypto is None else self.crypto.epoch
+                    )
+                ),
                 fanout=fanout,
             )
-            self.host.send(hb)
+            self.host.send(hb, self.crypto)
         self._sent_since_tick = False
         self._arm(("hb",), now + HEARTBEAT_INTERVAL)
 
@@ -320,6 +332,8 @@ class SessionBase:
 
     def on_data(self, msg: pb.Message, mtype: int, source: Name, now: float) -> bool:
         """Handle MSG/MSG_ACK/RTX_*; False if ``mtype`` is not a data type."""
+        if self.crypto is not None and mtype in (MSG, RTX_REPLY) and not self._open(msg):
+            return True
         if mtype == MSG:
             if self.state is SessionState.ESTABLISHED or self.state is SessionState.CLOSING:
                 self.data.on_msg(msg, source, now)
@@ -331,6 +345,22 @@ class SessionBase:
             if self.state is SessionState.ESTABLISHED:
                 self.data.on_rtx_reply(msg, source, now)
         else:
+            return False
+        return True
+
+    def _open(self, msg: pb.Message) -> bool:
+        """Decrypt an MLS-sealed blob in place; False (drop it) if it does not authenticate."""
+        pub = msg.publish
+        if pub.header.HasField("error") and pub.header.error:
+            return True
+        if pub.msg.WhichOneof("content_type") != "app_payload":
+            return False
+        assert self.crypto is not None
+        app = pub.msg.app_payload
+        try:
+            app.blob = self.crypto.decrypt(app.blob, header_aad(pub))
+        except (MlsError, ValueError) as exc:
+            log.warning("session %d: dropping a message that fails MLS: %s", self.session_id, exc)
             return False
         return True
 

@@ -62,12 +62,14 @@ class SessionConfig:
         interval: float = DEFAULT_DATA_INTERVAL,
         max_retries: int = DEFAULT_DATA_MAX_RETRIES,
         metadata: Mapping[str, str] | None = None,
+        mls: bool = False,
     ) -> SessionConfig:
         return cls(
             SessionKind.POINT_TO_POINT,
             interval if reliable else None,
             max_retries if reliable else None,
             dict(metadata or {}),
+            mls,
         )
 
     @classmethod

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from slimwire._proto import data_plane_pb2 as pb
-from slimwire.auth import TokenProvider, TokenVerifier, sign_header, verify_header
+from slimwire.auth import TokenProvider, TokenVerifier, header_aad, sign_header, verify_header
 from slimwire.errors import AuthError, SessionClosed
 from slimwire.names import Name
 from slimwire.session._base import (
@@ -27,12 +27,16 @@ from slimwire.session._base import (
     GROUP_ACK,
     GROUP_CLOSE,
     JOIN_REQUEST,
+    MSG,
+    RTX_REPLY,
     SessionState,
 )
 from slimwire.session._config import SessionConfig, SessionKind
+from slimwire.session._crypto import GroupCrypto
 from slimwire.session._events import SessionEvent
 from slimwire.session._group import GroupSession
 from slimwire.session._ids import random_session_id
+from slimwire.session._mls import MlsCrypto
 from slimwire.session._p2p import P2PSession
 from slimwire.session._timers import Timers
 from slimwire.session._wire import (
@@ -83,12 +87,24 @@ class SessionLayer:
     def timers(self) -> Timers:
         return self._timers
 
-    def send(self, msg: pb.Message) -> None:
+    def send(self, msg: pb.Message, crypto: GroupCrypto | None = None) -> None:
         pub = msg.publish
         pub.header.identity = self._provider.token()
-        if pub.session.session_message_type in COMMAND_TYPES:
+        mtype = pub.session.session_message_type
+        if mtype in COMMAND_TYPES:
             sign_header(pub, self._key)
+        elif (
+            crypto is not None
+            and mtype in (MSG, RTX_REPLY)
+            and not (pub.header.HasField("error") and pub.header.error)
+        ):
+            # the AAD covers the identity token: seal after stamping, per copy sent
+            app = pub.msg.app_payload
+            app.blob = crypto.encrypt(app.blob, header_aad(pub))
         self._out.append(msg)
+
+    def _crypto(self) -> GroupCrypto:
+        return MlsCrypto(self._provider, self._verifier)
 
     def emit(self, event: SessionEvent) -> None:
         self._events.append(event)
@@ -111,10 +127,10 @@ class SessionLayer:
         """
         if config.kind is not SessionKind.POINT_TO_POINT:
             raise ValueError("use create_group() for group sessions")
-        if config.mls:
-            raise NotImplementedError("MLS sessions need slimwire.mls (not wired in yet)")
         session_id = self._new_id()
         session = P2PSession(self, session_id, config, initiator=True, peer=peer)
+        if config.mls:
+            session.crypto = self._crypto()
         self._sessions[session_id] = session
         session.start(now)
         return session_id
@@ -126,7 +142,7 @@ class SessionLayer:
         :class:`SessionEstablished`; members are added with :meth:`invite`.
         """
         if config.mls:
-            raise NotImplementedError("MLS sessions need slimwire.mls (not wired in yet)")
+            raise NotImplementedError("MLS group sessions are not wired in yet (p2p only)")
         if config.kind is not SessionKind.GROUP:
             config = SessionConfig(
                 SessionKind.GROUP, config.interval, config.max_retries, config.metadata
@@ -214,6 +230,12 @@ class SessionLayer:
         session_id = pub.session.session_id
         session = self._sessions.get(session_id)
         if session is not None:
+            if (
+                session.config.mls
+                and pub.session.session_message_type in COMMAND_TYPES
+                and not self._verify_command(msg)
+            ):
+                return
             session.on_message(msg, now)
             return
         mtype = pub.session.session_message_type
@@ -241,6 +263,15 @@ class SessionLayer:
             )
         )
 
+    def _verify_command(self, msg: pb.Message) -> bool:
+        """With MLS, every control message must carry a valid token and header signature."""
+        try:
+            verify_header(msg.publish, self._verifier)
+        except AuthError as exc:
+            log.warning("dropping an unverifiable control message: %s", exc)
+            return False
+        return True
+
     def _on_discovery_request(self, msg: pb.Message) -> None:
         try:
             verify_header(msg.publish, self._verifier)
@@ -256,8 +287,10 @@ class SessionLayer:
         if cp.WhichOneof("command_payload_type") != "join_request":
             return
         join = cp.join_request
-        if join.HasField("mls_settings"):
-            log.info("MLS sessions are not supported yet; ignoring invite")
+        if join.HasField("mls_settings") and stype != pb.SESSION_TYPE_POINT_TO_POINT:
+            log.info("MLS group sessions are not supported yet; ignoring invite")
+            return
+        if join.HasField("mls_settings") and not self._verify_command(msg):
             return
         peer = name_from_proto(pub.header.source)
         session: P2PSession | GroupSession
@@ -283,6 +316,8 @@ class SessionLayer:
             )
         else:
             return
+        if config.mls:
+            session.crypto = self._crypto()
         self._sessions[session.session_id] = session
         session.accept(msg, now)
 

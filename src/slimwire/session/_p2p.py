@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from slimwire._constants import MULTICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
-from slimwire.errors import SessionClosed
+from slimwire.errors import MlsError, SessionClosed
 from slimwire.names import Name
 from slimwire.session._base import (
     DISCOVERY_REPLY,
@@ -106,6 +106,8 @@ class P2PSession(SessionBase):
         timers = self.config.timer_settings()
         if timers is not None:
             join.timer_settings.CopyFrom(timers)
+        if self.crypto is not None:
+            join.mls_settings.header_integrity_validation_percent = 100
         self._new_request(
             source,
             JOIN_REQUEST,
@@ -116,9 +118,19 @@ class P2PSession(SessionBase):
             metadata=self.config.metadata,
         )
 
-    def _on_join_reply(self, now: float) -> None:
-        self.state = SessionState.WELCOMING
+    def _on_join_reply(self, msg: pb.Message, now: float) -> None:
         welcome = pb.GroupWelcomePayload()
+        if self.crypto is not None:
+            reply = msg.publish.msg.command_payload.join_reply
+            try:
+                self.crypto.create_group()
+                _commit, mls_welcome = self.crypto.add(reply.key_package)
+            except (MlsError, ValueError) as exc:
+                self.fail(f"MLS: cannot add {self.peer}: {exc}")
+                return
+            welcome.mls.commit_id = 1
+            welcome.mls.mls_content = mls_welcome
+        self.state = SessionState.WELCOMING
         welcome.participants.append(participant(self.peer))
         welcome.participants.append(participant(self.host.local))
         self._new_request(
@@ -155,14 +167,20 @@ class P2PSession(SessionBase):
 
     def accept(self, join: pb.Message, now: float) -> None:
         """Responder: answer the JoinRequest that created this session."""
-        self._reply(
-            join,
-            JOIN_REPLY,
-            command(join_reply=pb.JoinReplyPayload(participant=participant(self.host.local))),
-        )
+        reply = pb.JoinReplyPayload(participant=participant(self.host.local))
+        if self.crypto is not None:
+            reply.key_package = self.crypto.key_package()
+        self._reply(join, JOIN_REPLY, command(join_reply=reply))
         self._arm(("setup",), now + SETUP_TIMEOUT)
 
     def _on_welcome(self, msg: pb.Message, now: float) -> None:
+        if self.state is SessionState.AWAITING_WELCOME and self.crypto is not None:
+            welcome = msg.publish.msg.command_payload.group_welcome
+            try:
+                self.crypto.join(welcome.mls.mls_content)
+            except (MlsError, ValueError) as exc:
+                log.warning("session %d: cannot join the MLS group: %s", self.session_id, exc)
+                return  # no ack: the initiator gives up
         self._ack(msg)
         if self.state is SessionState.AWAITING_WELCOME:
             self._establish(now)
@@ -252,7 +270,7 @@ class P2PSession(SessionBase):
             if req.purpose == "discovery" and self.state is SessionState.DISCOVERING:
                 self._on_discovery_reply(source, now)
             elif req.purpose == "join" and self.state is SessionState.JOINING:
-                self._on_join_reply(now)
+                self._on_join_reply(msg, now)
             else:
                 self._request_done(req, now)
         elif mtype == GROUP_WELCOME and not self.initiator:
