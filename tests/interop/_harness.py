@@ -39,7 +39,11 @@ SLIMWIRE_NODE_ENABLED = True
 
 #: Whether the slimwire node accepts reference peer links (subscription sync, section 2.7 of
 #: slim-wire.md); needed for chains reference node -> slimwire node -> reference node.
-SLIMWIRE_PEER_LINKS_ENABLED = False
+SLIMWIRE_PEER_LINKS_ENABLED = True
+
+#: Log level of the reference processes (Rust tracing), e.g. INTEROP_REF_LOG=debug to dig into one.
+REF_LOG_LEVEL = os.environ.get("INTEROP_REF_LOG", "info")
+REF_NODE_LOG_LEVEL = os.environ.get("INTEROP_REF_NODE_LOG", REF_LOG_LEVEL)  # nodes only
 
 NODE_START_TIMEOUT = 20.0  # seconds; a reference node is up in ~0.1 s, but the box is shared
 NODE_STOP_GRACE = 5.0
@@ -163,7 +167,7 @@ class _NodeProcess:
 
 
 def _reference_argv(links: Sequence[str], link_type: str, node_id: str | None) -> list[str]:
-    argv = [sys.executable, str(REF_NODE_SCRIPT), "--log-level", "info"]
+    argv = [sys.executable, str(REF_NODE_SCRIPT), "--log-level", REF_NODE_LOG_LEVEL]
     if node_id:
         argv += ["--node-id", node_id]
     for link in links:
@@ -282,7 +286,7 @@ class AppSpec:
             "--timeout",
             str(self.timeout),
             "--log-level",
-            "info",
+            REF_LOG_LEVEL,
             *self.flags,
         ]
 

@@ -298,11 +298,26 @@ async def group_moderator(
     return True
 
 
+async def track_ack(handle: Any, label: str, acks: dict[str, str], deadline: Deadline) -> None:
+    """Record how a publish's completion handle ends: "acked", or the reference's error."""
+    try:
+        await handle.wait_for_async(deadline.td())
+        acks[label] = "acked"
+    except Exception as exc:
+        acks[label] = f"{type(exc).__name__}: {exc}"
+
+
 async def group_participant(
     args: argparse.Namespace, deadline: Deadline, report: dict[str, Any]
 ) -> bool:
     """Answer the moderator's ``start`` and ``phase2``; record every message until the group is
-    closed for us (removal, or the moderator closing it)."""
+    closed for us (removal, or the moderator closing it).
+
+    Our own publishes' completion (all members' MSG_ACKs) is tracked beside the receive loop, not
+    awaited in it: the reference never completes a group publish whose receiver is removed
+    before its MSG_ACK reaches us (observed: the last phase-1 sender's handle hung for the whole
+    30 s when the moderator removed p0 right after that message), and a blocked loop would stop
+    reading the group. How each handle ended is reported under ``acks``."""
     _service, app, _conn_id = await connect(args)
     emit("ready", name=args.name, app_id=app.id())
     session = await app.listen_for_session_async(deadline.td())
@@ -310,31 +325,41 @@ async def group_participant(
     report["channel"] = name_str(session.destination())
     phase1: dict[str, str] = {}
     phase2: dict[str, str] = {}
-    report.update(phase1=phase1, phase2=phase2, closed=False)
-    while True:
-        try:
-            got = describe(await next_message(session, deadline))
+    acks: dict[str, str] = {}
+    report.update(phase1=phase1, phase2=phase2, closed=False, acks=acks)
+    trackers: list[asyncio.Task[None]] = []
+    try:
+        while True:
+            try:
+                got = describe(await next_message(session, deadline))
+            except Exception as exc:
+                if is_closed(exc):
+                    report.update(closed=True, close_error=str(exc))
+                    return True
+                raise
             text = got["payload"]
             answer = None
             if text.startswith("start from "):
                 phase1[text.removeprefix("start from ")] = got["source"]
-                answer = f"phase1 from {me}"
+                answer = "phase1"
             elif text.startswith("phase1 from "):
                 phase1[text.removeprefix("phase1 from ")] = got["source"]
             elif text.startswith("phase2 from "):
                 sender = text.removeprefix("phase2 from ")
                 phase2[sender] = got["source"]
                 if sender == args.moderator:
-                    answer = f"phase2 from {me}"
+                    answer = "phase2"
             if answer is not None:
-                handle = await session.publish_async(answer.encode(), PAYLOAD_TYPE, None)
-                await handle.wait_for_async(deadline.td())
-        except Exception as exc:
-            # the group may close while we wait for our own message's acks: that is the end too
-            if is_closed(exc):
-                report.update(closed=True, close_error=str(exc))
-                return True
-            raise
+                payload = f"{answer} from {me}".encode()
+                handle = await session.publish_async(payload, PAYLOAD_TYPE, None)
+                acks[answer] = "pending"
+                trackers.append(asyncio.create_task(track_ack(handle, answer, acks, deadline)))
+    finally:
+        # give outstanding acks a moment, then report them as they are
+        if trackers:
+            await asyncio.wait(trackers, timeout=min(2.0, deadline.left()))
+        for task in trackers:
+            task.cancel()
 
 
 ROLES = {
