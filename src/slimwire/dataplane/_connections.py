@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from slimwire.link import HeaderMac
+from slimwire.link import HeaderMac, Relay
 
 from ._types import ConnInfo, ConnState, ConnType, DropReason
 
@@ -38,6 +38,7 @@ class Conn:
         "outbound",
         "peer_node_id",
         "peer_version",
+        "relay",
         "remote",
         "require_mac",
         "route_cache",
@@ -75,6 +76,8 @@ class Conn:
         self.verifies = conn_type in (ConnType.REMOTE, ConnType.EDGE)
         # the key every copy sent on this link is signed with (None: send unsigned)
         self.sign_mac = mac if self.verifies else None
+        # the fused unicast path for what arrives here (MAC'd links; set by the forwarder)
+        self.relay: Relay | None = None
         self.connected_at = now
         self.last_activity = now
         self.msgs_in = 0

@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 from slimwire._constants import UNICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.errors import SubscriptionError
-from slimwire.link import Frame, FrameKind, HeaderMac, Outbound, parse_frame
+from slimwire.link import Frame, FrameKind, HeaderMac, Outbound, Relay, parse_frame
 from slimwire.names import NULL_ID, format_id
 
 from ._announce import SEEN_SUB_IDS_MAX, Announcer
@@ -187,6 +187,8 @@ class Forwarder:
             conn.msgs_in, conn.bytes_in = old.msgs_in, old.bytes_in
             conn.msgs_out, conn.bytes_out = old.msgs_out, old.bytes_out
             conn.drops = old.drops
+        if conn.verifies and mac is not None:
+            conn.relay = Relay(mac, cid, decrement=1)
         self.conns.put(conn)
         self._conn_epoch += 1
         if conn_type is _REMOTE or conn_type is _PEER:
@@ -307,7 +309,27 @@ class Forwarder:
         in_id = conn.conn_id
         dirty = self._dirty
         validate = self.validate_payloads
-        for data in batch:
+        relay = conn.relay
+        n = len(batch)
+        i = 0
+        relay_from = 0 if relay is not None else n
+        while i < n:
+            if i >= relay_from:
+                # the fused path takes the plain unicast run; the loop below takes one message
+                # it declined (a route to learn, a subscription, a drop to count ...)
+                j = relay.run(  # type: ignore[union-attr]
+                    batch, i, cache, dirty, validate=validate, max_size=limit
+                )
+                if j < 0:  # a payload in this run does not decode: check one by one
+                    relay_from = n
+                elif j > i:
+                    if conn.bad_mac_run:
+                        conn.bad_mac_run = 0
+                    if j >= n:
+                        return
+                    i = j
+            data = batch[i]
+            i += 1
             if len(data) > limit:
                 conn.count_drop(DropReason.OVERSIZED, f"{len(data)} bytes > {limit}")
                 self._close(conn, f"message of {len(data)} bytes exceeds the limit of {limit}")

@@ -35,6 +35,7 @@ from slimwire.link._negotiation import (
     ServerState,
     is_semver,
 )
+from slimwire.link._relay import Relay, Sink
 from slimwire.link._types import NEGOTIATION_TIMEOUT_S, LinkConnectionType, LinkInfo
 from slimwire.link._wire import (
     NAME_CACHE_MAX,
@@ -65,8 +66,10 @@ __all__ = [
     "LinkInfo",
     "NameKey",
     "Outbound",
+    "Relay",
     "ServerNegotiation",
     "ServerState",
+    "Sink",
     "derive_link_key",
     "encode_name",
     "header_fields",
