@@ -181,15 +181,13 @@ class Node:
         streams = list(self._streams.values())
         for s in streams:
             await self._close_stream(s, _OK, "")
-        # wait until our output (trailers included) has gone to the network, then end the
-        # readers: a peer that never ends its side must not hold the stop for ``grace``
+        # wait until our output (trailers included) has gone to the network; the readers
+        # end by themselves (a server's recv() ends with its trailers, a client link's with
+        # the peer's), and whatever is still running after ``grace`` is cancelled below
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 while any(s.pending_bytes for s in streams):
                     await asyncio.sleep(0.01)
-        await asyncio.sleep(0)
-        for s in list(self._streams.values()):
-            s.abort(_UNAVAILABLE, "node shutting down")
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.close(grace)
