@@ -16,7 +16,8 @@ cryptographic checks are the same; tests check both paths agree.
 
 from __future__ import annotations
 
-import hmac
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slimwire.errors import MlsError
@@ -31,6 +32,38 @@ _HEADER = b"\x00\x01\x00\x02"  # MLS 1.0, private_message
 _APPLICATION = 1
 _MEMBER = 1
 _TBS_LABEL = b"FramedContentTBS"
+
+
+class _Hmac:
+    """HMAC with the key's inner and outer pads hashed once (RFC 2104): each MAC then costs
+    two hash-state copies instead of OpenSSL's per-call HMAC set-up, which measured about 4 µs
+    against 1 µs here. Used for the per-epoch sender-data secret and for the three steps a
+    ratchet secret is used for."""
+
+    __slots__ = ("inner", "outer")
+
+    inner: hashlib._Hash
+    outer: hashlib._Hash
+
+    def __init__(self, key: bytes, hash_name: str) -> None:
+        new: Callable[[bytes], hashlib._Hash] = getattr(hashlib, hash_name)
+        block = 64 if hash_name == "sha256" else 128
+        if len(key) > block:
+            key = new(key).digest()
+        k = int.from_bytes(key.ljust(block, b"\0"), "big")
+        self.inner = new((k ^ _IPAD[block]).to_bytes(block, "big"))
+        self.outer = new((k ^ _OPAD[block]).to_bytes(block, "big"))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self.inner.copy()
+        inner.update(message)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = {n: int.from_bytes(b"\x36" * n, "big") for n in (64, 128)}
+_OPAD = {n: int.from_bytes(b"\x5c" * n, "big") for n in (64, 128)}
 
 
 def _span(data: bytes, pos: int) -> tuple[int, int]:
@@ -71,7 +104,7 @@ class FastPath:
 
     suite: CipherSuite
     group_id_field: bytes  # opaque group_id<V> + epoch, as both PrivateMessage and TBS have it
-    sender_data_secret: bytes
+    sender_data_mac: _Hmac
     key_prefix: bytes
     nonce_prefix: bytes
     context_bytes: bytes
@@ -92,7 +125,7 @@ class FastPath:
         return cls(
             suite,
             group_field,
-            sender_data_secret,
+            _Hmac(sender_data_secret, suite.kdf.hash_name),
             prefix(b"key", suite.aead_key_len),
             prefix(b"nonce", suite.aead_nonce_len),
             context.to_bytes(),
@@ -109,13 +142,14 @@ class FastPath:
         """(key, nonce, next secret) of one hash-ratchet step (RFC 9420 §9.1), computed
         without touching the secret tree, so the caller consumes the step only once the
         message has verified."""
-        suite, name = self.suite, self.suite.kdf.hash_name
+        suite = self.suite
+        mac = _Hmac(secret, suite.kdf.hash_name)
         tail = generation.to_bytes(4, "big") + b"\x01"
         key_prefix, nonce_prefix, secret_prefix = self.step_prefixes
         return (
-            hmac.digest(secret, key_prefix + tail, name)[: suite.aead_key_len],
-            hmac.digest(secret, nonce_prefix + tail, name)[: suite.aead_nonce_len],
-            hmac.digest(secret, secret_prefix + tail, name)[: suite.hash_len],
+            mac.digest(key_prefix + tail)[: suite.aead_key_len],
+            mac.digest(nonce_prefix + tail)[: suite.aead_nonce_len],
+            mac.digest(secret_prefix + tail)[: suite.hash_len],
         )
 
     def parse(self, data: bytes) -> ParsedPrivate | None:
@@ -141,7 +175,7 @@ class FastPath:
     def _expand(self, prefix: bytes, sample: bytes, length: int) -> bytes:
         n = len(sample)
         info = prefix + (bytes((n,)) if n < 0x40 else encode_varint(n)) + sample + b"\x01"
-        return hmac.digest(self.sender_data_secret, info, self.suite.kdf.hash_name)[:length]
+        return self.sender_data_mac.digest(info)[:length]
 
     def sender(self, msg: ParsedPrivate) -> tuple[int, int, bytes]:
         """(leaf index, generation, reuse guard) from the encrypted sender data."""
