@@ -1,6 +1,6 @@
-"""Benchmark of PolicyEngine.decide (run by hand: ``python tests/policy/bench_policy.py``).
+"""Benchmark of PolicyEngine.decide (run by hand: ``python bench/policy_bench.py``).
 
-Not a test (pytest does not collect ``bench_*``): it prints µs per decision for
+Benchmarks live in bench/, not in the test suite. It prints µs per decision for
 * a full cache hit (same token, same name),
 * a decision-cache miss (same token, a new name each time: policy evaluation),
 * a token-cache miss with a JWT (ES256 verification + evaluation),
