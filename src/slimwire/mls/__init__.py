@@ -17,13 +17,11 @@ from slimwire.mls._group import (
     ProposalReceived,
 )
 from slimwire.mls._group_client import DEFAULT_SUITE, MlsClient
-from slimwire.mls._group_session import NO_EPOCH, SessionGroupCrypto
 from slimwire.mls._proposals import CredentialValidator, InvalidProposalError
 from slimwire.mls._suites import supported_suites
 
 __all__ = [
     "DEFAULT_SUITE",
-    "NO_EPOCH",
     "ApplicationMessage",
     "CommitError",
     "CommitProcessed",
@@ -34,6 +32,5 @@ __all__ = [
     "Member",
     "MlsClient",
     "ProposalReceived",
-    "SessionGroupCrypto",
     "supported_suites",
 ]
