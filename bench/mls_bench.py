@@ -206,11 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         "| join from the Welcome |",
         "|---|---|---|---|---|",
     ]
+    extras: dict[int, float] = {}
     for suite_id in opts.suites:
         verify = bare_verify_rate(suite_id, opts.messages)
         e100, d100 = message_rates(suite_id, 100, opts.messages)
         e1k, d1k = message_rates(suite_id, 1024, opts.messages)
         extra = 1 / d100 - 1 / verify
+        extras[suite_id] = extra
         rows.append(
             f"| 0x{suite_id:04x} | {verify:,.0f}/s | {e100:,.0f} msg/s | {d100:,.0f} msg/s | "
             f"{e1k:,.0f} msg/s | {d1k:,.0f} msg/s | {extra * 1e6:.1f} µs |"
@@ -223,7 +225,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"{join * 1e3:.1f} ms |"
             )
             print(size_rows[-1], flush=True)
-    text = section(rows + size_rows, opts)
+    notes = [
+        "",
+        "The last column is decrypt time minus one bare verify: what framing, key derivation "
+        "and AEAD add per message. "
+        + (
+            f"With P-256 verification at the 43 µs measured on an idle core, suite 0x0002 "
+            f"decrypts 100 B at about {1 / (43e-6 + extras[2]):,.0f} msg/s. "
+            if 2 in extras
+            else ""
+        )
+        + "Commit numbers are warm (a live group keeps tree hashes and node encodings "
+        "memoised); joining a large group is bound by verifying every leaf signature of the "
+        "tree (one per member).",
+    ]
+    text = section(rows + notes + size_rows, opts)
     if not opts.no_doc:
         write_section(text)
     print(text)
