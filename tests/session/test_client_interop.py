@@ -191,20 +191,26 @@ async def test_ours_both_sides_through_reference_node(ref_node: NodeInfo, reliab
 # groups (no MLS): our moderator with reference members, and a reference moderator with ours
 
 
-async def test_our_moderator_reference_members(ref_node: NodeInfo) -> None:
+@pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
+async def test_our_moderator_reference_members(ref_node: NodeInfo, mls: bool) -> None:
     me = f"org/ns/{unique('mod')}"
     members = [f"org/ns/{unique('refp')}" for _ in range(2)]
     async with contextlib.AsyncExitStack() as stack:
         refs = [
             await stack.enter_async_context(
-                ref_app(ref_node, "group-participant", p, ("--moderator", me))
+                ref_app(
+                    ref_node,
+                    "group-participant",
+                    p,
+                    ("--moderator", me, *(("--mls",) if mls else ())),
+                )
             )
             for p in members
         ]
         for ref in refs:
             await asyncio.wait_for(ref.ready.wait(), 20)
         async with our_app(ref_node, me) as app:
-            session = app.create_group("org/ns/chat", reliable=True)
+            session = app.create_group("org/ns/chat", reliable=True, mls=mls)
             for p in members:
                 joined = await session.invite(p, timeout=TIMEOUT)
                 assert joined.short().startswith(p)
@@ -231,7 +237,8 @@ async def test_our_moderator_reference_members(ref_node: NodeInfo) -> None:
     assert removed["phase2"] == {}  # removed before phase 2
 
 
-async def test_reference_moderator_our_members(ref_node: NodeInfo) -> None:
+@pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
+async def test_reference_moderator_our_members(ref_node: NodeInfo, mls: bool) -> None:
     moderator = f"org/ns/{unique('refmod')}"
     members = [f"org/ns/{unique('p')}" for _ in range(2)]
 
@@ -251,6 +258,7 @@ async def test_reference_moderator_our_members(ref_node: NodeInfo) -> None:
     async with our_app(ref_node, members[0]) as a, our_app(ref_node, members[1]) as b:
         tasks = [asyncio.create_task(member(x)) for x in (a, b)]
         flags = ("--invite", ",".join(members), "--remove", members[0], "--reliable")
+        flags += ("--mls",) if mls else ()
         async with ref_app(ref_node, "group-moderator", moderator, flags) as ref:
             seen_a, seen_b = await asyncio.wait_for(asyncio.gather(*tasks), 45)
             await asyncio.wait_for(ref.done.wait(), 30)

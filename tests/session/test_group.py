@@ -188,3 +188,44 @@ def test_silent_member_goes_offline_and_back() -> None:
     net.settle()
     assert session.status() == {p0.local: True, p1.local: True}
     assert ParticipantStatus(sid, p1.local, True) in net.of("moderator", ParticipantStatus)
+
+
+def test_mls_group_lifecycle() -> None:
+    mod = make_layer("moderator")
+    members = [make_layer(f"p{i}") for i in range(3)]
+    net = Net([mod, *members])
+    sid = mod.create_group(CHANNEL, SessionConfig.group(reliable=True, mls=True), net.now)
+    for m in members:
+        mod.invite(sid, m.local.without_id(), net.now)
+        net.settle()
+    assert [d.error for d in net.of("moderator", TaskDone)] == ["", "", ""]
+    welcomes = [m for m in net.sent if m.publish.session.session_message_type == 12]
+    updates = [m for m in net.sent if m.publish.session.session_message_type == 11]
+    assert [w.publish.msg.command_payload.group_welcome.mls.commit_id for w in welcomes] == [
+        1,
+        2,
+        3,
+    ]
+    assert [u.publish.msg.command_payload.group_update.mls.commit_id for u in updates] == [2, 3]
+    for layer in (mod, *members):
+        layer.publish(sid, b"sealed from " + layer.local.service.encode(), now=net.now)
+    net.settle()
+    data = [m for m in net.sent if m.publish.session.session_message_type == 1]
+    assert all(b"sealed" not in m.publish.msg.app_payload.blob for m in data)
+    for layer in (mod, *members):
+        got = sorted(_payloads(net, layer.local.service))
+        assert len(got) == 3
+        assert all(p.startswith(b"sealed from ") for p in got)
+    mod.remove(sid, members[0].local, net.now)
+    net.settle()
+    assert net.of("p0", SessionClosed)
+    mod.publish(sid, b"after removal", now=net.now)
+    net.settle()
+    assert b"after removal" in _payloads(net, "p1")
+    assert b"after removal" in _payloads(net, "p2")
+    epochs = {layer.session(sid).crypto.epoch for layer in (mod, members[1], members[2])}
+    assert epochs == {4}  # create (0), three adds, one remove
+    mod.close(sid, net.now)
+    net.settle()
+    assert net.of("p1", SessionClosed)
+    assert net.of("p2", SessionClosed)

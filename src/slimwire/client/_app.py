@@ -522,6 +522,7 @@ class App:
         interval: float = 1.0,
         max_retries: int = 5,
         metadata: Mapping[str, str] | None = None,
+        mls: bool = False,
     ) -> Session:
         """Create a group session on ``channel`` (``org/ns/svc``) with this app as moderator.
 
@@ -529,7 +530,11 @@ class App:
         """
         target = Name.parse(channel) if isinstance(channel, str) else channel
         config = SessionConfig.group(
-            reliable=reliable, interval=interval, max_retries=max_retries, metadata=metadata
+            reliable=reliable,
+            interval=interval,
+            max_retries=max_retries,
+            metadata=metadata,
+            mls=mls,
         )
         sid = self._layer.create_group(target, config, self._loop.time())
         self._pump()

@@ -80,12 +80,14 @@ class SessionConfig:
         interval: float = DEFAULT_DATA_INTERVAL,
         max_retries: int = DEFAULT_DATA_MAX_RETRIES,
         metadata: Mapping[str, str] | None = None,
+        mls: bool = False,
     ) -> SessionConfig:
         return cls(
             SessionKind.GROUP,
             interval if reliable else None,
             max_retries if reliable else None,
             dict(metadata or {}),
+            mls,
         )
 
     @property

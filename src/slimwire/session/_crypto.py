@@ -37,6 +37,11 @@ class GroupCrypto(Protocol):
         """Moderator: remove the member whose credential is ``identity``; returns the commit."""
         ...
 
+    def remove_app(self, name_id: int) -> bytes:
+        """Moderator: remove the member whose credential belongs to app ``name_id``; returns
+        the commit."""
+        ...
+
     def join(self, welcome: bytes) -> None:
         """Joiner: enter the group from a Welcome."""
         ...

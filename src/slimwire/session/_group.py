@@ -25,7 +25,7 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from slimwire._constants import MULTICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
-from slimwire.errors import SessionClosed
+from slimwire.errors import MlsError, SessionClosed
 from slimwire.names import Name, channel_ids
 from slimwire.session._base import (
     DISCOVERY_REPLY,
@@ -101,6 +101,7 @@ class GroupSession(SessionBase):
         self._task: _Task | None = None
         self._task_seq = 0
         self._next_commit: int | None = None
+        self._commit_id = 0  # moderator: the last MLS commit it numbered
         self._held_updates: dict[int, pb.Message] = {}
 
     def __repr__(self) -> str:
@@ -144,6 +145,8 @@ class GroupSession(SessionBase):
     def start(self, now: float) -> None:
         """Moderator: subscribe the channel and report the session ready."""
         self.state = SessionState.ESTABLISHED
+        if self.crypto is not None:
+            self.crypto.create_group()
         self._subscribe(True)
         self.start_heartbeats(now)
         self.host.emit(SessionEstablished(self.session_id, self.channel, True, self.config))
@@ -185,8 +188,9 @@ class GroupSession(SessionBase):
                     continue
                 task.member = member
                 self._task = task
+                commit = self._mls_remove(member)
                 if len(self.roster) > 2:
-                    self._broadcast_update(pb.REMOVE, member, now, "remove-update")
+                    self._broadcast_update(pb.REMOVE, member, now, "remove-update", commit)
                 else:
                     self._send_leave(member, now)
 
@@ -199,9 +203,26 @@ class GroupSession(SessionBase):
             self._done(task, member, error)
         self._next_task(now)
 
-    def _broadcast_update(self, op: int, member: Name, now: float, purpose: str) -> None:
+    def _mls_remove(self, member: Name) -> bytes | None:
+        """Moderator: the MLS commit removing ``member`` (None without MLS)."""
+        if self.crypto is None:
+            return None
+        try:
+            commit = self.crypto.remove_app(member.id)
+        except MlsError as exc:
+            log.warning("group %d: cannot remove %s from MLS: %s", self.session_id, member, exc)
+            return None
+        self._commit_id += 1
+        return commit
+
+    def _broadcast_update(
+        self, op: int, member: Name, now: float, purpose: str, commit: bytes | None = None
+    ) -> None:
         update = pb.GroupUpdatePayload(op=op, participant=participant(member))  # type: ignore[arg-type]
         self._roster_proto(update.participants)
+        if commit is not None:
+            update.mls.commit_id = self._commit_id
+            update.mls.mls_content = commit
         others = [m for m in self.members() if op != pb.ADD or m.key != member.key]
         self._new_request(
             self.control,
@@ -236,6 +257,8 @@ class GroupSession(SessionBase):
             join.timer_settings.CopyFrom(timers)
         self.channel.fill_proto(join.channel)
         self.control.fill_proto(join.control)
+        if self.crypto is not None:
+            join.mls_settings.header_integrity_validation_percent = 100
         self._new_request(
             source,
             JOIN_REQUEST,
@@ -251,8 +274,19 @@ class GroupSession(SessionBase):
         if task is None or task.member is None:
             return
         member = task.member
-        self.roster[member.key] = member
+        commit: bytes | None = None
         welcome = pb.GroupWelcomePayload()
+        if self.crypto is not None:
+            reply = msg.publish.msg.command_payload.join_reply
+            try:
+                commit, mls_welcome = self.crypto.add(reply.key_package)
+            except (MlsError, ValueError) as exc:
+                self._finish_task(None, now, f"MLS: cannot add {member}: {exc}")
+                return
+            self._commit_id += 1
+            welcome.mls.commit_id = self._commit_id
+            welcome.mls.mls_content = mls_welcome
+        self.roster[member.key] = member
         self._roster_proto(welcome.participants)
         self._new_request(
             member,
@@ -264,7 +298,7 @@ class GroupSession(SessionBase):
         )
         task.pending = 1
         if len(self.roster) > 2:
-            self._broadcast_update(pb.ADD, member, now, "add-update")
+            self._broadcast_update(pb.ADD, member, now, "add-update", commit)
 
     def _moderator_request_done(self, req: Request, now: float) -> None:
         task = self._task
@@ -299,9 +333,13 @@ class GroupSession(SessionBase):
         if source.key not in self.roster:
             return
         big = len(self.roster) > 2
+        commit = self._mls_remove(self.roster[source.key])
         if big:
             update = pb.GroupUpdatePayload(op=pb.REMOVE, participant=participant(source))
             self._roster_proto(update.participants)
+            if commit is not None:
+                update.mls.commit_id = self._commit_id
+                update.mls.mls_content = commit
         self._drop_member(source, now)
         if big and self.members():
             self._new_request(
@@ -319,15 +357,20 @@ class GroupSession(SessionBase):
     def accept(self, join: pb.Message, now: float) -> None:
         """Member: answer the JoinRequest that created this session."""
         self.state = SessionState.AWAITING_WELCOME
-        self._reply(
-            join,
-            JOIN_REPLY,
-            command(join_reply=pb.JoinReplyPayload(participant=participant(self.host.local))),
-        )
+        reply = pb.JoinReplyPayload(participant=participant(self.host.local))
+        if self.crypto is not None:
+            reply.key_package = self.crypto.key_package()
+        self._reply(join, JOIN_REPLY, command(join_reply=reply))
         self._arm(("setup",), now + SETUP_TIMEOUT)
 
     def _on_welcome(self, msg: pb.Message, now: float) -> None:
         welcome = msg.publish.msg.command_payload.group_welcome
+        if self.state is SessionState.AWAITING_WELCOME and self.crypto is not None:
+            try:
+                self.crypto.join(welcome.mls.mls_content)
+            except (MlsError, ValueError) as exc:
+                log.warning("group %d: cannot join the MLS group: %s", self.session_id, exc)
+                return  # no ack: the moderator gives up on us
         if self.state is SessionState.AWAITING_WELCOME:
             self._subscribe(True)
             for part in welcome.participants:
@@ -359,6 +402,12 @@ class GroupSession(SessionBase):
     def _apply_update(self, msg: pb.Message, now: float) -> None:
         update = msg.publish.msg.command_payload.group_update
         member = name_from_proto(update.participant.name)
+        if self.crypto is not None and update.HasField("mls"):
+            try:
+                self.crypto.apply_commit(update.mls.mls_content)
+            except (MlsError, ValueError) as exc:
+                log.warning("group %d: cannot apply commit: %s", self.session_id, exc)
+                return
         if update.op == pb.ADD:
             if member.key not in self.roster:
                 self.roster[member.key] = member

@@ -36,7 +36,6 @@ from slimwire.session._crypto import GroupCrypto
 from slimwire.session._events import SessionEvent
 from slimwire.session._group import GroupSession
 from slimwire.session._ids import random_session_id
-from slimwire.session._mls import MlsCrypto
 from slimwire.session._p2p import P2PSession
 from slimwire.session._timers import Timers
 from slimwire.session._wire import (
@@ -104,6 +103,9 @@ class SessionLayer:
         self._out.append(msg)
 
     def _crypto(self) -> GroupCrypto:
+        # imported on first use: sessions without MLS never load the MLS stack
+        from slimwire.session._mls import MlsCrypto
+
         return MlsCrypto(self._provider, self._verifier)
 
     def emit(self, event: SessionEvent) -> None:
@@ -141,16 +143,16 @@ class SessionLayer:
         Emits :class:`SubscriptionChange` for the channel's two names and
         :class:`SessionEstablished`; members are added with :meth:`invite`.
         """
-        if config.mls:
-            raise NotImplementedError("MLS group sessions are not wired in yet (p2p only)")
         if config.kind is not SessionKind.GROUP:
             config = SessionConfig(
-                SessionKind.GROUP, config.interval, config.max_retries, config.metadata
+                SessionKind.GROUP, config.interval, config.max_retries, config.metadata, config.mls
             )
         session_id = self._new_id()
         session = GroupSession.create(
             self, session_id, config, channel.without_id(), self._provider.identity.token_id
         )
+        if config.mls:
+            session.crypto = self._crypto()
         self._sessions[session_id] = session
         session.start(now)
         return session_id
@@ -287,9 +289,6 @@ class SessionLayer:
         if cp.WhichOneof("command_payload_type") != "join_request":
             return
         join = cp.join_request
-        if join.HasField("mls_settings") and stype != pb.SESSION_TYPE_POINT_TO_POINT:
-            log.info("MLS group sessions are not supported yet; ignoring invite")
-            return
         if join.HasField("mls_settings") and not self._verify_command(msg):
             return
         peer = name_from_proto(pub.header.source)

@@ -9,9 +9,10 @@ key. Application data is sealed as a PrivateMessage whose authenticated data is 
 
 from __future__ import annotations
 
-from slimwire.auth import KeyAlgorithm, TokenProvider, TokenVerifier
+from slimwire.auth import KeyAlgorithm, TokenProvider, TokenVerifier, parse_token
 from slimwire.errors import AuthError, MlsError
 from slimwire.mls import Group, MlsClient
+from slimwire.names import app_id_from_token_id
 
 __all__ = ["NO_MLS_EPOCH", "MlsCrypto"]
 
@@ -70,6 +71,18 @@ class MlsCrypto:
             if member.identity == identity:
                 return group.remove([member.leaf_index])
         raise MlsError("no such member")
+
+    def remove_app(self, name_id: int) -> bytes:
+        """Remove the member whose credential token belongs to the app with ``name_id``."""
+        group = self._require()
+        for member in group.members:
+            try:
+                token_id = parse_token(member.identity.decode()).token_id
+            except (AuthError, UnicodeDecodeError):
+                continue
+            if app_id_from_token_id(token_id) == name_id:
+                return group.remove([member.leaf_index])
+        raise MlsError("no member with that name id")
 
     def join(self, welcome: bytes) -> None:
         self._group = self._client.join(welcome)
