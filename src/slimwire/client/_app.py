@@ -245,7 +245,10 @@ class App:
             if self._mac is not None and not self._mac.verify(msg.publish.header):
                 log.warning("dropping publish with a bad header MAC")
                 return
-            self._layer.receive(msg, self._loop.time())
+            try:
+                self._layer.receive(msg, self._loop.time())
+            except Exception:  # a bug on one message must not take the link down
+                log.exception("session layer failed on a message; dropped")
         elif kind == "subscription_ack":
             ack = msg.subscription_ack
             fut = self._sub_acks.pop(ack.subscription_id, None)
@@ -396,7 +399,10 @@ class App:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self._sleep_until = None
-            self._layer.handle_timeout(self._loop.time())
+            try:
+                self._layer.handle_timeout(self._loop.time())
+            except Exception:  # keep the clock running whatever one timer did
+                log.exception("session layer failed on a timer")
             self._pump()
 
     def _fail_all(self, reason: str) -> None:

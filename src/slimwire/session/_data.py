@@ -83,6 +83,13 @@ class DataPath:
         self._recv: dict[tuple[int, int, int, int], ReorderBuffer[pb.Message]] = {}
         self._rtx: dict[tuple[tuple[int, int, int, int], int], tuple[Name, int]] = {}
 
+    def __repr__(self) -> str:
+        mode = "reliable" if self.reliable else "best-effort"
+        return (
+            f"DataPath({mode}, next_id={self._next_id + 1}, unacked={len(self._unacked)}, "
+            f"sources={len(self._recv)}, rtx={len(self._rtx)})"
+        )
+
     @property
     def unacked(self) -> int:
         return len(self._unacked)

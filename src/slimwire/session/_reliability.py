@@ -48,6 +48,9 @@ class ProducerBuffer(Generic[T]):
     def get(self, message_id: int) -> T | None:
         return self._items.get(message_id)
 
+    def __repr__(self) -> str:
+        return f"ProducerBuffer({len(self._items)}/{self.capacity})"
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -70,6 +73,12 @@ class ReorderBuffer(Generic[T]):
         self._last: int | None = last_delivered
         self._held: dict[int, T | _LostMark] = {}
         self._requested: set[int] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"ReorderBuffer(last={self._last}, held={len(self._held)}, "
+            f"requested={len(self._requested)})"
+        )
 
     @property
     def last_delivered(self) -> int | None:
