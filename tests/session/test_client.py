@@ -186,3 +186,15 @@ async def test_group_of_our_apps(node: Node) -> None:
             await theirs[0].receive(timeout=5)
         with pytest.raises(SessionError):
             await group.invite("org/ns/late")
+
+
+async def test_concurrent_receivers_share_the_inbox(node: Node) -> None:
+    async with app(node.url, "org/ns/alice") as alice, app(node.url, "org/ns/bob") as bob:
+        session = await alice.open_session("org/ns/bob", reliable=True)
+        theirs = await bob.accept(timeout=5)
+        readers = [asyncio.create_task(session.receive(timeout=5)) for _ in range(3)]
+        await asyncio.sleep(0)
+        for i in range(3):
+            await theirs.publish(b"%d" % i, wait=True)
+        got = sorted([(await r).payload for r in readers])
+        assert got == [b"0", b"1", b"2"]

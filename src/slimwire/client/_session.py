@@ -208,13 +208,11 @@ class Session:
             left = None if end is None else end - loop.time()
             if left is not None and left <= 0:
                 raise SlimwireTimeout(f"no message on session {self.session_id} in {timeout}s")
-            self._waiter = loop.create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._waiter), left)
-            except TimeoutError:
-                continue
-            finally:
-                self._waiter = None
+            waiter = self._waiter
+            if waiter is None or waiter.done():  # shared by every concurrent receiver
+                waiter = self._waiter = loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), left)
         return self._inbox.popleft()
 
     def __aiter__(self) -> AsyncIterator[Message]:
