@@ -538,6 +538,12 @@ class GrpcConnection:
     def flush(self) -> bytes:
         """Move queued stream data into DATA frames (as far as windows allow); return bytes to
         write. Call once per loop tick."""
+        return b"".join(self.flush_chunks())
+
+    def flush_chunks(self) -> list[bytes]:
+        """:meth:`flush` as a list of byte strings to write in order (``writelines``): the
+        payloads go out as they were queued, without being copied into h2's send buffer."""
+        chunks: list[bytes] = []
         if self._dirty and not self.terminated:
             h2c = self._h2
             for sid, st in list(self._dirty.items()):
@@ -550,11 +556,10 @@ class GrpcConnection:
                         data = out.take(window)
                         frame = h2c.max_outbound_frame_size
                         if len(data) <= frame:
-                            h2c.send_data(sid, data)
+                            h2c.send_data_into(sid, data, chunks)
                         else:
-                            view = memoryview(data)
                             for off in range(0, len(data), frame):
-                                h2c.send_data(sid, bytes(view[off : off + frame]))
+                                h2c.send_data_into(sid, data[off : off + frame], chunks)
                     if not out.size:
                         del self._dirty[sid]
                         self._send_end(st)
@@ -563,7 +568,10 @@ class GrpcConnection:
                     st.dead = True
                     self._dirty.pop(sid, None)
                     self._streams.pop(sid, None)
-        return self._h2.data_to_send()
+        rest = self._h2.data_to_send()
+        if rest:
+            chunks.append(rest)
+        return chunks
 
     def flush_control(self) -> bytes:
         """Bytes to write without moving stream data (used while the socket is backed up)."""

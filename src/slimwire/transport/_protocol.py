@@ -249,9 +249,14 @@ class H2Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        data = self.core.flush_control() if self._paused else self.core.flush()
-        if data:
-            transport.write(data)
+        if self._paused:
+            data = self.core.flush_control()
+            if data:
+                transport.write(data)
+        else:
+            chunks = self.core.flush_chunks()
+            if chunks:
+                transport.writelines(chunks)
         for st in self.streams.values():
             if st._drain_waiters:
                 st._wake_drain()
