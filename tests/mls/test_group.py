@@ -358,3 +358,23 @@ def test_precomputed_pad_hmac_matches_hmac(name: str) -> None:
         for msg in (b"", b"x", os.urandom(300)):
             assert mac.digest(msg) == hmac.digest(key, msg, name)
             assert mac.digest(msg) == hmac.digest(key, msg, name)  # the pads are reusable
+
+
+def test_expired_key_package_is_refused() -> None:
+    """A key package whose lifetime ended (beyond the tolerated clock skew) is not added."""
+    from slimwire.mls._structs import Lifetime
+    from slimwire.mls._welcome import sign_key_package, sign_leaf_node
+
+    group = MlsClient(b"owner").create_group()
+    late = MlsClient(b"late")
+    kp = MLSMessage.from_bytes(late.key_package()).body
+    assert isinstance(kp, KeyPackage)
+    suite = group.state.suite
+    signing_key = late._signature_private_key
+    leaf = sign_leaf_node(
+        suite, signing_key, dataclasses.replace(kp.leaf_node, lifetime=Lifetime(0, 1000))
+    )
+    expired = sign_key_package(suite, signing_key, dataclasses.replace(kp, leaf_node=leaf))
+    with pytest.raises(MlsError, match="lifetime"):
+        group.add([MLSMessage(expired).to_bytes()])
+    assert group.epoch == 0

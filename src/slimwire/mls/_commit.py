@@ -12,6 +12,7 @@ a committer and its receivers derive the new GroupContext and key schedule with 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -274,7 +275,7 @@ def receive_proposal(
         raise InvalidProposalError("only proposals from members are accepted")
     try:
         if isinstance(proposal, Add):
-            validate_key_package(suite, proposal.key_package, validate)
+            validate_key_package(suite, proposal.key_package, validate, now=int(time.time()))
         elif isinstance(proposal, Update):
             validate_leaf_node(
                 state.tree,
@@ -349,7 +350,13 @@ def process_commit(
     try:
         entries = _resolve(state, commit.proposals, sender)
         applied = apply_proposals(
-            suite, state.tree, state.context, entries, committer=committer, validate=validate
+            suite,
+            state.tree,
+            state.context,
+            entries,
+            committer=committer,
+            validate=validate,
+            now=int(time.time()),
         )
     except InvalidProposalError as exc:
         raise CommitError(f"invalid proposals: {exc}") from None
@@ -499,7 +506,13 @@ def create_commit(
     )
     try:
         applied = apply_proposals(
-            suite, state.tree, state.context, entries, committer=me, validate=validate
+            suite,
+            state.tree,
+            state.context,
+            entries,
+            committer=me,
+            validate=validate,
+            now=int(time.time()),
         )
     except InvalidProposalError as exc:
         raise CommitError(f"invalid proposals: {exc}") from None

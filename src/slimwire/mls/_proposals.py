@@ -65,6 +65,9 @@ CredentialValidator = Callable[[bytes, bytes], bool]
 """``(credential identity, signature public key) -> accepted``: the identity layer's hook (a
 SLIM token whose ``pubkey`` claim must equal the leaf's signature key)."""
 
+CLOCK_SKEW = 3600
+"""Seconds of clock difference tolerated when checking a key package's lifetime."""
+
 # Proposal types whose commit needs no UpdatePath (§12.4).
 _PATH_OPTIONAL = frozenset({ProposalType.ADD, ProposalType.PSK, ProposalType.REINIT})
 
@@ -168,11 +171,18 @@ def validate_key_package(
             key_package.leaf_node,
             source=LeafNodeSource.KEY_PACKAGE,
             required=required,
-            now=now,
             suite=suite,
         )
     except MlsError as exc:
         raise InvalidProposalError(f"invalid key package: {exc}") from None
+    lifetime = key_package.leaf_node.lifetime
+    # tolerate clock skew between the key package's creator and us
+    if (
+        now is not None
+        and lifetime is not None
+        and not lifetime.not_before - CLOCK_SKEW <= now <= lifetime.not_after + CLOCK_SKEW
+    ):
+        raise InvalidProposalError("key package lifetime does not cover the current time")
     check_credential(validate, key_package.leaf_node)
 
 
@@ -187,7 +197,8 @@ def apply_proposals(
     now: int | None = None,
 ) -> AppliedProposals:
     """Validate the list of a commit by member ``committer`` (None: an external commit) and
-    apply it. Raises :class:`InvalidProposalError`."""
+    apply it; ``now`` (Unix seconds) enables the lifetime check of added key packages.
+    Raises :class:`InvalidProposalError`."""
     external = committer is None
     gce: list[GroupContextExtensions] = []
     updates: list[tuple[int, LeafNode]] = []
