@@ -198,3 +198,29 @@ async def test_concurrent_receivers_share_the_inbox(node: Node) -> None:
             await theirs.publish(b"%d" % i, wait=True)
         got = sorted([(await r).payload for r in readers])
         assert got == [b"0", b"1", b"2"]
+
+
+async def test_reliable_session_survives_node_restart() -> None:
+    """Messages sent while the node is down are buffered, then retransmitted after the
+    reconnect (same link id, subscriptions replayed): the peer gets each exactly once."""
+    first = Node(node_config())
+    await first.start()
+    port = first.port
+    async with app(first.url, "org/ns/alice") as alice, app(first.url, "org/ns/bob") as bob:
+        session = await alice.open_session("org/ns/bob", reliable=True, max_retries=30)
+        theirs = await bob.accept(timeout=5)
+        await session.publish(b"before", wait=True)
+        await first.stop()
+        for i in range(3):
+            await session.publish(b"during-%d" % i)
+        second = Node(node_config(port))
+        await second.start()
+        try:
+            await session.flush(timeout=30)
+            got = [(await theirs.receive(timeout=10)).payload for _ in range(4)]
+            assert got == [b"before", b"during-0", b"during-1", b"during-2"]
+            with pytest.raises(SlimwireTimeout):
+                await theirs.receive(timeout=0.2)
+            await session.close()
+        finally:
+            await second.stop()
