@@ -186,3 +186,20 @@ def test_plan_never_raises(creates, sets, deletes, drop, reconcile) -> None:  # 
     ack = core.ack(plan, {}, {}).config_command_ack
     assert len(ack.connections_status) == len(creates)
     assert len(ack.routes_status) == len(sets) + len(plan.delete_routes)
+
+
+def test_both_reference_config_forms() -> None:
+    """The reference sends ServerConnectionConfig-shaped JSON in reconcile commands and
+    ClientConfig-shaped JSON otherwise; the agent reads both."""
+    core = AgentCore("n1")
+    cmd = cpb.ConfigurationCommand()
+    server_form = {"endpoint": "https://h:1", "tls_required": True, "auth_method": "none"}
+    client_form = {"endpoint": "http://h:2", "tls": {"insecure": True}, "link_id": "L2"}
+    cmd.connections_to_create.add(link_id="L1", config_data=json.dumps(server_form))
+    cmd.connections_to_create.add(link_id="L2", config_data=json.dumps(client_form))
+    (_, c1, e1), (_, c2, e2) = core.plan("m", cmd).create
+    assert c1 is not None
+    assert c2 is not None
+    assert (e1, e2) == ("", "")
+    assert (c1.endpoint, c1.tls.insecure) == ("https://h:1", False)
+    assert (c2.endpoint, c2.tls.insecure) == ("http://h:2", True)

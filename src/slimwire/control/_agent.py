@@ -126,6 +126,20 @@ class Plan:
     delete_routes: tuple[RouteChange, ...] = ()
 
 
+_KEEP = ("endpoint", "tls", "headers", "connection_type", "require_header_mac", "origin")
+
+
+def _client_json(raw: object) -> object:
+    """Read a controller's link config, in either form the reference sends: a
+    ``ServerConnectionConfig`` (``tls_required``, ``auth_method``) or a ``ClientConfig``."""
+    if not isinstance(raw, dict):
+        return raw
+    out = {k: v for k, v in raw.items() if k in _KEEP}
+    if "tls" not in out and "tls_required" in raw:
+        out["tls"] = {"insecure": not raw["tls_required"]}
+    return out
+
+
 @dataclass
 class AgentCore:
     """The agent's protocol state (sans-IO; see the module docstring)."""
@@ -204,10 +218,9 @@ class AgentCore:
         create = []
         for conn in cmd.connections_to_create:
             try:
-                raw = json.loads(conn.config_data)
-                if isinstance(raw, dict):
-                    raw = {k: v for k, v in raw.items() if k != "link_id"}
-                cfg: ClientConfig | None = ClientConfig.parse(raw, "config_data")
+                cfg: ClientConfig | None = ClientConfig.parse(
+                    _client_json(json.loads(conn.config_data)), "config_data"
+                )
                 err = ""
             except (ValueError, ConfigError) as exc:
                 cfg, err = None, f"invalid config_data: {exc}"

@@ -96,9 +96,18 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
+_AUTH_NAMES = {0: "none", 2: "basic", 3: "jwt", 4: "oidc"}
+
+
 def _client_config(dest: NodeRecord, same_domain: bool, link_id: str) -> tuple[str, str]:
-    """(endpoint URL, JSON client config) for dialling ``dest``; another domain prefers the
-    node's external endpoint, as the reference does."""
+    """(endpoint URL, JSON config) for dialling ``dest``; another domain prefers the node's
+    external endpoint, as the reference does.
+
+    A reference node parses this JSON as a ``ServerConnectionConfig`` (``endpoint``,
+    ``tls_required``, ``auth_method``) in a reconcile command and as a ``ClientConfig``
+    (``endpoint``, ``tls``, and ``link_id``: the id the link is known by on both ends)
+    otherwise; neither rejects unknown keys, so we send both forms.
+    """
     if not dest.conn_details:
         raise ControlPlaneError(f"node {dest.id} registered no endpoint to dial")
     detail = dest.conn_details[0]
@@ -107,9 +116,16 @@ def _client_config(dest: NodeRecord, same_domain: bool, link_id: str) -> tuple[s
     host = detail.endpoint if same_domain else (detail.external_endpoint or detail.endpoint)
     if "://" not in host:
         host = ("https://" if detail.tls_required else "http://") + host
-    cfg: dict[str, object] = {"endpoint": host, "link_id": link_id}
-    if not detail.tls_required and host.startswith("http://"):
-        cfg["tls"] = {"insecure": True}
+    auth: object = _AUTH_NAMES.get(detail.auth_method, "none")
+    if detail.auth_method == 1:
+        auth = {"spire": {"trust_domain": dest.domain or None}}
+    cfg: dict[str, object] = {
+        "endpoint": host,
+        "link_id": link_id,
+        "tls_required": detail.tls_required,
+        "auth_method": auth,
+        "tls": {"insecure": not detail.tls_required},
+    }
     return host, json.dumps(cfg, separators=(",", ":"))
 
 
