@@ -3,8 +3,9 @@
 Usage: ``python _ref_ctl_node.py SOUTHBOUND_PORT NODE_ID DOMAIN SECRET``. It picks a free
 loopback port, writes a YAML config with a data-plane server, the shared-secret ``auth`` the
 node signs its registration with, and ``controller.clients`` pointing at the controller, starts,
-prints ``{"event": "ready", "port": N}`` and runs until its stdin closes (so a crashed test run
-leaves no orphan) or 60 s pass. The Rust runtime's logs go to stderr.
+prints ``{"event": "ready", "port": N, "controller_port": M}`` (M: the node's own
+ControllerService, what slimctl's ``node ...`` commands use) and runs until its stdin
+closes (so a crashed test run leaves no orphan) or 60 s pass. The Rust runtime's logs go to stderr.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ def main() -> int:
     south, node_id, domain, secret = sys.argv[1:5]
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    port, ctl_port = ports
     cfg = f"""tracing:
   log_level: warn
 runtime:
@@ -43,7 +47,10 @@ services:
             insecure: true
       clients: []
     controller:
-      servers: []
+      servers:
+        - endpoint: "127.0.0.1:{ctl_port}"
+          tls:
+            insecure: true
       clients:
         - endpoint: "http://127.0.0.1:{south}"
           tls:
@@ -56,7 +63,7 @@ services:
 
     slim.initialize_from_config_with_error(path)
     os.unlink(path)
-    out.write(json.dumps({"event": "ready", "port": port}) + "\n")
+    out.write(json.dumps({"event": "ready", "port": port, "controller_port": ctl_port}) + "\n")
 
     def watch() -> None:
         while sys.stdin.buffer.read(4096):

@@ -44,7 +44,9 @@ class RefNode:
         assert self.proc.stdout is not None
         async with asyncio.timeout(30):
             line = await asyncio.to_thread(self.proc.stdout.readline)
-        return int(json.loads(line)["port"])
+        info = json.loads(line)
+        self.controller_port = int(info["controller_port"])
+        return int(info["port"])
 
     def stop(self) -> None:
         assert self.proc.stdin is not None
@@ -62,6 +64,22 @@ def nodes() -> Iterator[list[RefNode]]:
     yield started
     for n in started:
         n.stop()
+
+
+async def _ctl(*argv: str) -> object:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "slimwire",
+        "ctl",
+        *argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out)
 
 
 async def _until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -128,6 +146,20 @@ async def test_controller_drives_two_reference_nodes(nodes: list[RefNode], first
             sender.publish(Name("org", "ns", "svc"), b"across the controller's route")
             (got,) = await app.received(1, timeout=5)
             assert b"across the controller's route" in got.SerializeToString()
+            # slimwire ctl against the reference node's own ControllerService ...
+            ref_a = next(n for n in nodes if "ref-a" in n.proc.args)  # type: ignore[operator]
+            node_srv = f"127.0.0.1:{ref_a.controller_port}"
+            conns = await _ctl("--server", node_srv, "-o", "json", "node", "connection", "list")
+            assert any(c["link_id"] == link.link_id and c["direction"] == "Outgoing" for c in conns)
+            routes = await _ctl("--server", node_srv, "-o", "json", "node", "route", "list")
+            assert any(
+                r["route"].startswith("org/ns/svc/") and r["link_id"] == link.link_id
+                for r in routes
+            )
+            # ... and through our controller, which asks the node over its control channel
+            nb = f"127.0.0.1:{ctl.northbound_port}"
+            via = await _ctl("--server", nb, "-o", "json", "connection", "list", "-n", "ref-a")
+            assert {c["link_id"] for c in via} == {c["link_id"] for c in conns}
         finally:
             await app.close()
             await sender.close()
