@@ -20,9 +20,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
 from slimwire.errors import MlsError
 from slimwire.mls._codec import DecodeError, Writer, encode_varint
 from slimwire.mls._framing import DecryptionError, SignatureError
+from slimwire.mls._hpke import AeadId
 from slimwire.mls._structs import GroupContext
 from slimwire.mls._suites import CipherSuite
 
@@ -111,6 +115,8 @@ class FastPath:
     sender_data_aad: bytes
     content_aad_prefix: bytes
     step_prefixes: tuple[bytes, bytes, bytes]  # DeriveTreeSecret "key", "nonce", "secret"
+    sizes: tuple[str, int, int, int]  # hash name, Nk, Nn, Nh (plain fields: no property hops)
+    cipher: type[AESGCM] | type[ChaCha20Poly1305]
 
     @classmethod
     def for_epoch(
@@ -136,20 +142,29 @@ class FastPath:
                 prefix(b"nonce", suite.aead_nonce_len) + b"\x04",
                 prefix(b"secret", suite.hash_len) + b"\x04",
             ),
+            (suite.kdf.hash_name, suite.aead_key_len, suite.aead_nonce_len, suite.hash_len),
+            ChaCha20Poly1305 if suite.aead.id == AeadId.CHACHA20_POLY1305 else AESGCM,
         )
+
+    def _open(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes | None:
+        """AEAD open with keys of the suite's exact sizes; None if it does not verify."""
+        try:
+            return self.cipher(key).decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            return None
 
     def ratchet_step(self, secret: bytes, generation: int) -> tuple[bytes, bytes, bytes]:
         """(key, nonce, next secret) of one hash-ratchet step (RFC 9420 §9.1), computed
         without touching the secret tree, so the caller consumes the step only once the
         message has verified."""
-        suite = self.suite
-        mac = _Hmac(secret, suite.kdf.hash_name)
+        hash_name, nk, nn, nh = self.sizes
+        mac = _Hmac(secret, hash_name)
         tail = generation.to_bytes(4, "big") + b"\x01"
         key_prefix, nonce_prefix, secret_prefix = self.step_prefixes
         return (
-            mac.digest(key_prefix + tail)[: suite.aead_key_len],
-            mac.digest(nonce_prefix + tail)[: suite.aead_nonce_len],
-            mac.digest(secret_prefix + tail)[: suite.hash_len],
+            mac.digest(key_prefix + tail)[:nk],
+            mac.digest(nonce_prefix + tail)[:nn],
+            mac.digest(secret_prefix + tail)[:nh],
         )
 
     def parse(self, data: bytes) -> ParsedPrivate | None:
@@ -179,16 +194,16 @@ class FastPath:
 
     def sender(self, msg: ParsedPrivate) -> tuple[int, int, bytes]:
         """(leaf index, generation, reuse guard) from the encrypted sender data."""
-        suite, data = self.suite, msg.data
-        sample = data[msg.ciphertext[0] : msg.ciphertext[0] + suite.hash_len]
-        key = self._expand(self.key_prefix, sample, suite.aead_key_len)
-        nonce = self._expand(self.nonce_prefix, sample, suite.aead_nonce_len)
-        try:
-            plain = suite.open(
-                key, nonce, self.sender_data_aad, data[msg.sender_data[0] : msg.sender_data[1]]
-            )
-        except MlsError:
-            raise DecryptionError("sender data does not decrypt") from None
+        data = msg.data
+        _, nk, nn, nh = self.sizes
+        sample = data[msg.ciphertext[0] : msg.ciphertext[0] + nh]
+        key = self._expand(self.key_prefix, sample, nk)
+        nonce = self._expand(self.nonce_prefix, sample, nn)
+        plain = self._open(
+            key, nonce, self.sender_data_aad, data[msg.sender_data[0] : msg.sender_data[1]]
+        )
+        if plain is None:
+            raise DecryptionError("sender data does not decrypt")
         if len(plain) != 12:
             raise DecodeError("malformed sender data")
         return int.from_bytes(plain[:4], "big"), int.from_bytes(plain[4:8], "big"), plain[8:]
@@ -209,15 +224,16 @@ class FastPath:
         guarded = (int.from_bytes(nonce[:4], "big") ^ int.from_bytes(guard, "big")).to_bytes(
             4, "big"
         ) + nonce[4:]
-        try:
-            plain = suite.open(
-                key,
-                guarded,
-                self.content_aad_prefix + aad_field,
-                data[msg.ciphertext[0] : msg.ciphertext[1]],
-            )
-        except MlsError:
-            raise DecryptionError("content does not decrypt") from None
+        if len(key) != self.sizes[1] or len(guarded) != self.sizes[2]:
+            raise DecryptionError("message key of the wrong size")
+        plain = self._open(
+            key,
+            guarded,
+            self.content_aad_prefix + aad_field,
+            data[msg.ciphertext[0] : msg.ciphertext[1]],
+        )
+        if plain is None:
+            raise DecryptionError("content does not decrypt")
         try:
             app = _span(plain, 0)
             sig = _span(plain, app[1])
