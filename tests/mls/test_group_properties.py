@@ -128,15 +128,22 @@ def _run(suite: int, ops: list[tuple[str, int, int, int]]) -> None:
         elif op == "update":
             world.broadcast(actor.self_update(), actor)
         elif op == "propose" and len(live) > 1:
-            proposal = actor.propose_update()
-            for g in live:
-                if g is not actor:
-                    assert isinstance(g.process(proposal), ProposalReceived)
-            others = [g for g in live if g is not actor]
-            committer = others[b % len(others)]
+            # n members propose Updates; any member (maybe a proposer) commits them by reference
+            proposers = [live[(a + k) % len(live)] for k in range(min(n, len(live)))]
+            for proposer in proposers:
+                proposal = proposer.propose_update()
+                for g in live:
+                    if g is not proposer:
+                        assert isinstance(g.process(proposal), ProposalReceived)
+            committer = live[b % len(live)]
             commit, welcome = committer.commit_pending()
             assert welcome is None
-            world.broadcast(commit, committer)
+            expected = sorted(p.leaf_index for p in proposers if p is not committer)
+            for g in live:
+                if g is not committer:
+                    event = g.process(commit)
+                    assert isinstance(event, CommitProcessed)
+                    assert sorted(event.updated) == expected
         elif op == "restore":
             world.live = [Group.from_bytes(g.to_bytes()) for g in live]
         world.check(a + b, b)
