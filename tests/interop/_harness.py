@@ -166,8 +166,11 @@ class _NodeProcess:
         self._log_file.close()
 
 
-def _reference_argv(links: Sequence[str], link_type: str, node_id: str | None) -> list[str]:
+def _reference_argv(
+    links: Sequence[str], link_type: str, node_id: str | None, config_dir: Path
+) -> list[str]:
     argv = [sys.executable, str(REF_NODE_SCRIPT), "--log-level", REF_NODE_LOG_LEVEL]
+    argv += ["--config-dir", str(config_dir)]  # the node's YAML stays beside its log
     if node_id:
         argv += ["--node-id", node_id]
     for link in links:
@@ -193,7 +196,9 @@ def reference_node(
     """
     node_id = node_id or f"ref-{uuid.uuid4().hex[:8]}"
     log = log_dir / f"node-{node_id}.log"
-    node = _NodeProcess(_reference_argv(links, link_type, node_id), "reference", log, False)
+    node = _NodeProcess(
+        _reference_argv(links, link_type, node_id, log_dir), "reference", log, False
+    )
     try:
         ready = json.loads(node.wait_ready(NODE_START_TIMEOUT))
         yield NodeInfo("reference", str(ready["endpoint"]), node.proc.pid, log)

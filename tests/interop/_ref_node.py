@@ -122,7 +122,7 @@ async def start_with_api(args: argparse.Namespace, port: int) -> None:
 
 
 def start_with_yaml(args: argparse.Namespace, port: int) -> Path:
-    fd, path = tempfile.mkstemp(prefix=f"ref-node-{port}-", suffix=".yaml")
+    fd, path = tempfile.mkstemp(prefix=f"ref-node-{port}-", suffix=".yaml", dir=args.config_dir)
     with os.fdopen(fd, "w") as f:
         f.write(node_yaml(args, port))
     slim.initialize_from_config_with_error(path)
@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start with initialize_with_configs + run_server_async instead of a YAML config",
     )
+    p.add_argument("--config-dir", default=None, help="where to write the YAML (default: $TMPDIR)")
     p.add_argument("--start-timeout", type=float, default=15.0)
     p.add_argument("--max-lifetime", type=float, default=900.0, help="exit after this, seconds")
     return p
