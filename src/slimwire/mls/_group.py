@@ -225,6 +225,13 @@ class Group:
             external_psks=self._external_psks,
         )
         self._state = created.state
+        logger.debug(
+            "group %s: epoch %d by our commit (added %s, removed %s)",
+            self.group_id.hex()[:16],
+            self.epoch,
+            created.outcome.added,
+            created.outcome.removed,
+        )
         return created
 
     def add(self, key_packages: Iterable[bytes]) -> tuple[bytes, bytes]:
@@ -401,6 +408,16 @@ class Group:
                 self._state, content, validate=self._validate, external_psks=self._external_psks
             )
             self._state = new
+            logger.debug(
+                "group %s: epoch %d by leaf %s (added %s, removed %s, updated %s)%s",
+                self.group_id.hex()[:16],
+                new.epoch,
+                outcome.committer,
+                outcome.added,
+                outcome.removed,
+                outcome.updated,
+                "" if new.active else "; we were removed",
+            )
             return CommitProcessed(
                 new.epoch,
                 outcome.committer,
