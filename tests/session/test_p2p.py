@@ -10,6 +10,7 @@ from slimwire.session import (
     MessageDelivered,
     MessageLost,
     MessageReceived,
+    ParticipantStatus,
     SessionClosed,
     SessionConfig,
     SessionEstablished,
@@ -220,3 +221,18 @@ def test_mls_tampered_header_is_dropped() -> None:
     target.receive(msg, net.now)
     net.collect()
     assert not net.of("bob", MessageReceived)
+
+
+def test_silent_peer_goes_offline_and_comes_back() -> None:
+    net, alice, bob = _pair()
+    sid = alice.open(bob.local, SessionConfig.p2p(), net.now)
+    net.settle()
+    net.layers.remove(bob)  # bob hears nothing and says nothing
+    for _ in range(4):
+        net.advance(10.0)
+        net.settle()
+    assert net.of("alice", ParticipantStatus) == [ParticipantStatus(sid, bob.local, False)]
+    net.layers.append(bob)
+    bob.publish(sid, b"back", now=net.now)
+    net.settle()
+    assert net.of("alice", ParticipantStatus)[-1] == ParticipantStatus(sid, bob.local, True)

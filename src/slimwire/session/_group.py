@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class _Task:
     task_id: int
-    kind: str  # "add" | "remove"
+    kind: str  # "add" | "remove" | "drop" (a member that went silent)
     target: Name
     member: Name | None = None
     pending: int = 0  # requests of this task still waiting for replies
@@ -189,7 +189,13 @@ class GroupSession(SessionBase):
                 task.member = member
                 self._task = task
                 commit = self._mls_remove(member)
-                if len(self.roster) > 2:
+                if task.kind == "drop":  # gone silent: tell the others, send it nothing
+                    if len(self.roster) > 2:
+                        self._broadcast_update(pb.REMOVE, member, now, "drop-update", commit)
+                    else:
+                        self._drop_member(member, now)
+                        self._finish_task(member, now)
+                elif len(self.roster) > 2:
                     self._broadcast_update(pb.REMOVE, member, now, "remove-update", commit)
                 else:
                     self._send_leave(member, now)
@@ -223,7 +229,8 @@ class GroupSession(SessionBase):
         if commit is not None:
             update.mls.commit_id = self._commit_id
             update.mls.mls_content = commit
-        others = [m for m in self.members() if op != pb.ADD or m.key != member.key]
+        skip = op == pb.ADD or purpose == "drop-update"  # the newcomer / the silent one
+        others = [m for m in self.members() if not skip or m.key != member.key]
         self._new_request(
             self.control,
             GROUP_UPDATE,
@@ -310,7 +317,7 @@ class GroupSession(SessionBase):
                 self._finish_task(task.member, now)
         elif req.purpose == "remove-update" and task is not None and task.member is not None:
             self._send_leave(task.member, now)
-        elif req.purpose == "leave" and task is not None and task.member is not None:
+        elif req.purpose in ("drop-update", "leave") and task is not None and task.member:
             self._drop_member(task.member, now)
             self._finish_task(task.member, now)
         elif req.purpose == "close":
@@ -466,6 +473,19 @@ class GroupSession(SessionBase):
         return self.data.publish_to(
             member, payload=payload, payload_type=payload_type, metadata=metadata, now=now
         )
+
+    def _on_heartbeat_tick(self, now: float) -> None:
+        before = set(self._offline)
+        super()._on_heartbeat_tick(now)
+        if not self.is_moderator or self.state is not SessionState.ESTABLISHED:
+            return
+        for key in self._offline - before:  # as the reference: a silent member is removed
+            member = self.roster.get(key)
+            if member is not None:
+                self._task_seq += 1
+                self._tasks.append(_Task(self._task_seq, "drop", member))
+        if self._task is None:
+            self._next_task(now)
 
     def status(self) -> dict[Name, bool]:
         """Every other member and whether it is online (heartbeats or traffic seen lately)."""
