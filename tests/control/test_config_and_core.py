@@ -134,3 +134,49 @@ def test_chain_of_three_domains_without_sockets(tmp_path: Path) -> None:
         core.add_topology_link("d1", "d3")
     (seg,) = core.segments()
     assert [(e.domain_a, e.domain_b) for e in seg.edges] == [("d1", "d2"), ("d2", "d3")]
+
+
+def test_failed_items_are_retried() -> None:
+    """A link whose dial failed (the peer was down) is asked for again by the reconciler tick,
+    and a failed route goes back to pending and is pushed again once its link is applied."""
+    core = ControllerCore(Store(), topology=load_topology())
+    pending = _register(core, "n1", "d1") + _register(core, "n2", "d2")
+    cmd = next(o for o in pending if o.message.config_command.connections_to_create)
+    (conn,) = cmd.message.config_command.connections_to_create
+    nack = cpb.ControlMessage(message_id="x")
+    nack.config_command_ack.original_message_id = cmd.message.message_id
+    nack.config_command_ack.connections_status.add(
+        link_id=conn.link_id, success=False, errorMsg="refused"
+    )
+    core.handle(cmd.node_id, nack)
+    assert core.store.get_link(conn.link_id).status is LinkStatus.FAILED  # type: ignore[union-attr]
+    again = core.retry_failed()
+    (retry,) = [o for o in again if o.message.config_command.connections_to_create]
+    assert retry.node_id == cmd.node_id
+    assert retry.message.config_command.connections_to_create[0].link_id == conn.link_id
+    assert core.store.get_link(conn.link_id).status is LinkStatus.PENDING  # type: ignore[union-attr]
+    _ack_all(core, again)
+    assert core.store.get_link(conn.link_id).status is LinkStatus.APPLIED  # type: ignore[union-attr]
+    # a route the node could not bind: failed, then pushed again by the retry
+    ann = cpb.ControlMessage(message_id="s")
+    ann.config_command.routes_to_set.add().name.CopyFrom(name_proto(("o", "n", "s", None)))
+    out = core.handle("n2", ann)
+    (push,) = [o for o in out if o.message.config_command.routes_to_set]
+    assert push.node_id == "n1"
+    nack = cpb.ControlMessage(message_id="y")
+    nack.config_command_ack.original_message_id = push.message.message_id
+    nack.config_command_ack.routes_status.add(
+        route=push.message.config_command.routes_to_set[0], success=False, error_msg="later"
+    )
+    core.handle("n1", nack)
+    assert [r.status for r in core.store.list_routes(src="n1")] == [RouteStatus.FAILED]
+    again = core.retry_failed()
+    assert [o.node_id for o in again if o.message.config_command.routes_to_set] == ["n1"]
+    _ack_all(core, again)
+    assert [r.status for r in core.store.list_routes(src="n1")] == [RouteStatus.APPLIED]
+
+
+def load_topology():  # type: ignore[no-untyped-def]
+    from slimwire.control._routing import Topology
+
+    return Topology.from_edges({"default": [("d1", "d2")]})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import logging
 import ssl as _ssl
@@ -98,6 +99,7 @@ class Controller:
         ssl: _ssl.SSLContext | None = None,
         keepalive_interval: float | None = 10.0,
         keepalive_timeout: float = 10.0,
+        retry_interval: float = 5.0,
     ) -> None:
         self.core = ControllerCore(
             store or Store(),
@@ -113,6 +115,8 @@ class Controller:
         self._streams: dict[str, Stream] = {}
         self._waiters: dict[str, tuple[asyncio.Queue[cpb.ControlMessage], str]] = {}
         self._servers: list[Server] = []
+        self._retry_interval = retry_interval
+        self._retry_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Controller nodes={sorted(self._streams)} store={self.core.store!r}>"
@@ -141,9 +145,20 @@ class Controller:
             handlers, self._north_addr[0], self._north_addr[1], ssl=self._ssl
         )
         self._servers.append(north)
+        self._retry_task = asyncio.ensure_future(self._retry_loop())
         log.info("controller: southbound on port %d, northbound on port %d", south.port, north.port)
 
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._retry_interval)
+            self._dispatch(self.core.retry_failed())
+
     async def stop(self, grace: float = 1.0) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+            self._retry_task = None
         for stream in list(self._streams.values()):
             stream.abort(Status.UNAVAILABLE, "controller is shutting down")
         for server in self._servers:

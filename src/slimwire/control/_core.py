@@ -317,6 +317,24 @@ class ControllerCore:
                 self.store.set_route_status(route.id, RouteStatus.FAILED, rs.error_msg)
         return self.reconcile()
 
+    def retry_failed(self) -> list[Outbound]:
+        """The reconciler's retry: ask again for every Failed link and route of a connected
+        node (a peer that was down may be up now). Called periodically by the driver."""
+        cmds: dict[str, cpb.ConfigurationCommand] = {}
+        for link in self.store.list_links():
+            if link.status is LinkStatus.FAILED and link.source_node_id in self.connected:
+                self.store.set_link_status(link.link_id, LinkStatus.PENDING, "retrying")
+                cmd = cmds.setdefault(link.source_node_id, cpb.ConfigurationCommand())
+                cmd.connections_to_create.add(
+                    link_id=link.link_id, config_data=link.conn_config_data
+                )
+        for route in self.store.list_routes():
+            if route.status is RouteStatus.FAILED and route.source_node_id in self.connected:
+                self.store.set_route_status(route.id, RouteStatus.PENDING, "retrying")
+                self._routes_sent.discard(route.id)
+        out = [self._command(n, c) for n, c in sorted(cmds.items())]
+        return out + self.reconcile()
+
     def disconnected(self, node_id: str) -> list[Outbound]:
         """The node's control stream ended: it is not connected; recompute around it."""
         if node_id not in self.connected:
