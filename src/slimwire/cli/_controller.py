@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="a domain's registration secret (32+ bytes); repeatable",
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve both ports over TLS (PEM chain)")
+    p.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
 
@@ -90,11 +92,13 @@ def run(args: argparse.Namespace) -> int:
                 "the northbound API needs credentials: --basic-auth USER:PASS "
                 f"(or ${AUTH_ENV}), or --no-auth to serve it open"
             )
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
     try:
-        return asyncio.run(_serve(cfg))
+        return asyncio.run(_serve(cfg, args.tls_cert, args.tls_key))
     except OSError as exc:
         log.error("cannot start the controller: %s", exc)
         return 1
@@ -103,12 +107,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _serve(cfg: object) -> int:
+async def _serve(cfg: object, cert: str | None = None, key: str | None = None) -> int:
+    import ssl
+
     from slimwire.control._config import ControllerConfig
     from slimwire.control._controller import Controller
     from slimwire.control._store import Store
 
     assert isinstance(cfg, ControllerConfig)
+    tls = None
+    if cert and key:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
     store = Store(cfg.database)
     ctl = Controller(
         store,
@@ -118,6 +128,7 @@ async def _serve(cfg: object) -> int:
         basic_auth=cfg.basic_auth,
         southbound=cfg.southbound,
         northbound=cfg.northbound,
+        ssl=tls,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

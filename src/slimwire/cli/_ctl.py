@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("-b", "--basic-auth", metavar="USER:PASS", help=f"or ${AUTH_ENV}")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds per call (15)")
+    p.add_argument("--tls-ca", metavar="FILE", help="use TLS, trusting this CA (PEM)")
+    p.add_argument(
+        "--tls-insecure", action="store_true", help="use TLS without checking the certificate"
+    )
     sub = p.add_subparsers(dest="ctl_cmd", required=True, metavar="COMMAND")
 
     node = sub.add_parser("node", help="nodes").add_subparsers(dest="sub", required=True)
@@ -121,15 +125,30 @@ def _headers(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [("authorization", "Basic " + base64.b64encode(auth.encode()).decode())]
 
 
-def _url(server: str) -> str:
-    return server if "://" in server else f"http://{server}"
+def _url(server: str, args: argparse.Namespace | None = None) -> str:
+    if "://" in server:
+        return server
+    tls = args is not None and (args.tls_ca or args.tls_insecure)
+    return f"https://{server}" if tls else f"http://{server}"
+
+
+def _ssl(args: argparse.Namespace) -> Any:
+    import ssl
+
+    if not (args.tls_ca or args.tls_insecure):
+        return None
+    ctx = ssl.create_default_context(cafile=args.tls_ca)
+    if args.tls_insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 async def _nb(args: argparse.Namespace, method: str, req: Any, resp: type[Any]) -> Any:
     from slimwire.control._controller import CONTROL_PLANE_SERVICE
     from slimwire.transport import connect
 
-    async with await connect(_url(args.server or CONTROLLER_DEFAULT)) as ch:
+    async with await connect(_url(args.server or CONTROLLER_DEFAULT, args), ssl=_ssl(args)) as ch:
         raw = await ch.unary(
             CONTROL_PLANE_SERVICE + method,
             req.SerializeToString(),
@@ -145,7 +164,7 @@ async def _nb_stream(args: argparse.Namespace, method: str, req: Any, resp: type
 
     async with (
         asyncio.timeout(args.timeout),
-        await connect(_url(args.server or CONTROLLER_DEFAULT)) as ch,
+        await connect(_url(args.server or CONTROLLER_DEFAULT, args), ssl=_ssl(args)) as ch,
     ):
         return [
             resp.FromString(m)
@@ -161,7 +180,9 @@ async def _node_call(args: argparse.Namespace, msg: Any, reply: str) -> list[Any
     from slimwire.control._controller import CONTROLLER_SERVICE
     from slimwire.transport import open_stream
 
-    stream = await open_stream(_url(args.server or NODE_DEFAULT), CONTROLLER_SERVICE)
+    stream = await open_stream(
+        _url(args.server or NODE_DEFAULT, args), CONTROLLER_SERVICE, ssl=_ssl(args)
+    )
     pages = []
     try:
         stream.send(msg.SerializeToString())

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import random
+import ssl as _ssl
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -322,6 +323,7 @@ class Agent:
         backoff: tuple[float, float] = (0.1, 5.0),
         poll_interval: float = 0.2,
         register_timeout: float = 10.0,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         self.node = node
         self.url = url
@@ -330,6 +332,7 @@ class Agent:
         self._backoff = backoff
         self._poll = poll_interval
         self._register_timeout = register_timeout
+        self._ssl = ssl
         self._task: asyncio.Task[None] | None = None
         self.registered = asyncio.Event()
         self.registrations = 0
@@ -393,7 +396,7 @@ class Agent:
             delay = min(delay * 2, self._backoff[1])
 
     async def _session(self) -> None:
-        stream = await open_stream(self.url, CONTROLLER_SERVICE)
+        stream = await open_stream(self.url, CONTROLLER_SERVICE, ssl=self._ssl)
         try:
             reg = self.core.register(
                 self._token(), self.node.connections(), self.node.local_names()
