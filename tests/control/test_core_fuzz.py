@@ -101,3 +101,59 @@ def test_failed_link_ack_marks_only_that_link() -> None:
     assert got is not None
     assert (got.status, got.status_msg) == (LinkStatus.FAILED, "refused")
     assert len(core.store.list_links(include_deleted=True)) == 1
+
+
+_names = st.text(max_size=10)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "add_domain",
+                    "remove_domain",
+                    "add_segment",
+                    "remove_segment",
+                    "add_link",
+                    "rm_link",
+                ]
+            ),
+            _names,
+            _names,
+            st.text(max_size=40),
+        ),
+        max_size=10,
+    )
+)
+def test_northbound_operations_fail_only_cleanly(ops: list[tuple[str, str, str, str]]) -> None:
+    """Whatever an operator sends, the core answers or raises ControlPlaneError, and the
+    listings stay consistent with the store."""
+    from slimwire.errors import ControlPlaneError
+
+    core = ControllerCore(Store())
+    for op, a, b, secret in ops:
+        try:
+            if op == "add_domain":
+                core.add_domain(a, secret)
+            elif op == "remove_domain":
+                core.remove_domain(a)
+            elif op == "add_segment":
+                core.add_segment(a)
+            elif op == "remove_segment":
+                core.remove_segment(a)
+            elif op == "add_link":
+                core.add_topology_link(a, b, secret[:5])
+            else:
+                core.remove_topology_link(a, b, secret[:5])
+        except ControlPlaneError:
+            pass
+    domains = {d.domain_name for d in core.domains()}
+    assert domains == set(core.store.list_domains())
+    for seg in core.segments():
+        for e in seg.edges:
+            assert e.domain_a < e.domain_b
+    core.node_entries()
+    core.route_entries()
+    core.link_entries()
