@@ -1,7 +1,8 @@
 """Identity: shared-secret and JWT tokens, signature keys, end-to-end header signatures, DIDs and
 self-certifying (RFC 6920) names.
 
-Nodes never look at identities; apps do. Every session message carries a fresh token in
+Apps check identities end to end; a slimwire node checks them too when it enforces a policy
+(``slimwire.policy``), which reference nodes never do. Every session message carries a token in
 ``SLIMHeader.identity`` whose ``pubkey`` claim names the key that signs the message's header
 (``e2e_header_sig``), so a receiver that trusts the token issuer can trust the header.
 """
