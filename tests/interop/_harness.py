@@ -115,6 +115,31 @@ class NodeInfo:
         return tail(self.log, lines)
 
 
+@contextlib.contextmanager
+def with_node_logs(*nodes: NodeInfo, lines: int = 25) -> Iterator[None]:
+    """Add the tails of these nodes' logs to an assertion failure raised inside the block: a
+    scenario that fails is often explained by what the node under test logged."""
+    try:
+        yield
+    except AssertionError as exc:
+        alive = {n.pid: _pid_alive(n.pid) for n in nodes}
+        tails = "\n".join(
+            f"--- {n.kind} node {n.endpoint} (pid {n.pid}, "
+            f"{'running' if alive[n.pid] else 'EXITED'}):\n{n.log_tail(lines)}"
+            for n in nodes
+        )
+        raise AssertionError(f"{exc}\n{tails}") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
 class _NodeProcess:
     """A node subprocess whose output is copied to a log file while we look for readiness."""
 

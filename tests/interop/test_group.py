@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import NodeInfo
+from ._harness import NodeInfo, with_node_logs
 from ._scenarios import check_group, group
 
 pytestmark = pytest.mark.interop
@@ -22,4 +22,5 @@ async def test_group_mls_all_to_all_and_remove(node: NodeInfo, interop_logs: Pat
         reliable=True,
         remove_index=0,
     )
-    check_group(moderator, participants)
+    with with_node_logs(node):
+        check_group(moderator, participants)

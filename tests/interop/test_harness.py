@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import AppSpec, NodeInfo, reference_node, run_apps, unique
+from ._harness import AppSpec, NodeInfo, reference_node, run_apps, unique, with_node_logs
 from ._scenarios import check_p2p
 
 pytestmark = pytest.mark.interop
@@ -66,3 +66,13 @@ def test_a_reference_node_is_stopped_by_pid(tmp_path: Path) -> None:
         socket.create_connection(("127.0.0.1", port), timeout=2),
     ):
         pass
+
+
+def test_a_failure_shows_the_node_log(ref: NodeInfo) -> None:
+    with (
+        pytest.raises(
+            AssertionError, match=r"(?s)the check.*--- reference node .* \(pid \d+, running\)"
+        ),
+        with_node_logs(ref),
+    ):
+        raise AssertionError("the check")

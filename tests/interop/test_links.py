@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import Star
+from ._harness import Star, with_node_logs
 from ._scenarios import check_group, check_p2p, group, p2p
 
 pytestmark = pytest.mark.interop
@@ -32,7 +32,8 @@ async def test_p2p_spoke_to_spoke_through_hub(
         reliable=True,
         direction=direction,
     )
-    check_p2p(initiator, responder, mls=mls, direction=direction)
+    with with_node_logs(chain.hub, *chain.spokes):
+        check_p2p(initiator, responder, mls=mls, direction=direction)
 
 
 @pytest.mark.parametrize("toward_hub", [True, False], ids=["spoke-to-hub", "hub-to-spoke"])
@@ -47,7 +48,8 @@ async def test_p2p_one_link(chain: Star, interop_logs: Path, toward_hub: bool) -
         reliable=True,
         direction="forward",
     )
-    check_p2p(initiator, responder, mls=True, direction="forward")
+    with with_node_logs(chain.hub, *chain.spokes):
+        check_p2p(initiator, responder, mls=True, direction="forward")
 
 
 async def test_group_spread_over_nodes(chain: Star, interop_logs: Path) -> None:
@@ -60,4 +62,5 @@ async def test_group_spread_over_nodes(chain: Star, interop_logs: Path) -> None:
         reliable=True,
         remove_index=0,
     )
-    check_group(moderator, participants)
+    with with_node_logs(chain.hub, *chain.spokes):
+        check_group(moderator, participants)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import NodeInfo
+from ._harness import NodeInfo, with_node_logs
 from ._scenarios import check_p2p, p2p
 
 pytestmark = pytest.mark.interop
@@ -30,4 +30,5 @@ async def test_p2p_request_reply(
         reliable=reliable,
         direction=direction,
     )
-    check_p2p(initiator, responder, mls=mls, direction=direction)
+    with with_node_logs(node):
+        check_p2p(initiator, responder, mls=mls, direction=direction)
