@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import struct
 from collections.abc import Iterable
 
 from google.protobuf.message import DecodeError
@@ -43,6 +44,7 @@ BAD_MAC_LIMIT = 100
 """Bad MACs in a row (with no good one between) after which a link is closed: a correct peer
 never sends one, so a long run means a broken or hostile peer rather than a tampered message."""
 
+_GRPC_PREFIX = struct.Struct(">BI").pack
 _FromString = pb.Message.FromString
 _PublishFromString = pb.Publish.FromString
 _PUBLISH = FrameKind.PUBLISH
@@ -76,6 +78,15 @@ def _key_text(key: tuple[int, int, int, int]) -> str:
 def _strings(name: pb.Name) -> tuple[str, str, str]:
     s = name.str_name
     return (s.str_component_0, s.str_component_1, s.str_component_2)
+
+
+def _grpc_framed(data: bytes) -> bytes:
+    """``data`` with its 5-byte gRPC message prefix (see ``framed_outputs``)."""
+    return _GRPC_PREFIX(0, len(data)) + data
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 def _rest_decodes(frame: Frame) -> bool:
@@ -113,7 +124,9 @@ class Forwarder:
     one closes the link); ``relay_peer_publishes`` lifts the peer 1-hop rule; ``bad_mac_limit``
     is the run of bad MACs that closes a link; ``validate_payloads`` (default on, ≈0.4 µs per
     message) checks that the part of a publish the raw path does not read is valid protobuf.
-    ``rng`` makes subscription ids reproducible in tests.
+    ``framed_outputs`` makes :meth:`take_outputs` return each message with its 5-byte gRPC
+    prefix already in front (for ``Stream.send_framed``: the unicast path then builds each
+    copy in one piece). ``rng`` makes subscription ids reproducible in tests.
     """
 
     def __init__(
@@ -124,6 +137,7 @@ class Forwarder:
         relay_peer_publishes: bool = False,
         bad_mac_limit: int = BAD_MAC_LIMIT,
         validate_payloads: bool = True,
+        framed_outputs: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         self.node_id = node_id
@@ -131,6 +145,8 @@ class Forwarder:
         self.relay_peer_publishes = relay_peer_publishes
         self.bad_mac_limit = bad_mac_limit
         self.validate_payloads = validate_payloads
+        self.framed_outputs = framed_outputs
+        self._wrap = _grpc_framed if framed_outputs else _as_is
         self.conns = ConnectionTable()
         self.table = SubscriptionTable()
         self._rng = rng or random.SystemRandom()
@@ -188,7 +204,7 @@ class Forwarder:
             conn.msgs_out, conn.bytes_out = old.msgs_out, old.bytes_out
             conn.drops = old.drops
         if conn.verifies and mac is not None:
-            conn.relay = Relay(mac, cid, decrement=1)
+            conn.relay = Relay(mac, cid, decrement=1, framed=self.framed_outputs)
         self.conns.put(conn)
         self._conn_epoch += 1
         if conn_type is _REMOTE or conn_type is _PEER:
@@ -229,17 +245,19 @@ class Forwarder:
     # -- outputs ---------------------------------------------------------------------------
 
     def take_outputs(self) -> list[tuple[int, list[bytes]]]:
-        """Everything to send since the last call, per destination conn, in order."""
+        """Everything to send since the last call, per destination conn, in order (each
+        message gRPC-framed with ``framed_outputs``)."""
         if not self._dirty:
             return []
         out = []
+        prefix = 5 if self.framed_outputs else 0
         for conn in self._dirty:
             msgs = conn.out
             if msgs:
                 out.append((conn.conn_id, msgs))
                 conn.out = []
                 conn.msgs_out += len(msgs)
-                conn.bytes_out += sum(map(len, msgs))
+                conn.bytes_out += sum(map(len, msgs)) - prefix * len(msgs)
         self._dirty = []
         return out
 
@@ -258,7 +276,7 @@ class Forwarder:
         out = conn.out
         if not out:
             self._dirty.append(conn)
-        out.append(data)  # counted per batch in take_outputs
+        out.append(self._wrap(data))  # counted per batch in take_outputs
 
     def _send_header_msg(self, conn: Conn, msg: pb.Message, header: pb.SLIMHeader) -> bool:
         """Send a Publish/Subscribe/Unsubscribe: sign for Remote/Edge, strip MAC for local."""
@@ -309,6 +327,7 @@ class Forwarder:
         in_id = conn.conn_id
         dirty = self._dirty
         validate = self.validate_payloads
+        wrap = self._wrap
         relay = conn.relay
         n = len(batch)
         i = 0
@@ -363,7 +382,7 @@ class Forwarder:
                     out = target.out
                     if not out:
                         dirty.append(target)
-                    out.append(frame.forward_signed(ttl, in_id, tmac))
+                    out.append(wrap(frame.forward_signed(ttl, in_id, tmac)))
                 else:
                     self._emit_frame(target, frame.forward(ttl, in_id))
                 continue  # nothing above can close ``conn``
@@ -509,7 +528,7 @@ class Forwarder:
                 queue = target.out
                 if not queue:
                     dirty.append(target)
-                queue.append(outbound.signed(tmac))
+                queue.append(self._wrap(outbound.signed(tmac)))
             else:
                 self._emit_frame(target, outbound)
 

@@ -59,6 +59,7 @@ class _Stream(Protocol):
 
     def send(self, message: bytes) -> None: ...
     def send_many(self, messages: Iterable[bytes]) -> None: ...
+    def send_framed(self, chunks: list[bytes]) -> None: ...
     @property
     def pending_bytes(self) -> int: ...
     @property
@@ -127,6 +128,7 @@ class Node:
             # like a reference node without a ``peers`` section (standalone), relay publishes
             # that arrive from peers: that is what lets traffic cross a chain of peer links
             relay_peer_publishes=not any(s.endswith(".peers") for s in cfg.ignored),
+            framed_outputs=True,  # copies built with their gRPC prefix: see _flush
         )
         self._streams: dict[int, _Stream] = {}
         self._servers: list[Any] = []
@@ -390,7 +392,7 @@ class Node:
             if s is None or s.closed:
                 continue
             try:
-                s.send_many(msgs)
+                s.send_framed(msgs)
             except SlimwireError:
                 continue
             if s.pending_bytes >= s.high_water:

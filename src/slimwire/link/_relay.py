@@ -77,22 +77,27 @@ class Relay:
     """Fused unicast forwarding for the messages of one incoming MAC'd link.
 
     ``mac`` verifies what arrives; ``incoming_conn`` goes into every copy; ``decrement`` is 1
-    on non-local links.
+    on non-local links. With ``framed`` every copy carries its 5-byte gRPC message prefix,
+    ready for the transport's byte stream (see ``Stream.send_framed``).
     """
 
-    __slots__ = ("_decrement", "_icopy", "_in_conn", "_layouts", "_ocopy", "_prefixes")
+    __slots__ = ("_decrement", "_framed", "_icopy", "_in_conn", "_layouts", "_ocopy", "_prefixes")
 
-    def __init__(self, mac: HeaderMac, incoming_conn: int, *, decrement: int = 1) -> None:
+    def __init__(
+        self, mac: HeaderMac, incoming_conn: int, *, decrement: int = 1, framed: bool = False
+    ) -> None:
         if not 0 <= incoming_conn < 1 << 64:
             raise ValueError(f"incoming_conn out of range: {incoming_conn}")
         self._icopy = mac._inner_copy
         self._ocopy = mac._outer_copy
         self._in_conn = b"\x48" + _uvarint(incoming_conn)
         self._decrement = decrement
+        self._framed = framed
         # middle bytes (fanout .. error) -> what the outbound header needs, or None when a
         # message with that middle is not ours to take (fanout != 1, forward_to, ttl out)
         self._layouts: dict[bytes, tuple[bytes, bytes, bytes, bytes, int] | None] = {}
-        # (header length << 32 | rest length) -> outbound envelope + header prefix bytes
+        # (header length, body rest length, metadata length) packed in one int -> the outbound
+        # gRPC prefix (if framed), envelope and header tags and lengths
         self._prefixes: dict[int, bytes] = {}
 
     def __repr__(self) -> str:
@@ -122,12 +127,15 @@ class Relay:
         self._layouts[mid] = out
         return out
 
-    def _prefix(self, hdr_len: int, rest_len: int) -> bytes:
+    def _prefix(self, key: int, hdr_len: int, rest_len: int, meta_len: int) -> bytes:
         hl = _uvarint(hdr_len)
         pre = b"\x1a" + _uvarint(1 + len(hl) + hdr_len + rest_len) + b"\x0a" + hl
+        if self._framed:
+            size = len(pre) + hdr_len + rest_len + meta_len
+            pre = b"\x00" + size.to_bytes(4, "big") + pre
         if len(self._prefixes) >= _CACHE_MAX:
             self._prefixes.clear()
-        self._prefixes[hdr_len << 32 | rest_len] = pre
+        self._prefixes[key] = pre
         return pre
 
     def run(
@@ -165,7 +173,7 @@ class Relay:
         prefixes = self._prefixes
         limit = max_size
         names_get = _names_cache.get
-        sinks: dict[NameKey, tuple[object, object, object]] = {}
+        sinks: dict[bytes, tuple[object, object, object]] = {}
         touched: list[tuple[list[bytes], int]] = []
         rests: list[bytes] = []
         metas: list[bytes] = []
@@ -214,9 +222,10 @@ class Relay:
                 q += 2 + l2
                 if q > m:
                     break
-                names = names_get(raw[hs:q])
+                pair = raw[hs:q]
+                names = names_get(pair)
                 if names is None:
-                    names = names_entry(raw[hs:q], l1)
+                    names = names_entry(pair, l1)
                 dst = names[2]
                 if dst is None or names[1] is None:
                     break
@@ -279,7 +288,7 @@ class Relay:
             o.update(h.digest())
             if not compare_digest(o.digest(), raw[m + 2 : he]):
                 break
-            sink = sinks.get(dst)
+            sink = sinks.get(pair)  # by the name bytes: their hash is already computed
             if sink is None:
                 target = routes.get(dst)
                 if target is None:
@@ -291,7 +300,7 @@ class Relay:
                 if not queue:
                     dirty.append(target)
                 touched.append((queue, len(queue)))
-                sink = sinks[dst] = (queue.append, tmac._inner_copy, tmac._outer_copy)
+                sink = sinks[pair] = (queue.append, tmac._inner_copy, tmac._outer_copy)
             append, ticopy, tocopy = sink
             h = ticopy()  # type: ignore[operator]
             h.update(body)
@@ -300,9 +309,10 @@ class Relay:
             o.update(h.digest())
             hdr_len = (k - hs) + extra
             rest = raw[he:]
-            pre = prefixes.get(hdr_len << 32 | (bend - he))
+            key = (hdr_len << 32 | (bend - he)) << 32 | (n - bend)
+            pre = prefixes.get(key)
             if pre is None:
-                pre = self._prefix(hdr_len, bend - he)
+                pre = self._prefix(key, hdr_len, bend - he, n - bend)
             append(join((pre, raw[hs:k], out_mid, o.digest(), rest)))  # type: ignore[operator]
             if validate:
                 if bend == n:

@@ -86,6 +86,13 @@ class OutQueue:
         self.size += total
         return total
 
+    def push_framed(self, chunks: list[bytes]) -> int:
+        """Append messages that already carry their prefix; returns the bytes added."""
+        total = sum(map(len, chunks))
+        self.chunks += chunks
+        self.size += total
+        return total
+
     def take(self, limit: int) -> bytes:
         """Remove and return up to ``limit`` queued bytes."""
         data = b"".join(self.chunks) if len(self.chunks) != 1 else bytes(self.chunks[0])

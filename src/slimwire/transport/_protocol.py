@@ -80,6 +80,12 @@ class H2Stream(Stream):
         if self._out.push_many(messages):
             self._proto.schedule(self)
 
+    def send_framed(self, chunks: list[bytes]) -> None:
+        if self._send_closed:
+            raise ConnectionClosed(f"stream {self.path} to {self.peer} is closed")
+        if self._out.push_framed(chunks):
+            self._proto.schedule(self)
+
     @property
     def pending_bytes(self) -> int:
         return self._out.size

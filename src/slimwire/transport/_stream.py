@@ -71,6 +71,13 @@ class Stream(abc.ABC):
     def send_many(self, messages: Iterable[bytes]) -> None:
         """Queue several serialized messages, in order."""
 
+    def send_framed(self, chunks: list[bytes]) -> None:
+        """Queue messages that already carry their 5-byte gRPC prefix (uncompressed), in
+        order. A forwarder that builds each copy in one piece saves the transport a prefix
+        and an append per message; this default strips the prefixes for transports that
+        do not frame (in memory)."""
+        self.send_many([c[5:] for c in chunks])
+
     @property
     @abc.abstractmethod
     def pending_bytes(self) -> int:
