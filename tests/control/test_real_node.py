@@ -82,3 +82,37 @@ async def test_agent_on_real_nodes() -> None:
                 assert all(r.source_node_id in ("a", ALL_NODES) for r in store.list_routes())
         finally:
             await app.close()
+
+
+async def test_start_node_control_from_the_reference_yaml_section() -> None:
+    """What ``slimwire node`` would call with its parsed service section."""
+    import yaml
+
+    from slimwire.control._wiring import start_node_control
+
+    ctl = Controller(Store(), secrets={"d1": S1}, southbound=LO, northbound=LO)
+    async with ctl, _node("a") as a:
+        service = yaml.safe_load(
+            f"""
+            node_id: a
+            domain_name: d1
+            auth: {{type: shared_secret, secret: "{S1}"}}
+            dataplane:
+              servers: [{{endpoint: "127.0.0.1:0", tls: {{insecure: true}},
+                          metadata: {{external_endpoint: "a.example:1"}}}}]
+            controller:
+              clients: [{{endpoint: "127.0.0.1:{ctl.southbound_port}", tls: {{insecure: true}}}}]
+              servers: [{{endpoint: "127.0.0.1:0", tls: {{insecure: true}}}}]
+            """
+        )
+        control = await start_node_control(a, service)
+        try:
+            await _until(lambda: ctl.connected_nodes() == {"a"})
+            (entry,) = ctl.core.node_entries()
+            (detail,) = entry.connections
+            assert detail.endpoint == f"127.0.0.1:{a.port}"
+            assert detail.external_endpoint == "a.example:1"
+            assert len(control.servers) == 1
+            assert control.servers[0].port > 0
+        finally:
+            await control.aclose()

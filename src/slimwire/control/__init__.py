@@ -43,6 +43,7 @@ from slimwire.control._store import (
     SegmentRecord,
     Store,
 )
+from slimwire.control._wiring import NodeControl, start_node_control
 
 __all__ = [
     "ALL_NODES",
@@ -58,6 +59,7 @@ __all__ = [
     "LinkRecord",
     "LinkStatus",
     "NodeAdapter",
+    "NodeControl",
     "NodePort",
     "NodeRecord",
     "Outbound",
@@ -74,4 +76,5 @@ __all__ = [
     "plan_routes",
     "segment_graphs",
     "shortest_path_tree",
+    "start_node_control",
 ]
