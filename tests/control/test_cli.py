@@ -163,6 +163,8 @@ def test_ctl_against_controller(controller: Controller, capsys: pytest.CaptureFi
         assert lines[0] == "Routes: 1 (applied only)"
         assert lines[2].split() == ["SOURCE", "DEST_NODE", "ROUTE", "STATUS", "LINK_ID"]
         assert lines[4].split() == ["*", "b1", "org/ns/svc/NULL_COMPONENT", "APPLIED", "-"]
+        code, out, _ = ctl(capsys, *srv, "route", "list", "-n", "b1")
+        assert (code, out) == (0, "Routes for node: b1\n0 route(s)\n\n")
         code, out, _ = ctl(capsys, *srv, "connection", "list", "-n", "b1")
         assert code == 0
         assert out.startswith("Connections for node: b1\n0 connection(s)")

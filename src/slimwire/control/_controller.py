@@ -244,7 +244,10 @@ class Controller:
                     if waiter is not None and waiter[1] == node_id:
                         waiter[0].put_nowait(msg)
                     continue
-                self._dispatch(self.core.handle(node_id, msg))
+                try:
+                    self._dispatch(self.core.handle(node_id, msg))
+                except ControlPlaneError as exc:  # one bad message must not drop the node
+                    log.warning("message %s from %s failed: %s", msg.message_id, node_id, exc)
             try:
                 batch = await stream.recv()
             except ConnectionClosed:
