@@ -534,12 +534,29 @@ def _k(x: float | None) -> str:
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
 
 
-def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace) -> str:
+def run_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """When, where and how a run was made (stored with its results, shown in the section)."""
     from _procstat import machine
 
-    m = machine()
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        **machine(),
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "messages": args.messages,
+        "rr_count": args.rr_count,
+        "rr_cap": args.rr_cap,
+        "impls": args.impls,
+    }
+
+
+def render(
+    results: dict[str, dict[str, dict[str, Any]]], meta: dict[str, Any], notes: list[str]
+) -> str:
+    m = meta
+    when, load = m["when"], m["load"]
+    args = argparse.Namespace(
+        messages=m["messages"], rr_count=m["rr_count"], rr_cap=m["rr_cap"], impls=m["impls"]
+    )
     lines = [
         BEGIN,
         "## Sessions: slimwire apps vs reference apps (`bench/session_bench.py`)",
@@ -597,8 +614,8 @@ def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
                 f"{r['cpu_consumer']:.0f} / {r['cpu_producer']:.0f} | {r['us_producer']:.0f} |"
             )
     lines += ["", *targets(results)]
-    if args.notes:
-        lines += ["", *args.notes]
+    if notes:
+        lines += ["", *notes]
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -657,38 +674,86 @@ def write_doc(section: str) -> None:
     DOC.write_text(text)
 
 
-def profile_breakdown(prof_dir: Path, results: dict[str, Any], top: int = 18) -> str:
-    """Per-message cost of our functions (tottime / messages), busiest first, per role."""
-    out: list[str] = []
+def _our_package(file: str) -> str:
+    for pkg in ("client", "session", "auth", "link", "transport", "mls"):
+        if f"slimwire/{pkg}/" in file:
+            return pkg
+    if "slimwire/names.py" in file:
+        return "names"
+    if "/h2/" in file or "/hpack/" in file:
+        return "h2"
+    if file == "~":
+        return "C calls"  # builtins and C methods: protobuf, hmac, socket writes, len...
+    if "/asyncio/" in file:
+        return "asyncio"
+    if "session_bench" in file:
+        return "bench loop"
+    return "stdlib/other"
+
+
+def profile_breakdown(
+    prof_dir: Path,
+    baseline: dict[str, dict[str, Any]],
+    profiled: dict[str, dict[str, Any]],
+    top: int = 12,
+) -> list[str]:
+    """Where our producer's and consumer's CPU goes per message, as markdown.
+
+    cProfile (on CPU time) slows the code several times over, unevenly; its *shares* are what
+    it measures well. So each function's share of the profiled self time is multiplied by the
+    CPU time per message measured *without* the profiler (``baseline``, the same cases).
+    """
+    out = [
+        "### Where slimwire's per-message CPU goes (cProfile on CPU time, per role)",
+        "",
+        "Self time of each function as a share of the role's profiled CPU, times the role's "
+        "unprofiled CPU µs per message (per round trip for request/reply) from the table above. "
+        "`calls` is calls per message.",
+    ]
     for path in sorted(prof_dir.glob("*.prof")):
         key, role = path.stem.rsplit("-", 1)
-        r = results.get("slimwire", {}).get(key, {})
-        n = r.get("received") if role == "consumer" else r.get("sent")
-        n = n or r.get("n") or 1
+        r = baseline.get(key, {})
+        real = r.get("us_consumer" if role == "consumer" else "us_producer")
         if CASE_BY_KEY[key].kind == "rr":
-            n = (r.get("n") or 0) + WARMUP  # the profile covers the warm-up too
+            if role == "consumer":
+                continue  # the consumer's round trip mirrors the producer's
+            real = r.get("us_producer")
+        if not real:
+            continue
         stats = pstats.Stats(str(path))
-        total = stats.total_tt  # type: ignore[attr-defined]
-        rows = []
-        for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-            rows.append((tt, ct, nc, f"{Path(file).name}:{line}({func})", file))
-        rows.sort(reverse=True)
-        out.append(f"### {key} {role}: {total / n * 1e6:.1f} µs/message profiled ({n:,} messages)")
-        out.append("| self µs/msg | cum µs/msg | calls/msg | function |")
-        out.append("|---|---|---|---|")
-        for tt, ct, nc, label, _file in rows[:top]:
-            out.append(f"| {tt / n * 1e6:.2f} | {ct / n * 1e6:.2f} | {nc / n:.2f} | {label} |")
-        ours: dict[str, float] = {}
-        for tt, _ct, _nc, _label, file in rows:
-            for pkg in ("client", "session", "auth", "link", "transport", "mls", "names"):
-                if f"slimwire/{pkg}/" in file or file.endswith(f"slimwire/{pkg}.py"):
-                    ours[pkg] = ours.get(pkg, 0.0) + tt
-        other = total - sum(ours.values())
-        split = ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in sorted(ours.items()))
-        out.append(
-            f"\nself time by package, µs/msg: {split}, everything else {other / n * 1e6:.1f}\n"
+        raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+        total = sum(v[2] for v in raw.values()) or 1.0
+        p = profiled.get(key, {})
+        if CASE_BY_KEY[key].kind == "rr":
+            ncalls_ref = (p.get("n") or 0) + WARMUP  # the profile covers the warm-up too
+        else:
+            ncalls_ref = p.get("sent" if role == "producer" else "received") or 1
+        rows = sorted(
+            ((v[2], v[1], k) for k, v in raw.items()), key=lambda row: row[0], reverse=True
         )
-    return "\n".join(out)
+        by_pkg: dict[str, float] = {}
+        for tt, _nc, k in rows:
+            pkg = _our_package(k[0])
+            by_pkg[pkg] = by_pkg.get(pkg, 0.0) + tt
+        split = ", ".join(
+            f"{pkg} {real * tt / total:.1f}"
+            for pkg, tt in sorted(by_pkg.items(), key=lambda kv: -kv[1])
+        )
+        out += [
+            "",
+            f"**{CASE_BY_KEY[key].label}, {role}** ({real:.1f} µs/msg unprofiled) - by package, "
+            f"µs: {split}",
+            "",
+            "| µs/msg | share | calls | function |",
+            "|---|---|---|---|",
+        ]
+        for tt, nc, (file, line, func) in rows[:top]:
+            where = f"{_our_package(file)}/{Path(file).name}:{line}" if line else "builtin"
+            out.append(
+                f"| {real * tt / total:.2f} | {100 * tt / total:.1f} % | "
+                f"{nc / ncalls_ref:.2f} | `{func}` ({where}) |"
+            )
+    return out
 
 
 def main() -> int:
@@ -721,6 +786,13 @@ def main() -> int:
         help="with --profile: wall-clock time on the default loop (shows waiting), not CPU time",
     )
     p.add_argument("--py-spy", type=Path, default=None, help="sample our roles with py-spy")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="with --profile: the JSON of an unprofiled run; its results fill the tables and "
+        "scale the profile to real µs per message",
+    )
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     p.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "session_bench.json")
     args = p.parse_args()
@@ -746,13 +818,22 @@ def main() -> int:
                 r = run_case(impl, node, case, args, logs)
                 results[impl][case.key] = r
                 print(f"{impl:9} {case.key:12} {json.dumps(r)}", flush=True)
+    meta = run_meta(args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"results": results, "cases": [asdict(c) for c in cases]}))
-    args.notes = []
-    section = render(results, args)
-    print(section)
+    args.json.write_text(
+        json.dumps({"results": results, "meta": meta, "cases": [asdict(c) for c in cases]})
+    )
+    notes: list[str] = []
+    profiled = results
+    if args.baseline:  # the table shows the unprofiled baseline run; the profile explains it
+        base = json.loads(args.baseline.read_text())
+        results, meta = base["results"], base["meta"]
     if args.profile:
-        print(profile_breakdown(args.profile, results))
+        notes = profile_breakdown(
+            args.profile, results.get("slimwire", {}), profiled.get("slimwire", {})
+        )
+    section = render(results, meta, notes)
+    print(section)
     if args.py_spy:
         for path in sorted(args.py_spy.glob("*.txt")):
             print("\n".join(spy_summary(path)))
