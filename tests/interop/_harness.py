@@ -6,8 +6,8 @@ separate process: ``_ref_node.py`` and ``_ref_app.py`` beside this file. Our own
 to say they are ready, collects their JSON reports, and stops them **by PID** (SIGTERM, then
 SIGKILL after a grace period); every wait has a timeout, so a test always ends by itself.
 
-Node kinds are a test parameter (``node_kind in node_kinds()``). The slimwire node is switched on
-by the single flag ``SLIMWIRE_NODE_ENABLED`` below, once ``python3 -m slimwire node`` exists.
+Node kinds are a test parameter (``node_kind in node_kinds()``): the reference node and, behind
+the one-line flag ``SLIMWIRE_NODE_ENABLED`` below (on), ours.
 """
 
 from __future__ import annotations
@@ -115,6 +115,10 @@ class NodeInfo:
         return tail(self.log, lines)
 
 
+class NodeExited(RuntimeError):
+    """A node process ended before it said it was ready."""
+
+
 @contextlib.contextmanager
 def with_node_logs(*nodes: NodeInfo, lines: int = 25) -> Iterator[None]:
     """Add the tails of these nodes' logs to an assertion failure raised inside the block: a
@@ -176,14 +180,17 @@ class _NodeProcess:
         return re.search(r"\bready\b", line, re.IGNORECASE) is not None
 
     def wait_ready(self, timeout: float) -> str:
-        if not self._ready.wait(timeout) or self._ready_line is None:
-            code = self.proc.poll()
-            self.stop()
-            state = f"exited with {code}" if code is not None else "not ready"
-            raise RuntimeError(
-                f"{self.kind} node {state} after {timeout:.0f} s; log:\n{tail(self.log)}"
-            )
-        return self._ready_line
+        woke = self._ready.wait(timeout)
+        if woke and self._ready_line is not None:
+            return self._ready_line
+        code = None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            # woken by EOF: the process is exiting, give it a moment to be reaped
+            code = self.proc.wait(timeout=NODE_STOP_GRACE if woke else 0.01)
+        self.stop()
+        if code is not None:
+            raise NodeExited(f"{self.kind} node exited with {code}; log:\n{tail(self.log)}")
+        raise RuntimeError(f"{self.kind} node not ready after {timeout:.0f} s:\n{tail(self.log)}")
 
     def stop(self) -> None:
         stop_pid_process(self.proc)
@@ -233,13 +240,23 @@ def reference_node(
 
 @contextlib.contextmanager
 def slimwire_node(log_dir: Path, *, extra_args: Sequence[str] = ()) -> Iterator[NodeInfo]:
-    """Start ``python3 -m slimwire node --listen 127.0.0.1:PORT``; yield it; stop it by PID."""
-    port = free_port()
-    log = log_dir / f"node-slimwire-{port}.log"
-    argv = [sys.executable, "-m", "slimwire", "node", "--listen", f"127.0.0.1:{port}"]
-    node = _NodeProcess([*argv, *extra_args], "slimwire", log, True)
+    """Start ``python3 -m slimwire node --listen 127.0.0.1:PORT``; yield it; stop it by PID.
+
+    The port is picked here, so another process may take it before the node binds: a node that
+    exits before it is ready is started again on a new port (twice at most)."""
+    for attempt in range(3):
+        port = free_port()
+        log = log_dir / f"node-slimwire-{port}.log"
+        argv = [sys.executable, "-m", "slimwire", "node", "--listen", f"127.0.0.1:{port}"]
+        node = _NodeProcess([*argv, *extra_args], "slimwire", log, True)
+        try:
+            node.wait_ready(NODE_START_TIMEOUT)
+        except NodeExited:
+            if attempt == 2:
+                raise
+            continue
+        break
     try:
-        node.wait_ready(NODE_START_TIMEOUT)
         yield NodeInfo("slimwire", f"http://127.0.0.1:{port}", node.proc.pid, log)
     finally:
         node.stop()
