@@ -340,3 +340,40 @@ async def test_northbound_requires_basic_auth_and_manages_topology(mesh: FakeMes
                     )
                 ]
                 assert [(n.id, n.domain, n.status) for n in nodes] == [("b1", "d1", npb.CONNECTED)]
+
+
+async def test_agents_reregister_after_controller_restart(tmp_path: Path, mesh: FakeMesh) -> None:
+    """The controller restarts on the same port and database: the agents reconnect with
+    backoff, register again, and the mesh converges again (links applied, routes applied)."""
+    db = tmp_path / "ctl.db"
+    a1, b1 = mesh.node("a1"), mesh.node("b1")
+    b1.names.add(NAME)
+    topo = Topology.from_edges({"default": [("d1", "d2")]})
+    ctl = Controller(
+        Store(db), topology=topo, secrets={"d1": S1, "d2": S2}, southbound=LO, northbound=LO
+    )
+    await ctl.start()
+    port = ctl.southbound_port
+    ag_a = agent(ctl, a1, "d1", S1, backoff=(0.05, 0.2))
+    ag_b = agent(ctl, b1, "d2", S2, backoff=(0.05, 0.2))
+    async with ag_a, ag_b:
+        await wait_until(
+            lambda: [r.status for r in ctl.store.list_routes(src="a1")] == [RouteStatus.APPLIED]
+        )
+        await ctl.stop()
+        ctl.store.close()
+        await wait_until(lambda: not ag_a.registered.is_set())
+        ctl = Controller(Store(db), topology=topo, southbound=("127.0.0.1", port), northbound=LO)
+        async with ctl:
+            await wait_until(lambda: ctl.connected_nodes() == {"a1", "b1"})
+            assert ag_a.registrations == 2
+            store = ctl.store
+            await wait_until(
+                lambda: [lk.status for lk in store.list_links()] == [LinkStatus.APPLIED]
+            )
+            await wait_until(
+                lambda: [r.status for r in store.list_routes(src="a1")] == [RouteStatus.APPLIED]
+            )
+            (link,) = store.list_links()
+            assert (NAME, link.link_id) in a1.routes
+        ctl.store.close()
