@@ -19,9 +19,10 @@ pytestmark = pytest.mark.interop
 
 
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("reliable", [False, True], ids=["unreliable", "reliable"])
 @pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
 async def test_p2p_spoke_to_spoke_through_hub(
-    chain: Star, interop_logs: Path, mls: bool, direction: str
+    chain: Star, interop_logs: Path, mls: bool, reliable: bool, direction: str
 ) -> None:
     first, second = chain.spokes
     initiator, responder = await p2p(
@@ -29,7 +30,7 @@ async def test_p2p_spoke_to_spoke_through_hub(
         initiator_endpoint=first.endpoint,
         responder_endpoint=second.endpoint,
         mls=mls,
-        reliable=True,
+        reliable=reliable,
         direction=direction,
     )
     with with_node_logs(chain.hub, *chain.spokes):
