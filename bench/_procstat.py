@@ -35,6 +35,21 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def run_delay_seconds(pid: int) -> float:
+    """Time all threads of a process spent runnable but waiting for a CPU (schedstat), in s.
+
+    This is what tells a node starved by other work (high) from a node with nothing to do
+    (low), when its CPU use is under one core.
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of a process (to find the real node under ``timeout``)."""
     out: list[int] = []
@@ -73,6 +88,7 @@ class Sample:
     rss_kib: int
     busy: int
     total: int
+    wait_s: float
 
 
 class Sampler:
@@ -101,7 +117,14 @@ class Sampler:
         try:
             busy, total = machine_ticks()
             self.samples.append(
-                Sample(time.monotonic_ns(), cpu_seconds(self.pid), rss_kib(self.pid), busy, total)
+                Sample(
+                    time.monotonic_ns(),
+                    cpu_seconds(self.pid),
+                    rss_kib(self.pid),
+                    busy,
+                    total,
+                    run_delay_seconds(self.pid),
+                )
             )
         except (OSError, ValueError, IndexError):
             self._stop.set()  # the process is gone
@@ -128,6 +151,13 @@ class Sampler:
 
     def cpu_between(self, t0_ns: int, t1_ns: int) -> float:
         return self.cpu_at(t1_ns) - self.cpu_at(t0_ns)
+
+    def wait_between(self, t0_ns: int, t1_ns: int) -> float:
+        """Seconds the process waited for a CPU between two instants (nearest samples)."""
+        inside = [x for x in self.samples if t0_ns <= x.t_ns <= t1_ns]
+        if len(inside) < 2:
+            return 0.0
+        return inside[-1].wait_s - inside[0].wait_s
 
     def machine_busy_pct(self, t0_ns: int, t1_ns: int) -> float:
         """How busy the whole machine was between two instants (100 = every CPU)."""

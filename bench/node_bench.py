@@ -79,6 +79,8 @@ class Outcome:
     rss_peak_kib: int = 0
     rss_series: list[tuple[float, int]] = field(default_factory=list)
     machine_busy_pct: float = 0.0
+    node_wait_pct: float = 0.0
+    """Share of the interval the node's threads were runnable but waiting for a CPU."""
     error: str = ""
     spread: str = ""
     """For the median of several runs: ``(n runs; msg/s min-max; µs min-max)``."""
@@ -200,6 +202,9 @@ def run_case(kind: str, case: Case, messages: int, opts: argparse.Namespace) -> 
         out.node_cpu_s = sampler.cpu_between(res["go_ns"], res["last_arrival_ns"])
         out.rss_peak_kib = max(sampler.rss_peak_kib(), out.rss_idle_kib)
         out.machine_busy_pct = sampler.machine_busy_pct(res["go_ns"], res["last_arrival_ns"])
+        out.node_wait_pct = (
+            100 * sampler.wait_between(res["go_ns"], res["last_arrival_ns"]) / res["elapsed_s"]
+        )
         if res["errors"]:
             out.error = "; ".join(res["errors"])
     except Exception as exc:
@@ -302,7 +307,8 @@ def _row(o: Outcome, notes: list[str] | None = None) -> str:
     return (
         f"| {o.case.label} | {o.node} | {r['message_bytes']} | {_k(r['msgs_per_s'])} | {lost} | "
         f"{lat['p50_ms']:.2f} / {lat['p90_ms']:.2f} / {lat['p99_ms']:.2f} / {lat['max_ms']:.2f} | "
-        f"**{o.us_per_msg:.2f}** | {node_pct:.0f} | {_mb(o.rss_idle_kib)}→{_mb(o.rss_peak_kib)} | "
+        f"**{o.us_per_msg:.2f}** | {node_pct:.0f} / {o.node_wait_pct:.0f} | "
+        f"{_mb(o.rss_idle_kib)}→{_mb(o.rss_peak_kib)} | "
         f"{r['producer_cpu_pct']:.0f} / {r['consumer_cpu_pct']:.0f} | {o.machine_busy_pct:.0f} |"
     )
 
@@ -336,7 +342,8 @@ def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespac
         f"{opts.loadavg}).",
         "",
         "| case | node | msg B | delivered msg/s | loss | latency ms p50 / p90 / p99 / max | "
-        "node µs / msg | node CPU % | node RSS MB idle→peak | load-gen CPU % prod / cons | "
+        "node µs / msg | node CPU % / waiting for CPU % | node RSS MB idle→peak | "
+        "load-gen CPU % prod / cons | "
         "machine busy % |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -348,9 +355,10 @@ def render(outcomes: list[Outcome], slow: list[Outcome], opts: argparse.Namespac
         lines += [
             "",
             f"How to read this run: in {len(starved)} of {len(outcomes)} rows the node used well "
-            "under one core (node CPU % < 90) while the load generator was far from busy, so the "
-            "node was not saturated by the load but starved of CPU by other work on the machine "
-            "(see machine busy %). Delivered msg/s then measures the contention, not the node; "
+            "under one core (node CPU % < 90) while the load generator was far from busy; where "
+            "the node also spent a large share of the time runnable but waiting for a CPU "
+            "(schedstat run delay), other work on the machine starved it. Delivered msg/s then "
+            "measures the contention, not the node; "
             "**node µs / msg** stays comparable (contention inflates it somewhat: the reference's "
             "own capacity note measured 3.05 µs at 100 B on a quiet machine).",
         ]
@@ -410,6 +418,7 @@ def save(
             "rss_peak_kib": o.rss_peak_kib,
             "rss_series": o.rss_series,
             "machine_busy_pct": o.machine_busy_pct,
+            "node_wait_pct": o.node_wait_pct,
             "error": o.error,
         }
 
@@ -435,6 +444,7 @@ def load(path: Path, opts: argparse.Namespace) -> tuple[list[Outcome], list[Outc
         o.rss_peak_kib = d["rss_peak_kib"]
         o.rss_series = [tuple(x) for x in d["rss_series"]]  # type: ignore[misc]
         o.machine_busy_pct = d["machine_busy_pct"]
+        o.node_wait_pct = d.get("node_wait_pct", 0.0)
         o.error = d["error"]
         return o
 
