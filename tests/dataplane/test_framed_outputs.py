@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from slimwire.dataplane import ConnType, Forwarder
 from slimwire.names import Name
 
-from ._helpers import TestMac, publish, subscription
+from ._helpers import TestMac, decode, publish, subscription
 
 ALICE = Name("org", "ns", "alice", 5)
 GROUP = Name("org", "ns", "group")
@@ -60,3 +60,23 @@ def test_framed_outputs_are_the_plain_outputs_with_prefixes(plan: list[int]) -> 
         assert [_unframe(m) for m in msgs] == want
     counters = [(c.msgs_out, c.bytes_out) for c in framed.connections()]
     assert counters == [(c.msgs_out, c.bytes_out) for c in plain.connections()]
+
+
+def test_routes_change_inside_a_batch() -> None:
+    """An unsubscribe in the middle of a received batch applies to the publishes after it."""
+    fwd = Forwarder("n")
+    macs = [TestMac(bytes([65 + i])) for i in range(3)]
+    a, b, c = (fwd.add_connection(ConnType.EDGE, mac=m) for m in macs)
+    fwd.receive(b, subscription(ALICE, 1, mac=macs[1]))
+    fwd.receive(c, subscription(GROUP, 2, mac=macs[2]))
+    fwd.receive(b, subscription(GROUP, 3, mac=macs[1]))
+    fwd.take_outputs()
+    batch = [publish(ALICE, mac=macs[0]), publish(GROUP, fanout=256, mac=macs[0])] * 3
+    batch.insert(4, subscription(ALICE, 1, mac=macs[0], add=False, recv_from=b))
+    batch.insert(5, subscription(GROUP, 3, mac=macs[0], add=False, recv_from=b))
+    fwd.receive_batch(a, batch)
+    sent = {cid: [decode(m) for m in msgs] for cid, msgs in fwd.take_outputs()}
+    assert [m.subscription_ack.success for m in sent[a]] == [True, True]
+    # b: 2 unicast + 2 group copies before its unsubscriptions, none after; c: all 3 group
+    assert len(sent[b]) == 4
+    assert len(sent[c]) == 3

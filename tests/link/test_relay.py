@@ -180,3 +180,41 @@ def test_fuzz_mutated_publishes(edits: list[tuple[int, int, int]]) -> None:
         raise AssertionError("relayed a message protobuf rejects") from exc
     assert sink.out == [_frame_path(data)]
     pb.Message.FromString(sink.out[0])
+
+
+def test_multicast_copies_match_the_frame_path() -> None:
+    m = pb.Message.FromString(_publish())
+    m.publish.header.fanout = 256
+    batch = []
+    for i in range(5):
+        m.publish.session.message_id = i
+        m.publish.header.ClearField("header_mac")
+        MAC_IN.sign(m.publish.header)
+        batch.append(m.SerializeToString())
+    macs = [HeaderMac(bytes([i]) * 32, f"out-{i}") for i in range(3)]
+    group = [FakeSink(sign_mac=mac) for mac in macs]
+    dirty: list[FakeSink] = []
+    relay = Relay(MAC_IN, IN_CONN)
+    assert relay.run(batch, 0, {}, dirty, {_key(): group}) == 5
+    assert dirty == group
+    for sink, mac in zip(group, macs, strict=True):
+        expected = []
+        for raw in batch:
+            frame = parse_frame(raw)
+            assert frame is not None
+            expected.append(frame.forward(7, IN_CONN).signed(mac))
+        assert sink.out == expected
+    # a unicast route does not serve a multicast message, and one unsigned member declines
+    assert relay.run(batch, 0, {_key(): FakeSink()}, [], {}) == 0
+    mixed = [FakeSink(), FakeSink(sign_mac=None)]
+    assert relay.run(batch, 0, {}, [], {_key(): mixed}) == 0
+    assert all(not s.out for s in mixed)
+
+
+def test_framed_copies_carry_their_grpc_prefix() -> None:
+    batch = [_publish(i) for i in range(3)]
+    sink = FakeSink()
+    assert Relay(MAC_IN, IN_CONN, framed=True).run(batch, 0, {_key(): sink}, []) == 3
+    for raw, out in zip(batch, sink.out, strict=True):
+        plain = _frame_path(raw)
+        assert out == b"\x00" + len(plain).to_bytes(4, "big") + plain

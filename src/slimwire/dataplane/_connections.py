@@ -29,6 +29,7 @@ class Conn:
         "conn_type",
         "connected_at",
         "drops",
+        "group_cache",
         "last_activity",
         "link_id",
         "mac",
@@ -89,6 +90,8 @@ class Conn:
         self.out: list[bytes] = []
         # unicast routes from this link: destination key -> target row (see Forwarder)
         self.route_cache: dict[tuple[int, int, int, int], Conn] = {}
+        # multicast routes from this link (every target MAC'd): destination key -> targets
+        self.group_cache: dict[tuple[int, int, int, int], tuple[Conn, ...]] = {}
         self.route_epoch: tuple[int, int] = (-1, -1)
 
     def __repr__(self) -> str:

@@ -319,6 +319,7 @@ class Forwarder:
         epoch = (self.table.generation, self._conn_epoch)
         if conn.route_epoch != epoch:
             conn.route_cache.clear()
+            conn.group_cache.clear()
             conn.route_epoch = epoch
         cache = conn.route_cache
         mac = conn.mac if conn.verifies else None
@@ -337,7 +338,7 @@ class Forwarder:
                 # the fused path takes the plain unicast run; the loop below takes one message
                 # it declined (a route to learn, a subscription, a drop to count ...)
                 j = relay.run(  # type: ignore[union-attr]
-                    batch, i, cache, dirty, validate=validate, max_size=limit
+                    batch, i, cache, dirty, conn.group_cache, validate=validate, max_size=limit
                 )
                 if j < 0:  # a payload in this run does not decode: check one by one
                     relay_from = n
@@ -356,6 +357,11 @@ class Forwarder:
             frame = parse_frame(data)
             if frame is None or frame.kind is not _PUBLISH:
                 self._on_message(conn, data)
+                epoch = (self.table.generation, self._conn_epoch)
+                if conn.route_epoch != epoch:  # a (un)subscription changed the routes
+                    cache.clear()
+                    conn.group_cache.clear()
+                    conn.route_epoch = epoch
             elif validate and not _rest_decodes(frame):
                 conn.count_drop(DropReason.MALFORMED, "publish payload is not valid protobuf")
                 self._close(conn, "malformed protobuf message")
@@ -519,8 +525,15 @@ class Forwarder:
         outbound = frame.forward(ttl, in_id)  # spliced once, signed per copy
         rows = conns.rows
         dirty = self._dirty
-        for o in outs:
-            target = rows.get(o)
+        targets = [rows.get(o) for o in outs]
+        if (
+            conn.relay is not None
+            and conn.route_epoch == (self.table.generation, self._conn_epoch)
+            and all(t is not None and t.state is _UP and t.sign_mac for t in targets)
+        ):
+            # every copy is MAC'd: the fused path takes this destination from now on
+            conn.group_cache[key] = tuple(targets)  # type: ignore[arg-type]
+        for target in targets:
             if target is None or target.state is not _UP:
                 continue
             tmac = target.sign_mac

@@ -18,9 +18,9 @@ one place (the forwarder's general path), and this module only makes the common 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from hmac import compare_digest
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -48,6 +48,11 @@ class Sink(Protocol):
 
 
 _S = TypeVar("_S", bound=Sink)
+_Layout = tuple[bytes, bytes, bytes, bytes, int, bool]
+"""Preimage tail in, fanout u32, outbound header middle (up to the tag's field header),
+preimage tail out, outbound header bytes after the identity, multicast."""
+_Copies = tuple[tuple[Callable[[bytes], None], Callable[[], Any], Callable[[], Any]], ...]
+"""Per destination: append to its queue, copy its inner and its outer HMAC state."""
 
 
 def _metadata_ok(raw: bytes, pos: int, n: int) -> bool:
@@ -94,8 +99,8 @@ class Relay:
         self._decrement = decrement
         self._framed = framed
         # middle bytes (fanout .. error) -> what the outbound header needs, or None when a
-        # message with that middle is not ours to take (fanout != 1, forward_to, ttl out)
-        self._layouts: dict[bytes, tuple[bytes, bytes, bytes, bytes, int] | None] = {}
+        # message with that middle is not ours to take (forward_to, ttl out)
+        self._layouts: dict[bytes, _Layout | None] = {}
         # (header length, body rest length, metadata length) packed in one int -> the outbound
         # gRPC prefix (if framed), envelope and header tags and lengths
         self._prefixes: dict[int, bytes] = {}
@@ -103,15 +108,15 @@ class Relay:
     def __repr__(self) -> str:
         return f"<Relay in_conn={self._in_conn[1:]!r} layouts={len(self._layouts)}>"
 
-    def _layout(self, mid: bytes) -> tuple[bytes, bytes, bytes, bytes, int] | None:
+    def _layout(self, mid: bytes) -> _Layout | None:
         entry = _middle_cache.get(mid, MISS)
         if entry is MISS:
             entry = middle_miss(mid)
-        out: tuple[bytes, bytes, bytes, bytes, int] | None = None
+        out: _Layout | None = None
         if entry is not None:
             fanout, ttl, _recv_from, forward_to, _incoming, error, keep, fan32, tail = entry
             ttl -= self._decrement
-            if fanout == 1 and forward_to is None and ttl > 0:
+            if forward_to is None and ttl > 0:
                 out_mid = b"".join(
                     (
                         keep,
@@ -121,7 +126,8 @@ class Relay:
                         _MAC_FIELD,
                     )
                 )
-                out = (tail, fan32, out_mid, _ERR_PRE[error] + _U32(ttl), len(out_mid) + 32)
+                sig_tail = _ERR_PRE[error] + _U32(ttl)
+                out = (tail, fan32, out_mid, sig_tail, len(out_mid) + 32, fanout != 1)
         if len(self._layouts) >= _CACHE_MAX:
             self._layouts.clear()
         self._layouts[mid] = out
@@ -138,24 +144,46 @@ class Relay:
         self._prefixes[key] = pre
         return pre
 
+    @staticmethod
+    def _copies(
+        targets: Sequence[_S], dirty: list[_S], touched: list[tuple[list[bytes], int]]
+    ) -> _Copies | None:
+        """What signing and queueing a copy for each of ``targets`` takes (None if one of them
+        is not MAC'd); marks the idle ones dirty and notes where each queue stood."""
+        copies = []
+        for target in targets:
+            tmac = target.sign_mac
+            if tmac is None:
+                return None
+            copies.append((target.out.append, tmac._inner_copy, tmac._outer_copy))
+        for target in targets:
+            queue = target.out
+            if not queue:
+                dirty.append(target)
+            touched.append((queue, len(queue)))
+        return tuple(copies)
+
     def run(
         self,
         batch: Sequence[bytes],
         start: int,
         routes: Mapping[NameKey, _S],
         dirty: list[_S],
+        group_routes: Mapping[NameKey, Sequence[_S]] | None = None,
         *,
         validate: bool = True,
         max_size: int = 1 << 62,
     ) -> int:
         """Relay ``batch[start:]`` until a message that is not the plain case; return its index.
 
-        Each relayed message is spliced (ttl, ``incoming_conn``, ``recv_from`` cleared, the
-        rest byte for byte) and signed with its destination's ``sign_mac``, and appended to
-        that destination's ``out``. Messages over ``max_size`` bytes are left to the caller.
-        A destination whose ``out`` was empty is appended to
-        ``dirty`` first. The returned index is the first message not relayed (``len(batch)``
-        if all were); it was left untouched, as were its successors.
+        A unicast message (fanout 1) goes to ``routes[destination]``, any other fanout to
+        every sink in ``group_routes[destination]``; a destination in neither (or a sink
+        without ``sign_mac``) ends the run. Each copy is spliced (ttl, ``incoming_conn``,
+        ``recv_from`` cleared, the rest byte for byte), signed with its sink's ``sign_mac``
+        and appended to that sink's ``out``. Messages over ``max_size`` bytes are left to
+        the caller. A sink whose ``out`` was empty is appended to ``dirty`` first. The
+        returned index is the first message not relayed (``len(batch)`` if all were); it was
+        left untouched, as were its successors.
 
         With ``validate``, the unread part of every relayed Publish (session, content,
         metadata) must decode as protobuf. That is checked once for the whole run, by parsing
@@ -173,7 +201,10 @@ class Relay:
         prefixes = self._prefixes
         limit = max_size
         names_get = _names_cache.get
-        sinks: dict[bytes, tuple[object, object, object]] = {}
+        sinks: dict[bytes, _Copies] = {}
+        group_sinks: dict[bytes, _Copies] = {}
+        no_groups: Mapping[NameKey, Sequence[_S]] = {}
+        groups = no_groups if group_routes is None else group_routes
         touched: list[tuple[list[bytes], int]] = []
         rests: list[bytes] = []
         metas: list[bytes] = []
@@ -279,7 +310,7 @@ class Relay:
                     break
             except (IndexError, DecodeError, UnicodeDecodeError):
                 break
-            tail, fan32, out_mid, sig_tail, extra = lay
+            tail, fan32, out_mid, sig_tail, extra, multi = lay
             body = join((names[0], u32(len(ident)), ident, fan32))
             h = icopy()
             h.update(body)
@@ -288,32 +319,34 @@ class Relay:
             o.update(h.digest())
             if not compare_digest(o.digest(), raw[m + 2 : he]):
                 break
-            sink = sinks.get(pair)  # by the name bytes: their hash is already computed
-            if sink is None:
-                target = routes.get(dst)
-                if target is None:
+            # by the name bytes: their hash is already computed
+            copies = group_sinks.get(pair) if multi else sinks.get(pair)
+            if copies is None:
+                if multi:
+                    targets = groups.get(dst)
+                else:
+                    target = routes.get(dst)
+                    targets = None if target is None else (target,)
+                if not targets:
                     break
-                tmac = target.sign_mac
-                if tmac is None:
+                copies = self._copies(targets, dirty, touched)
+                if copies is None:
                     break
-                queue = target.out
-                if not queue:
-                    dirty.append(target)
-                touched.append((queue, len(queue)))
-                sink = sinks[pair] = (queue.append, tmac._inner_copy, tmac._outer_copy)
-            append, ticopy, tocopy = sink
-            h = ticopy()  # type: ignore[operator]
-            h.update(body)
-            h.update(sig_tail)
-            o = tocopy()  # type: ignore[operator]
-            o.update(h.digest())
+                (group_sinks if multi else sinks)[pair] = copies
             hdr_len = (k - hs) + extra
             rest = raw[he:]
+            head = raw[hs:k]
             key = (hdr_len << 32 | (bend - he)) << 32 | (n - bend)
             pre = prefixes.get(key)
             if pre is None:
                 pre = self._prefix(key, hdr_len, bend - he, n - bend)
-            append(join((pre, raw[hs:k], out_mid, o.digest(), rest)))  # type: ignore[operator]
+            for append, ticopy, tocopy in copies:
+                h = ticopy()
+                h.update(body)
+                h.update(sig_tail)
+                o = tocopy()
+                o.update(h.digest())
+                append(join((pre, head, out_mid, o.digest(), rest)))
             if validate:
                 if bend == n:
                     rests.append(rest)
