@@ -102,7 +102,8 @@ class Relay:
         # message with that middle is not ours to take (forward_to, ttl out)
         self._layouts: dict[bytes, _Layout | None] = {}
         # (header length, body rest length, metadata length) packed in one int -> the outbound
-        # gRPC prefix (if framed), envelope and header tags and lengths
+        # gRPC prefix (if framed), envelope and header tags and lengths; messages of 1 MiB
+        # and more are not cached (key -n: recomputed each time)
         self._prefixes: dict[int, bytes] = {}
 
     def __repr__(self) -> str:
@@ -139,9 +140,10 @@ class Relay:
         if self._framed:
             size = len(pre) + hdr_len + rest_len + meta_len
             pre = b"\x00" + size.to_bytes(4, "big") + pre
-        if len(self._prefixes) >= _CACHE_MAX:
-            self._prefixes.clear()
-        self._prefixes[key] = pre
+        if key >= 0:
+            if len(self._prefixes) >= _CACHE_MAX:
+                self._prefixes.clear()
+            self._prefixes[key] = pre
         return pre
 
     @staticmethod
@@ -336,7 +338,8 @@ class Relay:
             hdr_len = (k - hs) + extra
             rest = raw[he:]
             head = raw[hs:k]
-            key = (hdr_len << 32 | (bend - he)) << 32 | (n - bend)
+            # three lengths in one small int (each below 2**20 when the message is)
+            key = hdr_len << 40 | (bend - he) << 20 | (n - bend) if n < 0x100000 else -n
             pre = prefixes.get(key)
             if pre is None:
                 pre = self._prefix(key, hdr_len, bend - he, n - bend)
