@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import signal
 import sys
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from slimwire.client import App
 from tests.interop._harness import (
     AppProcess,
     AppSpec,
@@ -36,7 +34,6 @@ pytestmark = pytest.mark.timeout(120)
 
 SECRET = DEFAULT_SECRET  # the reference apps of the interop harness use this one
 PROC_CAP = 40.0  # no command may run longer than this
-MLS_AVAILABLE = "mls" in inspect.signature(App.open_session).parameters
 
 
 @dataclass(frozen=True)
@@ -243,13 +240,13 @@ async def test_listen_serves_several_senders(node: NodeInfo) -> None:
     )
 
 
-async def test_send_to_reference_responder(node: NodeInfo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
+async def test_send_to_reference_responder(node: NodeInfo, tmp_path: Path, mls: bool) -> None:
     """Our ``send`` against a reference app (slim-bindings) that echoes ``echo:<request>``."""
     peer, alice = names()
     count = 3
-    spec = AppSpec(
-        "p2p-responder", peer, node.endpoint, ("--count", str(count), "--reliable"), timeout=30
-    )
+    flags = ("--count", str(count), "--reliable", *(["--mls"] * mls))
+    spec = AppSpec("p2p-responder", peer, node.endpoint, flags, timeout=30)
     ref = AppProcess(spec, tmp_path)
     await ref.start()
     try:
@@ -265,6 +262,7 @@ async def test_send_to_reference_responder(node: NodeInfo, tmp_path: Path) -> No
             peer,
             "--reliable",
             "--expect-reply",
+            *(["--mls"] * mls),
             *requests,
         )
         await asyncio.wait_for(ref.done.wait(), 30)
@@ -275,19 +273,15 @@ async def test_send_to_reference_responder(node: NodeInfo, tmp_path: Path) -> No
     result = ref.result()
     assert result.ok, result.explain()
     assert [r["payload"] for r in result["received"]] == requests
+    # the reference tags what it decrypted from an MLS peer with the sender's subject
+    assert all(("slim-peer-subject" in r["metadata"]) is mls for r in result["received"])
     assert result["closed_by_peer"] is True
 
 
 async def test_mls(node: NodeInfo) -> None:
-    """With MLS in the client: an encrypted round trip. Until then: a clear refusal."""
+    """An MLS-encrypted point-to-point round trip between our two commands."""
     bob, alice = names()
     send_argv = ("send", "--endpoint", node.endpoint, "--name", alice, "--to", bob)
-    if not MLS_AVAILABLE:
-        done = await run_cli(*send_argv, "--mls", "--expect-reply", "secret")
-        assert done.code == 2, done.explain()
-        assert "MLS sessions are not available" in done.stderr
-        assert done.stdout == b""
-        return
     async with cli(
         "listen", "--endpoint", node.endpoint, "--name", bob, "--echo", "--count", "2"
     ) as lis:
@@ -393,8 +387,6 @@ async def test_listen_idle_timeout_and_sigterm(node: NodeInfo) -> None:
 # ---------------------------------------------------------------------------------------------
 # groups
 
-MLS_GROUPS = "mls" in inspect.signature(App.create_group).parameters
-
 
 async def test_group_with_echoing_listeners(node: NodeInfo) -> None:
     """Two ``listen --echo`` members: each gets every group message, and each echo goes to
@@ -436,7 +428,8 @@ async def test_group_invite_of_nobody_fails(node: NodeInfo) -> None:
     assert done.stdout == b""
 
 
-async def test_group_with_reference_participants(node: NodeInfo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
+async def test_group_with_reference_participants(node: NodeInfo, tmp_path: Path, mls: bool) -> None:
     """Our ``group`` moderating reference apps (slim-bindings): each answers ``start from X``
     with ``phase1 from <itself>`` to the whole group, and sees the group closed at the end."""
     mod = f"org/ns/{unique('mod')}"
@@ -456,7 +449,8 @@ async def test_group_with_reference_participants(node: NodeInfo, tmp_path: Path)
         invites = [arg for p in parts for arg in ("--invite", p)]
         done = await run_cli(
             "group", "--endpoint", node.endpoint, "--name", mod,
-            "--channel", f"org/ns/{unique('chat')}", *invites, "--count", "2", f"start from {mod}",
+            "--channel", f"org/ns/{unique('chat')}", *invites, *(["--mls"] * mls),
+            "--count", "2", f"start from {mod}",
         )  # fmt: skip
         for ref in refs:
             await asyncio.wait_for(ref.done.wait(), 30)
@@ -473,15 +467,10 @@ async def test_group_with_reference_participants(node: NodeInfo, tmp_path: Path)
 
 
 async def test_group_mls(node: NodeInfo) -> None:
-    """With MLS groups in the client: an encrypted group round trip. Until then: refused."""
+    """An MLS group: the member decrypts the moderator's message, the echo comes back."""
     member = f"org/ns/{unique('member')}"
     argv = ("group", "--endpoint", node.endpoint, "--name", f"org/ns/{unique('mod')}",
             "--channel", f"org/ns/{unique('chat')}", "--invite", member, "--mls")  # fmt: skip
-    if not MLS_GROUPS:
-        done = await run_cli(*argv, "x")
-        assert done.code == 2, done.explain()
-        assert "MLS groups are not available" in done.stderr
-        return
     async with cli("listen", "--endpoint", node.endpoint, "--name", member, "--echo",
                    "--count", "1") as lis:  # fmt: skip
         await lis.ready()

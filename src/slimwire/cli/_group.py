@@ -10,8 +10,6 @@ Leaving closes the group for every member.
 from __future__ import annotations
 
 import argparse
-import inspect
-from typing import Any
 
 from slimwire.cli._app_common import (
     add_common_arguments,
@@ -53,16 +51,6 @@ def run(args: argparse.Namespace) -> int:
     return run_command("slimwire group", args, _main)
 
 
-def group_options(app: Any, *, reliable: bool, mls: bool) -> dict[str, Any]:
-    """Keyword arguments for ``create_group``; MLS only when this build's client offers it."""
-    options: dict[str, Any] = {"reliable": reliable}
-    if mls:
-        if "mls" not in inspect.signature(app.create_group).parameters:
-            raise ConfigError("--mls: MLS groups are not available in this slimwire build yet")
-        options["mls"] = True
-    return options
-
-
 async def _main(args: argparse.Namespace) -> int:
     channel = parse_name(args.channel, "--channel")
     members = [parse_name(text, "--invite") for text in args.invite]
@@ -70,8 +58,7 @@ async def _main(args: argparse.Namespace) -> int:
         raise ConfigError("--count must not be negative")
     app = await connect_app(args)
     try:
-        options = group_options(app, reliable=args.reliable, mls=args.mls)
-        group = app.create_group(channel, **options)
+        group = app.create_group(channel, reliable=args.reliable, mls=args.mls)
         try:
             status(f"ready: group {args.channel} created as {app.name}")
             for text, member in zip(args.invite, members, strict=True):

@@ -8,10 +8,8 @@ requests and a responder that stops answering is noticed at once (``--timeout``)
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 from slimwire.cli._app_common import (
     add_common_arguments,
@@ -21,7 +19,7 @@ from slimwire.cli._app_common import (
     run_command,
     status,
 )
-from slimwire.errors import ConfigError, SessionClosed, SessionError, SlimwireTimeout
+from slimwire.errors import SessionClosed, SessionError, SlimwireTimeout
 
 HELP = "send messages to an app over a point-to-point session"
 
@@ -56,23 +54,14 @@ def _messages(args: argparse.Namespace) -> Iterator[bytes]:
         yield line.rstrip(b"\r\n")
 
 
-def session_options(app: Any, *, reliable: bool, mls: bool) -> dict[str, Any]:
-    """Keyword arguments for ``open_session``; MLS only when this build's client offers it."""
-    options: dict[str, Any] = {"reliable": reliable}
-    if mls:
-        if "mls" not in inspect.signature(app.open_session).parameters:
-            raise ConfigError("--mls: MLS sessions are not available in this slimwire build yet")
-        options["mls"] = True
-    return options
-
-
 async def _main(args: argparse.Namespace) -> int:
     peer = parse_name(args.to, "--to")
     app = await connect_app(args)
     try:
-        options = session_options(app, reliable=args.reliable, mls=args.mls)
         try:
-            session = await app.open_session(peer, timeout=args.timeout, **options)
+            session = await app.open_session(
+                peer, reliable=args.reliable, mls=args.mls, timeout=args.timeout
+            )
         except SlimwireTimeout:
             raise SlimwireTimeout(
                 f"no session with {args.to}: it did not answer in {args.timeout:g}s "
