@@ -546,29 +546,13 @@ def run_meta(args: argparse.Namespace) -> dict[str, Any]:
         "rr_count": args.rr_count,
         "rr_cap": args.rr_cap,
         "impls": args.impls,
+        "node": args.node,
     }
 
 
-def render(
-    results: dict[str, dict[str, dict[str, Any]]], meta: dict[str, Any], notes: list[str]
-) -> str:
-    m = meta
-    when, load = m["when"], m["load"]
-    args = argparse.Namespace(
-        messages=m["messages"], rr_count=m["rr_count"], rr_cap=m["rr_cap"], impls=m["impls"]
-    )
+def _tables(results: dict[str, dict[str, dict[str, Any]]], impls: list[str]) -> list[str]:
+    """The throughput table and the request/reply table of one run."""
     lines = [
-        BEGIN,
-        "## Sessions: slimwire apps vs reference apps (`bench/session_bench.py`)",
-        "",
-        f"Run {when} on {m['nproc']} CPUs ({m['cpu']}), load average at the end {load} (the "
-        "machine is shared: other engineers' work competes). Producer, consumer and node each in "
-        "its own process; slimwire apps through the slimwire node, reference apps "
-        f"(slim-bindings 3.3.8) through the reference node. {args.messages:,} messages per "
-        f"throughput case; request/reply: {WARMUP} warm-up round trips, then up to "
-        f"{args.rr_count:,} (at most {args.rr_cap:g} s). CPU % = process utime+stime over the "
-        "measured interval (100 % = one core). `-` = not applicable; *n/a* = not available yet.",
-        "",
         "| case | apps | producer send/s | consumer recv/s | loss | acked/s "
         "| CPU % node / cons / prod | CPU µs/msg cons / prod |",
         "|---|---|---|---|---|---|---|---|",
@@ -576,7 +560,7 @@ def render(
     for case in CASES:
         if case.kind != "tput":
             continue
-        for impl in args.impls:
+        for impl in impls:
             r = results.get(impl, {}).get(case.key)
             if r is None:
                 continue
@@ -601,7 +585,7 @@ def render(
     for case in CASES:
         if case.kind != "rr":
             continue
-        for impl in args.impls:
+        for impl in impls:
             r = results.get(impl, {}).get(case.key)
             if r is None:
                 continue
@@ -613,7 +597,53 @@ def render(
                 f"**{r['p99']:.3f}** | {r['max']:.3f} | {r['cpu_node']:.0f} / "
                 f"{r['cpu_consumer']:.0f} / {r['cpu_producer']:.0f} | {r['us_producer']:.0f} |"
             )
+    return lines
+
+
+Results = dict[str, dict[str, dict[str, Any]]]
+
+
+def render(
+    results: Results,
+    meta: dict[str, Any],
+    notes: list[str],
+    also: list[tuple[Results, dict[str, Any]]] | None = None,
+) -> str:
+    also = also or []
+    m = meta
+    when, load = m["when"], m["load"]
+    args = argparse.Namespace(
+        messages=m["messages"], rr_count=m["rr_count"], rr_cap=m["rr_cap"], impls=m["impls"]
+    )
+    node = m.get("node", "own")
+    route = (
+        "slimwire apps through the slimwire node, reference apps (slim-bindings 3.3.8) through "
+        "the reference node"
+        if node == "own"
+        else f"every app (reference apps: slim-bindings 3.3.8) through the {node} node"
+    )
+    lines = [
+        BEGIN,
+        "## Sessions: slimwire apps vs reference apps (`bench/session_bench.py`)",
+        "",
+        f"Run {when} on {m['nproc']} CPUs ({m['cpu']}), load average at the end {load} (the "
+        "machine is shared: other engineers' work competes). Producer, consumer and node each in "
+        f"its own process; {route}. {args.messages:,} messages per "
+        f"throughput case; request/reply: {WARMUP} warm-up round trips, then up to "
+        f"{args.rr_count:,} (at most {args.rr_cap:g} s). CPU % = process utime+stime over the "
+        "measured interval (100 % = one core). `-` = not applicable; *n/a* = not available yet.",
+        "",
+    ]
+    lines += _tables(results, args.impls)
     lines += ["", *targets(results)]
+    for extra, extra_meta in also:
+        lines += [
+            "",
+            f"The same cases with every app through the **{extra_meta.get('node')} node** "
+            f"(run {extra_meta['when']}, load average {extra_meta['load']}):",
+            "",
+            *_tables(extra, extra_meta["impls"]),
+        ]
     if notes:
         lines += ["", *notes]
     lines.append(END)
@@ -756,6 +786,31 @@ def profile_breakdown(
     return out
 
 
+def run_all(
+    args: argparse.Namespace, cases: list[Case], logs: Path
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, Any]]:
+    """Every case for every implementation; the results are also saved to ``--json``."""
+    mls_ours = our_mls_supported()
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for impl in args.impls:
+        results[impl] = {}
+        with node_for(impl if args.node == "own" else args.node, logs) as node:
+            for case in cases:
+                if impl == "slimwire" and case.mls and not mls_ours:
+                    results[impl][case.key] = {"error": "n/a: MLS sessions not in the client yet"}
+                    print(f"{impl:9} {case.key:12} skipped (MLS not yet available)", flush=True)
+                    continue
+                r = run_case(impl, node, case, args, logs)
+                results[impl][case.key] = r
+                print(f"{impl:9} {case.key:12} {json.dumps(r)}", flush=True)
+    meta = run_meta(args)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps({"results": results, "meta": meta, "cases": [asdict(c) for c in cases]})
+    )
+    return results, meta
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_role":
         p = argparse.ArgumentParser()
@@ -785,6 +840,26 @@ def main() -> int:
         action="store_true",
         help="with --profile: wall-clock time on the default loop (shows waiting), not CPU time",
     )
+    p.add_argument(
+        "--node",
+        choices=("own", "slimwire", "reference"),
+        default="own",
+        help="the node every app goes through (own: each implementation's own node)",
+    )
+    p.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        help="the JSON of another run (e.g. --node reference) to show in the same section",
+    )
+    p.add_argument(
+        "--render-only",
+        type=Path,
+        default=None,
+        help="run nothing: render the section from this saved JSON (with --profile DIR and "
+        "--baseline: the profiles saved in DIR)",
+    )
     p.add_argument("--py-spy", type=Path, default=None, help="sample our roles with py-spy")
     p.add_argument(
         "--baseline",
@@ -805,24 +880,11 @@ def main() -> int:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         args.profile = args.profile.resolve()
-    mls_ours = our_mls_supported()
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    for impl in args.impls:
-        results[impl] = {}
-        with node_for(impl, logs) as node:
-            for case in cases:
-                if impl == "slimwire" and case.mls and not mls_ours:
-                    results[impl][case.key] = {"error": "n/a: MLS sessions not in the client yet"}
-                    print(f"{impl:9} {case.key:12} skipped (MLS not yet available)", flush=True)
-                    continue
-                r = run_case(impl, node, case, args, logs)
-                results[impl][case.key] = r
-                print(f"{impl:9} {case.key:12} {json.dumps(r)}", flush=True)
-    meta = run_meta(args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps({"results": results, "meta": meta, "cases": [asdict(c) for c in cases]})
-    )
+    if args.render_only:  # no runs: re-render the section from saved JSON (and profiles)
+        saved = json.loads(args.render_only.read_text())
+        results, meta = saved["results"], saved["meta"]
+    else:
+        results, meta = run_all(args, cases, logs)
     notes: list[str] = []
     profiled = results
     if args.baseline:  # the table shows the unprofiled baseline run; the profile explains it
@@ -832,7 +894,11 @@ def main() -> int:
         notes = profile_breakdown(
             args.profile, results.get("slimwire", {}), profiled.get("slimwire", {})
         )
-    section = render(results, meta, notes)
+    also = []
+    for path in args.also:
+        other = json.loads(path.read_text())
+        also.append((other["results"], other["meta"]))
+    section = render(results, meta, notes, also)
     print(section)
     if args.py_spy:
         for path in sorted(args.py_spy.glob("*.txt")):
