@@ -13,7 +13,8 @@ publish is acknowledged, the producer waits for all acks at the end); the consum
 arrives. Rates are measured from the producer's first publish (CLOCK_MONOTONIC is shared by the
 processes) to the last send / last arrival / last ack. Request/reply cases time ``publish`` ->
 the consumer's reply -> ``receive`` one at a time, after a warm-up, for at most ``--rr-cap``
-seconds. CPU % is each process's utime+stime over the measured interval (100 % = one core).
+seconds. CPU % is each process's utime+stime over the measured interval (100 % = one core);
+the time each client spent runnable but waiting for a CPU shows how much a shared machine took.
 
 Every process has a deadline and exits by itself; the nodes are stopped by PID. ``--profile DIR``
 runs our producer and consumer under cProfile and prints which functions of ``slimwire.client``
@@ -87,6 +88,16 @@ def emit(**fields: Any) -> None:
 _OUT: list[Any] = [sys.stdout]
 
 
+def runq_now() -> float:
+    """Seconds this process's threads spent runnable but waiting for a CPU (schedstat field 2):
+    on a shared machine, the time other work took from us."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def cpu_now() -> float:
     """CPU seconds of this whole process (every thread, so the reference's Rust threads too)."""
     return time.process_time()
@@ -115,7 +126,7 @@ async def our_consumer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
         session = await app.accept(timeout=60)
         count = 0
         first = last = 0
-        c0 = cpu_now()
+        c0, w0 = cpu_now(), runq_now()
         if profiler is not None:
             profiler.enable()
         if case.kind == "tput":
@@ -137,11 +148,11 @@ async def our_consumer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
                 await msg.reply(msg.payload)
                 count += 1
             last = time.monotonic_ns()
-        cpu = cpu_now() - c0
+        cpu, wait = cpu_now() - c0, runq_now() - w0
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(f"{a.profile}/{case.key}-consumer.prof")
-        return {"count": count, "first_ns": first, "last_ns": last, "cpu_s": cpu}
+        return {"count": count, "first_ns": first, "last_ns": last, "cpu_s": cpu, "wait_s": wait}
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(app.close(), 5)
@@ -163,7 +174,7 @@ async def our_producer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
         report: dict[str, Any] = {}
         if profiler is not None:
             profiler.enable()
-        c0 = cpu_now()
+        c0, w0 = cpu_now(), runq_now()
         if case.kind == "tput":
             t0 = time.monotonic_ns()
             for _ in range(a.messages):
@@ -181,7 +192,7 @@ async def our_producer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
                 await session.receive(timeout=10)
                 if time.monotonic() > warm_end:
                     break
-            c0 = cpu_now()
+            c0, w0 = cpu_now(), runq_now()
             end = time.monotonic() + a.rr_cap
             t0 = time.monotonic_ns()
             for _ in range(a.rr_count):
@@ -193,7 +204,7 @@ async def our_producer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
                     break
             report.update(t0_ns=t0, sent_ns=time.monotonic_ns(), latencies_ns=lat)
             report["rounds"] = len(lat) + WARMUP
-        report["cpu_s"] = cpu_now() - c0
+        report["cpu_s"], report["wait_s"] = cpu_now() - c0, runq_now() - w0
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(f"{a.profile}/{case.key}-producer.prof")
@@ -239,7 +250,7 @@ async def ref_consumer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
     session = await app.listen_for_session_async(datetime.timedelta(seconds=60))
     count = 0
     first = 0
-    c0 = cpu_now()
+    c0, w0 = cpu_now(), runq_now()
     idle = datetime.timedelta(seconds=IDLE if case.kind == "tput" else IDLE * 3)
     while case.kind == "rr" or count < a.messages:
         try:
@@ -252,7 +263,8 @@ async def ref_consumer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
         if case.kind == "rr":
             await session.publish_to_async(msg.context, bytes(msg.payload), None, None)
     last = time.monotonic_ns()
-    return {"count": count, "first_ns": first, "last_ns": last, "cpu_s": cpu_now() - c0}
+    cpu, wait = cpu_now() - c0, runq_now() - w0
+    return {"count": count, "first_ns": first, "last_ns": last, "cpu_s": cpu, "wait_s": wait}
 
 
 async def ref_producer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
@@ -267,7 +279,7 @@ async def ref_producer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
     session = created.session
     payload = b"x" * case.size
     report: dict[str, Any] = {}
-    c0 = cpu_now()
+    c0, w0 = cpu_now(), runq_now()
     if case.kind == "tput":
         t0 = time.monotonic_ns()
         handles = [await session.publish_async(payload, None, None) for _ in range(a.messages)]
@@ -286,7 +298,7 @@ async def ref_producer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
             await session.get_message_async(wait)
             if time.monotonic() > warm_end:
                 break
-        c0 = cpu_now()
+        c0, w0 = cpu_now(), runq_now()
         end = time.monotonic() + a.rr_cap
         t0 = time.monotonic_ns()
         for _ in range(a.rr_count):
@@ -297,7 +309,7 @@ async def ref_producer(a: argparse.Namespace, case: Case) -> dict[str, Any]:
             if time.monotonic() > end:
                 break
         report.update(t0_ns=t0, sent_ns=time.monotonic_ns(), latencies_ns=lat)
-    report["cpu_s"] = cpu_now() - c0
+    report["cpu_s"], report["wait_s"] = cpu_now() - c0, runq_now() - w0
     closing = await app.delete_session_async(session)
     with contextlib.suppress(Exception):
         await closing.wait_for_async(datetime.timedelta(seconds=5))
@@ -495,6 +507,8 @@ def summarize(
             cpu_producer=100 * prod["cpu_s"] / busy,
             cpu_consumer=100 * cons["cpu_s"] / busy,
             cpu_node=100 * node_cpu / busy,
+            wait_producer=100 * prod.get("wait_s", 0.0) / busy,
+            wait_consumer=100 * cons.get("wait_s", 0.0) / busy,
             us_producer=1e6 * prod["cpu_s"] / sent,
             us_consumer=1e6 * cons["cpu_s"] / max(1, cons["count"]),
             us_node=1e6 * node_cpu / max(1, cons["count"]),
@@ -550,12 +564,18 @@ def run_meta(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _wait(r: dict[str, Any]) -> str:
+    if "wait_consumer" not in r:
+        return "-"
+    return f"{r['wait_consumer']:.0f} / {r['wait_producer']:.0f}"
+
+
 def _tables(results: dict[str, dict[str, dict[str, Any]]], impls: list[str]) -> list[str]:
     """The throughput table and the request/reply table of one run."""
     lines = [
         "| case | apps | producer send/s | consumer recv/s | loss | acked/s "
-        "| CPU % node / cons / prod | CPU µs/msg cons / prod |",
-        "|---|---|---|---|---|---|---|---|",
+        "| CPU % node / cons / prod | waiting for a CPU % cons / prod | CPU µs/msg cons / prod |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for case in CASES:
         if case.kind != "tput":
@@ -565,13 +585,14 @@ def _tables(results: dict[str, dict[str, dict[str, Any]]], impls: list[str]) -> 
             if r is None:
                 continue
             if "error" in r:
-                lines.append(f"| {case.label} | {impl} | *{r['error']}* | | | | | |")
+                lines.append(f"| {case.label} | {impl} | *{r['error']}* | | | | | | |")
                 continue
             loss = r["sent"] - r["received"]
             lines.append(
                 f"| {case.label} | {impl} | {_k(r['send_rate'])} | **{_k(r['recv_rate'])}** | "
                 f"{loss} | {_k(r['ack_rate'])} | {r['cpu_node']:.0f} / {r['cpu_consumer']:.0f} / "
-                f"{r['cpu_producer']:.0f} | {r['us_consumer']:.1f} / {r['us_producer']:.1f} |"
+                f"{r['cpu_producer']:.0f} | {_wait(r)} | {r['us_consumer']:.1f} / "
+                f"{r['us_producer']:.1f} |"
             )
     lines += [
         "",
@@ -631,7 +652,9 @@ def render(
         f"its own process; {route}. {args.messages:,} messages per "
         f"throughput case; request/reply: {WARMUP} warm-up round trips, then up to "
         f"{args.rr_count:,} (at most {args.rr_cap:g} s). CPU % = process utime+stime over the "
-        "measured interval (100 % = one core). `-` = not applicable; *n/a* = not available yet.",
+        "measured interval (100 % = one core); *waiting for a CPU* = the time the process was "
+        "runnable but not running (`/proc/<pid>/task/*/schedstat`), i.e. taken by other work on "
+        "this shared machine. `-` = not applicable; *n/a* = not available yet.",
         "",
     ]
     lines += _tables(results, args.impls)
