@@ -345,21 +345,6 @@ def test_external_commit_join(suite: int) -> None:
     assert second.leaf_index == 4
 
 
-@pytest.mark.parametrize("name", ["sha256", "sha384", "sha512"])
-def test_precomputed_pad_hmac_matches_hmac(name: str) -> None:
-    import hmac
-    import os
-
-    from slimwire.mls._group_fast import _Hmac
-
-    for key_len in (0, 1, 32, 64, 65, 128, 129, 200):
-        key = os.urandom(key_len)
-        mac = _Hmac(key, name)
-        for msg in (b"", b"x", os.urandom(300)):
-            assert mac.digest(msg) == hmac.digest(key, msg, name)
-            assert mac.digest(msg) == hmac.digest(key, msg, name)  # the pads are reusable
-
-
 def test_expired_key_package_is_refused() -> None:
     """A key package whose lifetime ended (beyond the tolerated clock skew) is not added."""
     from slimwire.mls._structs import Lifetime

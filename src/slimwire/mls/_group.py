@@ -12,10 +12,8 @@ as PublicMessages and application data as PrivateMessages, as the reference (mls
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import logging
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -38,10 +36,10 @@ from slimwire.mls._framing import (
     verify_content_signature,
 )
 from slimwire.mls._group_external import public_group_info
-from slimwire.mls._group_fast import FastPath
+from slimwire.mls._group_fast import FastPath, check_aad
 from slimwire.mls._group_state import GroupState, state_from_bytes, state_to_bytes
 from slimwire.mls._proposals import CredentialValidator, accept_any_credential
-from slimwire.mls._secret_tree import RatchetType, SecretTree
+from slimwire.mls._secret_tree import PendingKey, RatchetType
 from slimwire.mls._struct_content import Add, Commit, Proposal, Remove, Update
 from slimwire.mls._struct_framing import (
     AuthenticatedContent,
@@ -128,7 +126,7 @@ class Group:
         external_psks: ExternalPskLookup | None = None,
     ) -> None:
         self._state = state
-        self._fast: tuple[GroupState, FastPath] | None = None
+        self._fast: FastPath | None = None  # for the current state only
         self._validate = validate_credential
         self._external_psks: ExternalPskLookup = external_psks or (lambda _: None)
 
@@ -319,11 +317,9 @@ class Group:
 
     # -- receiving --------------------------------------------------------------------------
 
-    def _verified(
-        self, message: MLSMessage
-    ) -> tuple[AuthenticatedContent, Callable[[], None] | None]:
-        """Check framing; for a PrivateMessage also return how to undo the key it consumed
-        (for a caller that fails later)."""
+    def _verified(self, message: MLSMessage) -> tuple[AuthenticatedContent, PendingKey | None]:
+        """Check framing; for a PrivateMessage also return the key it was opened with, still
+        to be consumed from the secret tree once the caller has accepted the message."""
         body = message.body
         if isinstance(body, PublicMessage):
             return self._verified_public(body), None
@@ -361,9 +357,7 @@ class Group:
             raise FramingError(f"sender leaf {index} is not a member")
         return leaf.signature_key
 
-    def _verified_private(
-        self, body: PrivateMessage
-    ) -> tuple[AuthenticatedContent, Callable[[], None]]:
+    def _verified_private(self, body: PrivateMessage) -> tuple[AuthenticatedContent, PendingKey]:
         state = self._state
         suite = state.suite
         if body.group_id != state.context.group_id or body.epoch != state.epoch:
@@ -375,28 +369,22 @@ class Group:
             if body.content_type == ContentType.APPLICATION
             else RatchetType.HANDSHAKE
         )
-        restore = _checkpoint(state.secret_tree, sender_data.leaf_index, kind)
-        try:
-            key = state.secret_tree.key_for(sender_data.leaf_index, kind, sender_data.generation)
-            content = open_private_content(suite, body, sender_data, key.key, key.nonce)
-            verify_content_signature(suite, signature_key, content, state.context)
-        except MlsError:
-            restore()
-            raise
-        return content, restore
+        pending = state.secret_tree.prepare(sender_data.leaf_index, kind, sender_data.generation)
+        content = open_private_content(suite, body, sender_data, pending.key.key, pending.key.nonce)
+        verify_content_signature(suite, signature_key, content, state.context)
+        return content, pending
 
     def process(self, data: bytes) -> GroupEvent:
         """Handle one MLS message from the group: a commit (the next epoch), a proposal (kept
         for a commit), or application data. Raises :class:`MlsError`, state unchanged."""
         self._require_active()
         message = mls_message_from_bytes(data)
-        content, restore = self._verified(message)
-        try:
-            return self._dispatch(content)
-        except MlsError:
-            if restore is not None:
-                restore()
-            raise
+        tree = self._state.secret_tree
+        content, pending = self._verified(message)
+        event = self._dispatch(content)
+        if pending is not None:
+            tree.consume(pending)
+        return event
 
     def _dispatch(self, content: AuthenticatedContent) -> GroupEvent:
         body = content.content.content
@@ -455,12 +443,9 @@ class Group:
         return MLSMessage(message).to_bytes()
 
     def _fast_path(self) -> FastPath:
-        cached = self._fast
-        if cached is not None and cached[0] is self._state:
-            return cached[1]
-        state = self._state
-        fast = FastPath.for_epoch(state.suite, state.context, state.secrets.sender_data_secret)
-        self._fast = (state, fast)
+        """The hot path's constants for the current state (they are per epoch, but a state
+        value is the cheapest thing to compare)."""
+        fast = self._fast = FastPath(self._state)
         return fast
 
     def decrypt(
@@ -470,86 +455,24 @@ class Group:
         ``expected_aad``, a message whose authenticated data differs is refused like a forged
         one (its key is not consumed)."""
         self._require_active()
-        fast = self._fast_path()
-        parsed = fast.parse(ciphertext)
-        if parsed is not None:
-            leaf, generation, guard = fast.sender(parsed)
-            signature_key = self._member_key(leaf)
-            tree = self._state.secret_tree
-            ratchet = tree._ratchets.get((leaf, RatchetType.APPLICATION))
-            if ratchet is not None and ratchet.generation == generation:
-                # in order, the common case: derive, verify, and only then advance
-                key, nonce, next_secret = fast.ratchet_step(ratchet.secret, generation)
-                plaintext, aad = fast.open(
-                    parsed,
-                    key=key,
-                    nonce=nonce,
-                    guard=guard,
-                    leaf=leaf,
-                    signature_key=signature_key,
-                )
-                _check_aad(aad, expected_aad)
-                ratchet.secret, ratchet.generation = next_secret, generation + 1
-                return plaintext, aad, leaf
-            restore = _checkpoint(tree, leaf, RatchetType.APPLICATION)
-            try:
-                message_key = tree.key_for(leaf, RatchetType.APPLICATION, generation)
-                plaintext, aad = fast.open(
-                    parsed,
-                    key=message_key.key,
-                    nonce=message_key.nonce,
-                    guard=guard,
-                    leaf=leaf,
-                    signature_key=signature_key,
-                )
-                _check_aad(aad, expected_aad)
-            except MlsError:
-                restore()
-                raise
-            return plaintext, aad, leaf
+        fast = self._fast
+        if fast is None or fast.state is not self._state:
+            fast = self._fast_path()
+        opened = fast.decrypt(ciphertext, expected_aad)
+        if opened is not None:
+            return opened
         message = mls_message_from_bytes(ciphertext)
         if not isinstance(message.body, PrivateMessage):
             raise FramingError("application data comes as a PrivateMessage")
         if message.body.content_type != ContentType.APPLICATION:
             raise FramingError("not an application message")
-        content, restore = self._verified_private(message.body)
-        try:
-            _check_aad(content.content.authenticated_data, expected_aad)
-        except MlsError:
-            restore()
-            raise
-        body = content.content.content
-        assert isinstance(body, bytes)
-        return body, content.content.authenticated_data, content.content.sender.index
-
-
-def _check_aad(carried: bytes, expected: bytes | None) -> None:
-    if expected is not None and not hmac.compare_digest(carried, expected):
-        raise FramingError("authenticated data does not match what the receiver expects")
-
-
-def _checkpoint(tree: SecretTree, leaf: int, kind: RatchetType) -> Callable[[], None]:
-    """A way back to the secret tree as it is now, for the one ratchet a message touches: a
-    message that fails after its key was taken must not cost the genuine one its key, and
-    must leave the state exactly as it was."""
-    ratchet = tree._ratchets.get((leaf, kind))
-    if ratchet is None:
-        nodes = dict(tree._nodes)
-
-        def restore_leaf() -> None:
-            tree._nodes = nodes
-            for k in RatchetType:
-                tree._ratchets.pop((leaf, k), None)
-
-        return restore_leaf
-    secret, generation = ratchet.secret, ratchet.generation
-    skipped = OrderedDict(ratchet.skipped) if ratchet.skipped else None
-
-    def restore_ratchet() -> None:
-        ratchet.secret, ratchet.generation = secret, generation
-        ratchet.skipped = skipped if skipped is not None else OrderedDict()
-
-    return restore_ratchet
+        tree = self._state.secret_tree
+        content, pending = self._verified_private(message.body)
+        framed = content.content
+        check_aad(framed.authenticated_data, expected_aad)
+        tree.consume(pending)
+        assert isinstance(framed.content, bytes)
+        return framed.content, framed.authenticated_data, framed.sender.index
 
 
 def parse_key_package(data: bytes) -> KeyPackage:

@@ -15,14 +15,13 @@ forgets the keys it still owes to late messages.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from slimwire.mls._codec import DecodeError, Reader, Writer, decode_all
 from slimwire.mls._key_schedule import EpochSecrets
 from slimwire.mls._ratchet_tree import RatchetTree
-from slimwire.mls._secret_tree import MessageKey, RatchetType, SecretTree, _HashRatchet
+from slimwire.mls._secret_tree import SecretTree
 from slimwire.mls._struct_content import ProposalRef
 from slimwire.mls._struct_framing import AuthenticatedContent
 from slimwire.mls._structs import GroupContext, LeafNode
@@ -111,51 +110,6 @@ class GroupState:
 # -- persistence ------------------------------------------------------------------------------
 
 
-def _write_secret_tree(w: Writer, tree: SecretTree) -> None:
-    """The tree's remaining node secrets and ratchets (generation, secret, skipped keys)."""
-    nodes = sorted(tree._nodes.items())
-    w.u32(tree.n_leaves)
-    w.vector(nodes, lambda ww, kv: ww.u32(kv[0]).opaque(kv[1]))
-    ratchets = sorted(tree._ratchets.items(), key=lambda kv: (kv[0][0], kv[0][1].value))
-    w.vector(ratchets, _write_ratchet)
-
-
-def _write_ratchet(w: Writer, item: tuple[tuple[int, RatchetType], _HashRatchet]) -> None:
-    (leaf, kind), ratchet = item
-    w.u32(leaf).opaque(kind.value).u32(ratchet.generation).opaque(ratchet.secret)
-    w.vector(
-        ratchet.skipped.values(),
-        lambda ww, k: ww.u32(k.generation).opaque(k.key).opaque(k.nonce),
-    )
-
-
-def _read_secret_tree(r: Reader, suite: CipherSuite) -> SecretTree:
-    n_leaves = r.u32()
-    nodes = r.vector(lambda rr: (rr.u32(), rr.opaque()))
-    ratchets = r.vector(_read_ratchet)
-    try:
-        tree = SecretTree(suite, b"", n_leaves)
-    except ValueError as exc:
-        raise DecodeError(str(exc)) from None
-    tree._nodes = dict(nodes)
-    tree._ratchets = dict(ratchets)
-    return tree
-
-
-def _read_ratchet(r: Reader) -> tuple[tuple[int, RatchetType], _HashRatchet]:
-    leaf = r.u32()
-    try:
-        kind = RatchetType(r.opaque())
-    except ValueError:
-        raise DecodeError("unknown ratchet type") from None
-    generation = r.u32()
-    ratchet = _HashRatchet(r.opaque())
-    ratchet.generation = generation
-    keys = r.vector(lambda rr: MessageKey(rr.u32(), rr.opaque(), rr.opaque()))
-    ratchet.skipped = OrderedDict((k.generation, k) for k in keys)
-    return (leaf, kind), ratchet
-
-
 def state_to_bytes(state: GroupState) -> bytes:
     """Everything needed to carry on after a restart. It holds private keys and epoch
     secrets: store it as you would store a private key."""
@@ -172,7 +126,7 @@ def state_to_bytes(state: GroupState) -> bytes:
     w.opaque(state.transcript.confirmed).opaque(state.transcript.interim)
     w.opaque(state.confirmation_tag)
     w.opaque(state.signature_private_key)
-    _write_secret_tree(w, state.secret_tree)
+    state.secret_tree.encode(w)
     w.vector(state.pending, lambda ww, p: ww.opaque(p.ref.value).opaque(p.content.to_bytes()))
     w.vector(sorted(state.pending_updates.items()), lambda ww, kv: ww.opaque(kv[0]).opaque(kv[1]))
     w.vector(state.resumption_psks, lambda ww, kv: ww.u64(kv[0]).opaque(kv[1]))
@@ -193,7 +147,7 @@ def _read_state(r: Reader) -> GroupState:
     transcript = TranscriptHashes(r.opaque(), r.opaque())
     tag = r.opaque()
     signature_private_key = r.opaque()
-    secret_tree = _read_secret_tree(r, suite)
+    secret_tree = SecretTree.decode(r, suite)
     pending = tuple(
         r.vector(
             lambda rr: PendingProposal(

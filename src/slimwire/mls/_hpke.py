@@ -16,7 +16,6 @@ tree delete are really gone (forward secrecy).
 from __future__ import annotations
 
 import functools
-import hmac
 import os
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from slimwire.errors import MlsError
+from slimwire.mls._hmac import HmacKey, hmac_digest
 
 __all__ = [
     "AEAD_ALGORITHMS",
@@ -75,23 +75,24 @@ class AeadId(IntEnum):
 
 
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
-    """RFC 5869 Extract. ``hmac.digest`` is OpenSSL's one-shot HMAC: several times cheaper
-    than building a ``cryptography`` HKDF object, and this runs for every message key. An
-    empty salt equals HashLen zero bytes under HMAC's key padding, so it is passed as is."""
-    return hmac.digest(salt, ikm, hash_name)
+    """RFC 5869 Extract: one HMAC (:mod:`._hmac`, cheaper than a ``cryptography`` HKDF object
+    or OpenSSL's one-shot HMAC). An empty salt equals HashLen zero bytes under HMAC's key
+    padding, so it is passed as is."""
+    return hmac_digest(hash_name, salt, ikm)
 
 
 def hkdf_expand(hash_name: str, hash_len: int, prk: bytes, info: bytes, length: int) -> bytes:
     """RFC 5869 Expand; the one-block case (every MLS key, nonce and secret) is one HMAC."""
     if length <= hash_len:
-        return hmac.digest(prk, info + b"\x01", hash_name)[:length]
+        return hmac_digest(hash_name, prk, info + b"\x01")[:length]
     if length > 255 * hash_len:
         raise ValueError("HKDF-Expand output too long")
+    mac = HmacKey(hash_name, prk)
     out = bytearray()
     block = b""
     counter = 1
     while len(out) < length:
-        block = hmac.digest(prk, block + info + bytes((counter,)), hash_name)
+        block = mac.digest(block + info + bytes((counter,)))
         out += block
         counter += 1
     return bytes(out[:length])
@@ -104,11 +105,9 @@ class Kdf:
     hash_len: int
 
     def extract(self, salt: bytes, ikm: bytes) -> bytes:
-        return hmac.digest(salt, ikm, self.hash_name)
+        return hkdf_extract(self.hash_name, salt, ikm)
 
     def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
-        if length <= self.hash_len:
-            return hmac.digest(prk, info + b"\x01", self.hash_name)[:length]
         return hkdf_expand(self.hash_name, self.hash_len, prk, info, length)
 
     def labeled_extract(self, suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:

@@ -21,6 +21,7 @@ __all__ = [
     "joiner_secret",
     "mls_exporter",
     "welcome_key_nonce",
+    "welcome_secret",
 ]
 
 _EXTERNAL_INIT_LABEL = b"MLS 1.0 external init secret"
@@ -65,30 +66,38 @@ def joiner_secret(
     return suite.expand_with_label(prk, b"joiner", group_context, suite.hash_len)
 
 
+def _member_prk(suite: CipherSuite, joiner: bytes, psk_secret: bytes | None) -> bytes:
+    return suite.kdf_extract(joiner, psk_secret if psk_secret else bytes(suite.hash_len))
+
+
+def welcome_secret(suite: CipherSuite, joiner: bytes, psk_secret: bytes | None) -> bytes:
+    """``DeriveSecret(Extract(joiner_secret, psk_secret), "welcome")``: a joiner needs it
+    before it can read the GroupContext that the rest of the epoch depends on."""
+    return suite.derive_secret(_member_prk(suite, joiner, psk_secret), b"welcome")
+
+
 def epoch_from_joiner_secret(
     suite: CipherSuite, joiner: bytes, psk_secret: bytes | None, group_context: bytes
 ) -> EpochSecrets:
     """The epoch as a new member derives it from a Welcome's joiner secret. ``psk_secret``
     ``None`` means no PSKs (all zeros)."""
-    nh = suite.hash_len
-    member_prk = suite.kdf_extract(joiner, psk_secret if psk_secret else bytes(nh))
-    welcome_secret = suite.derive_secret(member_prk, b"welcome")
-    epoch_secret = suite.expand_with_label(member_prk, b"epoch", group_context, nh)
-    d = suite.derive_secret
+    member = suite.keyed(_member_prk(suite, joiner, psk_secret))
+    epoch_secret = member.expand_with_label(b"epoch", group_context, suite.hash_len)
+    d = suite.keyed(epoch_secret).derive_secret
     return EpochSecrets(
         suite=suite,
         joiner_secret=joiner,
-        welcome_secret=welcome_secret,
+        welcome_secret=member.derive_secret(b"welcome"),
         epoch_secret=epoch_secret,
-        sender_data_secret=d(epoch_secret, b"sender data"),
-        encryption_secret=d(epoch_secret, b"encryption"),
-        exporter_secret=d(epoch_secret, b"exporter"),
-        external_secret=d(epoch_secret, b"external"),
-        confirmation_key=d(epoch_secret, b"confirm"),
-        membership_key=d(epoch_secret, b"membership"),
-        resumption_psk=d(epoch_secret, b"resumption"),
-        epoch_authenticator=d(epoch_secret, b"authentication"),
-        init_secret=d(epoch_secret, b"init"),
+        sender_data_secret=d(b"sender data"),
+        encryption_secret=d(b"encryption"),
+        exporter_secret=d(b"exporter"),
+        external_secret=d(b"external"),
+        confirmation_key=d(b"confirm"),
+        membership_key=d(b"membership"),
+        resumption_psk=d(b"resumption"),
+        epoch_authenticator=d(b"authentication"),
+        init_secret=d(b"init"),
     )
 
 
@@ -106,11 +115,12 @@ def epoch_from_init_secret(
     return epoch_from_joiner_secret(suite, joiner, psk_secret, group_context)
 
 
-def welcome_key_nonce(suite: CipherSuite, welcome_secret: bytes) -> tuple[bytes, bytes]:
+def welcome_key_nonce(suite: CipherSuite, secret: bytes) -> tuple[bytes, bytes]:
     """AEAD key and nonce that encrypt a Welcome's GroupInfo (§12.4.3.1)."""
+    keyed = suite.keyed(secret)
     return (
-        suite.expand_with_label(welcome_secret, b"key", b"", suite.aead_key_len),
-        suite.expand_with_label(welcome_secret, b"nonce", b"", suite.aead_nonce_len),
+        keyed.expand_with_label(b"key", b"", suite.aead_key_len),
+        keyed.expand_with_label(b"nonce", b"", suite.aead_nonce_len),
     )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 from slimwire.errors import MlsError
 from slimwire.mls._codec import Writer, encode_varint
+from slimwire.mls._hmac import HmacKey, hmac_digest
 from slimwire.mls._hpke import (
     AEAD_ALGORITHMS,
     KDFS,
@@ -43,9 +43,13 @@ from slimwire.mls._hpke import (
 __all__ = [
     "CipherSuite",
     "CryptoError",
+    "KeyedSecret",
     "SignatureScheme",
     "UnsupportedCipherSuite",
+    "Verifier",
     "cipher_suite",
+    "expand_info_prefix",
+    "labeled_content",
     "supported_suites",
 ]
 
@@ -92,8 +96,8 @@ def _sig_private(scheme: SignatureScheme, data: bytes) -> _SigPrivate:
         raise CryptoError(f"invalid {scheme.name} private key") from None
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _sig_public(scheme: SignatureScheme, data: bytes) -> _SigPublic:
+    """Decode a public key (cached as part of its :func:`_verifier`)."""
     try:
         if scheme is SignatureScheme.ED25519:
             return ed25519.Ed25519PublicKey.from_public_bytes(data)
@@ -121,16 +125,34 @@ def _sign(scheme: SignatureScheme, private_key: bytes, message: bytes) -> bytes:
     return key.sign(message)
 
 
-def _verify(scheme: SignatureScheme, public_key: bytes, message: bytes, signature: bytes) -> bool:
-    key = _sig_public(scheme, bytes(public_key))
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, _EC_CURVES[scheme][1])
-        else:
-            key.verify(signature, message)
-    except InvalidSignature:
-        return False
-    return True
+Verifier = Callable[[bytes, bytes], bool]
+"""``verify(message, signature) -> bool`` under one loaded public key."""
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _verifier(scheme: SignatureScheme, public_key: bytes) -> Verifier:
+    key = _sig_public(scheme, public_key)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        algorithm = _EC_CURVES[scheme][1]
+
+        def verify_ecdsa(message: bytes, signature: bytes) -> bool:
+            try:
+                key.verify(signature, message, algorithm)
+            except InvalidSignature:
+                return False
+            return True
+
+        return verify_ecdsa
+    eddsa = key
+
+    def verify_eddsa(message: bytes, signature: bytes) -> bool:
+        try:
+            eddsa.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify_eddsa
 
 
 def _generate(scheme: SignatureScheme) -> tuple[bytes, bytes]:
@@ -164,11 +186,46 @@ def _encoded_label(label: bytes) -> bytes:
     return encoded
 
 
-def _labeled(label: bytes, content: bytes) -> bytes:
-    """``struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }``, shared by
-    SignContent and EncryptContext."""
-    n = len(content)
-    return _encoded_label(label) + (bytes((n,)) if n < 0x40 else encode_varint(n)) + content
+def _opaque_len(n: int) -> bytes:
+    """The varint in front of an ``opaque<V>`` of ``n`` bytes (one byte below 64)."""
+    return bytes((n,)) if n < 0x40 else encode_varint(n)
+
+
+def labeled_content(label: bytes, content: bytes) -> bytes:
+    """``struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }``: SignContent
+    and EncryptContext (for a hot path that verifies with a :meth:`CipherSuite.verifier`)."""
+    return _encoded_label(label) + _opaque_len(len(content)) + content
+
+
+def expand_info_prefix(label: bytes, length: int) -> bytes:
+    """ExpandWithLabel's KDFLabel up to its context: ``uint16 length; opaque label<V>``. Hot
+    paths that derive the same label again and again (the secret tree's ratchet steps, the
+    sender-data key) keep it and append the context and HKDF's block counter."""
+    return length.to_bytes(2, "big") + _encoded_label(label)
+
+
+class KeyedSecret:
+    """One secret that derives several values (an epoch secret derives nine, a secret-tree
+    node two, a ratchet secret three): ExpandWithLabel with the HMAC pads hashed once."""
+
+    __slots__ = ("_mac", "_secret", "_suite")
+
+    def __init__(self, suite: CipherSuite, secret: bytes) -> None:
+        self._suite = suite
+        self._secret = secret
+        self._mac = HmacKey(suite.kdf.hash_name, secret)
+
+    def __repr__(self) -> str:
+        return f"KeyedSecret(suite=0x{self._suite.id:04x})"
+
+    def expand_with_label(self, label: bytes, context: bytes, length: int) -> bytes:
+        if length > self._suite.hash_len:  # more than one HKDF block: rare, the general way
+            return self._suite.expand_with_label(self._secret, label, context, length)
+        info = expand_info_prefix(label, length) + _opaque_len(len(context)) + context
+        return self._mac.digest(info + b"\x01")[:length]
+
+    def derive_secret(self, label: bytes) -> bytes:
+        return self.expand_with_label(label, b"", self._suite.hash_len)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +272,7 @@ class CipherSuite:
 
     def mac(self, key: bytes, data: bytes) -> bytes:
         """MAC = HMAC with the suite's hash (RFC 9420 §5.1)."""
-        return hmac.digest(key, data, self.kdf.hash_name)
+        return hmac_digest(self.kdf.hash_name, key, data)
 
     def kdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
         return self.kdf.extract(salt, ikm)
@@ -225,16 +282,12 @@ class CipherSuite:
 
     def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
         """ExpandWithLabel (§8): ``label`` without the "MLS 1.0 " prefix."""
-        n = len(context)
-        info = (
-            length.to_bytes(2, "big")
-            + _encoded_label(label)
-            + (bytes((n,)) if n < 0x40 else encode_varint(n))
-            + context
-        )
-        if length <= self.kdf.hash_len:  # one HMAC block: every key, nonce and secret
-            return hmac.digest(secret, info + b"\x01", self.kdf.hash_name)[:length]
+        info = expand_info_prefix(label, length) + _opaque_len(len(context)) + context
         return self.kdf.expand(secret, info, length)
+
+    def keyed(self, secret: bytes) -> KeyedSecret:
+        """``secret`` ready for several ExpandWithLabel / DeriveSecret calls."""
+        return KeyedSecret(self, secret)
 
     def derive_secret(self, secret: bytes, label: bytes) -> bytes:
         return self.expand_with_label(secret, label, b"", self.kdf.hash_len)
@@ -266,15 +319,20 @@ class CipherSuite:
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         """False for a signature that does not verify; :class:`CryptoError` for a public key
         that is not a valid encoding."""
-        return _verify(self.signature_scheme, public_key, message, signature)
+        return _verifier(self.signature_scheme, bytes(public_key))(message, signature)
+
+    def verifier(self, public_key: bytes) -> Verifier:
+        """:meth:`verify` bound to one public key, for a caller that verifies many messages
+        of one sender (the key is decoded once; :class:`CryptoError` if it is malformed)."""
+        return _verifier(self.signature_scheme, bytes(public_key))
 
     def sign_with_label(self, private_key: bytes, label: bytes, content: bytes) -> bytes:
-        return _sign(self.signature_scheme, private_key, _labeled(label, content))
+        return _sign(self.signature_scheme, private_key, labeled_content(label, content))
 
     def verify_with_label(
         self, public_key: bytes, label: bytes, content: bytes, signature: bytes
     ) -> bool:
-        return _verify(self.signature_scheme, public_key, _labeled(label, content), signature)
+        return self.verify(public_key, labeled_content(label, content), signature)
 
     def generate_signature_key_pair(self) -> tuple[bytes, bytes]:
         """A fresh (private, public) signature key pair."""
@@ -293,7 +351,7 @@ class CipherSuite:
     ) -> tuple[bytes, bytes]:
         """EncryptWithLabel (§5.1.3): SealBase with EncryptContext as info; returns
         ``(kem_output, ciphertext)``."""
-        enc, ctx = self.hpke.setup_base_s(public_key, _labeled(label, context))
+        enc, ctx = self.hpke.setup_base_s(public_key, labeled_content(label, context))
         return enc, ctx.seal(b"", plaintext)
 
     def decrypt_with_label(
@@ -304,7 +362,7 @@ class CipherSuite:
         kem_output: bytes,
         ciphertext: bytes,
     ) -> bytes:
-        ctx = self.hpke.setup_base_r(kem_output, private_key, _labeled(label, context))
+        ctx = self.hpke.setup_base_r(kem_output, private_key, labeled_content(label, context))
         return ctx.open(b"", ciphertext)
 
     def hpke_export_sender(

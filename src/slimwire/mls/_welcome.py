@@ -16,7 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from slimwire.errors import MlsError
-from slimwire.mls._key_schedule import EpochSecrets, epoch_from_joiner_secret, welcome_key_nonce
+from slimwire.mls._key_schedule import (
+    EpochSecrets,
+    epoch_from_joiner_secret,
+    welcome_key_nonce,
+    welcome_secret,
+)
 from slimwire.mls._psk import psk_secret, resolve_psks
 from slimwire.mls._struct_content import PreSharedKeyID
 from slimwire.mls._struct_welcome import EncryptedGroupSecrets, GroupInfo, GroupSecrets, Welcome
@@ -121,13 +126,14 @@ def verify_group_info(suite: CipherSuite, group_info: GroupInfo, signer_public_k
         raise WelcomeError("GroupInfo signature does not verify")
 
 
-def encrypt_group_info(suite: CipherSuite, welcome_secret: bytes, group_info: GroupInfo) -> bytes:
-    key, nonce = welcome_key_nonce(suite, welcome_secret)
+def encrypt_group_info(suite: CipherSuite, secret: bytes, group_info: GroupInfo) -> bytes:
+    """The GroupInfo of a Welcome, encrypted under the epoch's welcome ``secret``."""
+    key, nonce = welcome_key_nonce(suite, secret)
     return suite.seal(key, nonce, b"", group_info.to_bytes())
 
 
-def decrypt_group_info(suite: CipherSuite, welcome_secret: bytes, encrypted: bytes) -> GroupInfo:
-    key, nonce = welcome_key_nonce(suite, welcome_secret)
+def decrypt_group_info(suite: CipherSuite, secret: bytes, encrypted: bytes) -> GroupInfo:
+    key, nonce = welcome_key_nonce(suite, secret)
     try:
         plain = suite.open(key, nonce, b"", encrypted)
     except MlsError:
@@ -213,10 +219,9 @@ def open_welcome(
 
     # The GroupInfo is encrypted under the welcome secret, which needs only the joiner secret
     # and the PSKs; the epoch secret then needs the GroupContext found inside it.
-    nh = suite.hash_len
-    member_prk = suite.kdf_extract(secrets.joiner_secret, psk if psk else bytes(nh))
-    welcome_secret = suite.derive_secret(member_prk, b"welcome")
-    group_info = decrypt_group_info(suite, welcome_secret, welcome.encrypted_group_info)
+    group_info = decrypt_group_info(
+        suite, welcome_secret(suite, secrets.joiner_secret, psk), welcome.encrypted_group_info
+    )
     context = group_info.group_context
     if context.cipher_suite != suite.id:
         raise WelcomeError("GroupInfo is for another cipher suite")
