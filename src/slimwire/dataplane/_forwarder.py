@@ -334,10 +334,10 @@ class Forwarder:
         i = 0
         relay_from = 0 if relay is not None else n
         while i < n:
-            if i >= relay_from:
-                # the fused path takes the plain unicast run; the loop below takes one message
-                # it declined (a route to learn, a subscription, a drop to count ...)
-                j = relay.run(  # type: ignore[union-attr]
+            if i >= relay_from and relay is not None:
+                # the fused path takes the plain run; the loop below takes one message it
+                # declined (a route to learn, a subscription, a drop to count ...)
+                j = relay.run(
                     batch, i, cache, dirty, conn.group_cache, validate=validate, max_size=limit
                 )
                 if j < 0:  # a payload in this run does not decode: check one by one
@@ -526,13 +526,14 @@ class Forwarder:
         rows = conns.rows
         dirty = self._dirty
         targets = [rows.get(o) for o in outs]
+        signed = tuple(t for t in targets if t is not None and t.state is _UP and t.sign_mac)
         if (
             conn.relay is not None
+            and len(signed) == len(targets)
             and conn.route_epoch == (self.table.generation, self._conn_epoch)
-            and all(t is not None and t.state is _UP and t.sign_mac for t in targets)
         ):
             # every copy is MAC'd: the fused path takes this destination from now on
-            conn.group_cache[key] = tuple(targets)  # type: ignore[arg-type]
+            conn.group_cache[key] = signed
         for target in targets:
             if target is None or target.state is not _UP:
                 continue
