@@ -363,3 +363,22 @@ def test_expired_key_package_is_refused() -> None:
     with pytest.raises(MlsError, match="lifetime"):
         group.add([MLSMessage(expired).to_bytes()])
     assert group.epoch == 0
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_expected_aad_mismatch_is_refused_without_using_up_the_key(suite: int) -> None:
+    """``decrypt(ct, expected_aad=...)`` compares before the key is consumed: the message is
+    refused, the receiver unchanged, and the same message with the right AAD still opens."""
+    groups = _group_of(2, suite)
+    ct = groups[0].encrypt(b"payload", b"header digest")
+    before = groups[1].to_bytes()
+    with pytest.raises(MlsError, match="authenticated data"):
+        groups[1].decrypt(ct, expected_aad=b"another digest")
+    assert groups[1].to_bytes() == before
+    assert groups[1].decrypt(ct, expected_aad=b"header digest") == (
+        b"payload",
+        b"header digest",
+        0,
+    )
+    with pytest.raises(MlsError):  # and now it is used up
+        groups[1].decrypt(ct, expected_aad=b"header digest")

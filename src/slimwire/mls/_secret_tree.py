@@ -289,12 +289,13 @@ class SecretTree:
         w.vector(ratchets, _write_ratchet)
 
     @classmethod
-    def decode(cls, r: Reader, suite: CipherSuite) -> SecretTree:
+    def decode(cls, r: Reader, suite: CipherSuite, **limits: int) -> SecretTree:
+        """Inverse of :meth:`encode`; ``limits`` are the constructor's (not stored)."""
         n_leaves = r.u32()
         nodes = r.vector(lambda rr: (rr.u32(), rr.opaque()))
         ratchets = r.vector(_read_ratchet)
         try:
-            tree = cls(suite, b"", n_leaves)
+            tree = cls(suite, b"", n_leaves, **limits)
         except ValueError as exc:
             raise DecodeError(str(exc)) from None
         width = 2 * n_leaves - 1
@@ -313,8 +314,8 @@ class SecretTree:
         return bytes(w)
 
     @classmethod
-    def from_bytes(cls, suite: CipherSuite, data: bytes) -> SecretTree:
-        return decode_all(data, lambda r: cls.decode(r, suite))
+    def from_bytes(cls, suite: CipherSuite, data: bytes, **limits: int) -> SecretTree:
+        return decode_all(data, lambda r: cls.decode(r, suite, **limits))
 
 
 def _write_ratchet(w: Writer, item: tuple[int, _Ratchet]) -> None:
