@@ -33,7 +33,7 @@ from slimwire.mls._group_state import GroupState
 from slimwire.mls._hmac import HmacKey
 from slimwire.mls._hpke import AeadId
 from slimwire.mls._secret_tree import RatchetType
-from slimwire.mls._suites import Verifier, expand_info_prefix, labeled_content
+from slimwire.mls._suites import Verifier, encoded_label, expand_info_prefix
 
 __all__ = ["FastPath", "check_aad"]
 
@@ -87,6 +87,8 @@ class FastPath:
         "_sd_mac",
         "_sd_nonce_prefix",
         "_sizes",
+        "_tbs_head",
+        "_tbs_len",
         "_tree",
         "_verifiers",
         "state",
@@ -108,6 +110,10 @@ class FastPath:
         self._sizes = (suite.aead_key_len, suite.aead_nonce_len)
         self._guard_shift = 8 * (suite.aead_nonce_len - 4)
         self._context = context.to_bytes()
+        # SignContent: label, then FramedContentTBS up to the sender's leaf index
+        self._tbs_head = encoded_label(_TBS_LABEL), _HEADER + group_field + _MEMBER
+        # the TBS length without the authenticated and application data fields
+        self._tbs_len = len(self._tbs_head[1]) + 4 + len(_APPLICATION) + len(self._context)
         self._cipher: type[AESGCM] | type[ChaCha20Poly1305] = (
             ChaCha20Poly1305 if suite.aead.id == AeadId.CHACHA20_POLY1305 else AESGCM
         )
@@ -161,7 +167,7 @@ class FastPath:
         if len(sender_data) != _SENDER_DATA.size:
             raise DecodeError("malformed sender data")
         leaf, generation, guard = _SENDER_DATA.unpack(sender_data)
-        verify = self._verifier(leaf)
+        verify = self._verifiers.get(leaf) or self._verifier(leaf)
 
         # content: the key of the sender's generation, taken but not yet consumed
         tree = self._tree
@@ -181,12 +187,15 @@ class FastPath:
         if padding.count(0) != len(padding):
             raise DecodeError("non-zero padding in PrivateMessageContent")
 
-        # FramedContentTBS: version, wire format, group_id, epoch, sender, authenticated
-        # data, content type, application data, and the GroupContext (a member sender)
-        tbs = b"".join(
+        # SignContent over FramedContentTBS: version, wire format, group_id, epoch, sender,
+        # authenticated data, content type, application data, and the GroupContext (a
+        # member sender); the data fields are slices of the message, the rest per epoch
+        label, tbs_head = self._tbs_head
+        signed = b"".join(
             (
-                head[:-1],
-                _MEMBER,
+                label,
+                encode_varint(self._tbs_len + (aad_end - n) + app_end),
+                tbs_head,
                 leaf.to_bytes(4, "big"),
                 data[n:aad_end],
                 _APPLICATION,
@@ -194,7 +203,7 @@ class FastPath:
                 self._context,
             )
         )
-        if not verify(labeled_content(_TBS_LABEL, tbs), plain[sig_start:sig_end]):
+        if not verify(signed, plain[sig_start:sig_end]):
             raise SignatureError("content signature does not verify")
         aad = data[aad_start:aad_end]
         check_aad(aad, expected_aad)

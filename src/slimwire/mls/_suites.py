@@ -48,6 +48,7 @@ __all__ = [
     "UnsupportedCipherSuite",
     "Verifier",
     "cipher_suite",
+    "encoded_label",
     "expand_info_prefix",
     "labeled_content",
     "supported_suites",
@@ -174,7 +175,7 @@ _LABELS: dict[bytes, bytes] = {}
 _MAX_LABELS = 1024
 
 
-def _encoded_label(label: bytes) -> bytes:
+def encoded_label(label: bytes) -> bytes:
     """``opaque label<V> = "MLS 1.0 " + Label``, memoised: labels are a handful of constants
     (plus exporter labels, hence the bound), and this sits on every key derivation."""
     encoded = _LABELS.get(label)
@@ -194,14 +195,14 @@ def _opaque_len(n: int) -> bytes:
 def labeled_content(label: bytes, content: bytes) -> bytes:
     """``struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }``: SignContent
     and EncryptContext (for a hot path that verifies with a :meth:`CipherSuite.verifier`)."""
-    return _encoded_label(label) + _opaque_len(len(content)) + content
+    return encoded_label(label) + _opaque_len(len(content)) + content
 
 
 def expand_info_prefix(label: bytes, length: int) -> bytes:
     """ExpandWithLabel's KDFLabel up to its context: ``uint16 length; opaque label<V>``. Hot
     paths that derive the same label again and again (the secret tree's ratchet steps, the
     sender-data key) keep it and append the context and HKDF's block counter."""
-    return length.to_bytes(2, "big") + _encoded_label(label)
+    return length.to_bytes(2, "big") + encoded_label(label)
 
 
 class KeyedSecret:
