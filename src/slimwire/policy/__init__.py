@@ -16,6 +16,14 @@ Example::
         refuse(d.reason)
 """
 
+from slimwire.policy._enforce import (
+    Authorizer,
+    DenialNotice,
+    NodeAuthorizer,
+    denial_notice,
+    frame_identity,
+    parse_denial_notice,
+)
 from slimwire.policy._engine import EngineStats, PolicyEngine, principal_from_claims
 from slimwire.policy._load import load_policy, load_policy_file, policy_from_config
 from slimwire.policy._model import (
@@ -32,11 +40,14 @@ from slimwire.policy._store import PolicyFileWatcher, PolicyStore, ReloadResult
 
 __all__ = [
     "Action",
+    "Authorizer",
     "Decision",
+    "DenialNotice",
     "Effect",
     "EngineStats",
     "NameKey",
     "NamePattern",
+    "NodeAuthorizer",
     "Policy",
     "PolicyEngine",
     "PolicyFileWatcher",
@@ -44,8 +55,11 @@ __all__ = [
     "Principal",
     "ReloadResult",
     "Rule",
+    "denial_notice",
+    "frame_identity",
     "load_policy",
     "load_policy_file",
+    "parse_denial_notice",
     "policy_from_config",
     "principal_from_claims",
 ]
