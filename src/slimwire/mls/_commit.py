@@ -36,7 +36,6 @@ from slimwire.mls._proposals import (
 )
 from slimwire.mls._psk import MissingPskError, psk_secret
 from slimwire.mls._ratchet_tree import RatchetTree, validate_leaf_node
-from slimwire.mls._secret_tree import SecretTree
 from slimwire.mls._struct_content import (
     Add,
     Commit,
@@ -71,10 +70,8 @@ from slimwire.mls._structs import (
 )
 from slimwire.mls._suites import CipherSuite
 from slimwire.mls._transcript import (
-    TranscriptHashes,
     confirmation_tag,
     confirmed_transcript_hash,
-    interim_transcript_hash,
     verify_confirmation_tag,
 )
 from slimwire.mls._treekem import (
@@ -231,6 +228,29 @@ def _next_epoch(
     return context, secrets, confirmed
 
 
+def _apply(
+    state: GroupState,
+    entries: Callable[[], Sequence[ProposalEntry]],
+    committer: int | None,
+    validate: CredentialValidator,
+) -> AppliedProposals:
+    """Resolve and apply a commit's proposals to this epoch's tree, by the same rules for
+    commits we create and commits we receive; any invalid proposal is a :class:`CommitError`
+    (``entries`` is called inside, so resolving references fails the same way)."""
+    try:
+        return apply_proposals(
+            state.suite,
+            state.tree,
+            state.context,
+            entries(),
+            committer=committer,
+            validate=validate,
+            now=int(time.time()),
+        )
+    except InvalidProposalError as exc:
+        raise CommitError(f"invalid proposals: {exc}") from None
+
+
 def _successor(
     state: GroupState,
     *,
@@ -238,24 +258,19 @@ def _successor(
     tree: RatchetTree,
     keys: TreePrivateKeys,
     secrets: EpochSecrets,
-    transcript: TranscriptHashes,
     tag: bytes,
 ) -> GroupState:
-    return GroupState(
-        suite=state.suite,
+    return GroupState.new_epoch(
+        state.suite,
         context=context,
         tree=tree,
         private_keys=keys,
         secrets=secrets,
-        transcript=transcript,
         signature_private_key=state.signature_private_key,
-        secret_tree=SecretTree(state.suite, secrets.encryption_secret, tree.n_leaves),
-        pending=(),
-        pending_updates={},
+        confirmation_tag=tag,
         resumption_psks=state.remember_psk(
             state.resumption_psks, state.epoch, state.secrets.resumption_psk
         ),
-        confirmation_tag=tag,
     )
 
 
@@ -347,19 +362,7 @@ def process_commit(
         committer = None
     else:
         raise CommitError(f"a commit from a {sender.sender_type.name} sender")
-    try:
-        entries = _resolve(state, commit.proposals, sender)
-        applied = apply_proposals(
-            suite,
-            state.tree,
-            state.context,
-            entries,
-            committer=committer,
-            validate=validate,
-            now=int(time.time()),
-        )
-    except InvalidProposalError as exc:
-        raise CommitError(f"invalid proposals: {exc}") from None
+    applied = _apply(state, lambda: _resolve(state, commit.proposals, sender), committer, validate)
     if applied.reinit is not None:
         raise CommitError("ReInit is not supported")
     if applied.path_required and commit.path is None:
@@ -436,16 +439,7 @@ def process_commit(
         verify_confirmation_tag(suite, secrets.confirmation_key, confirmed, tag)
     except MlsError as exc:
         raise CommitError(f"commit does not verify: {exc}") from None
-    transcript = TranscriptHashes(confirmed, interim_transcript_hash(suite, confirmed, tag))
-    new = _successor(
-        state,
-        context=context,
-        tree=tree,
-        keys=keys,
-        secrets=secrets,
-        transcript=transcript,
-        tag=tag,
-    )
+    new = _successor(state, context=context, tree=tree, keys=keys, secrets=secrets, tag=tag)
     return new, outcome
 
 
@@ -504,18 +498,7 @@ def create_commit(
         if include_pending
         else [ProposalEntry(p, sender) for p in by_value]
     )
-    try:
-        applied = apply_proposals(
-            suite,
-            state.tree,
-            state.context,
-            entries,
-            committer=me,
-            validate=validate,
-            now=int(time.time()),
-        )
-    except InvalidProposalError as exc:
-        raise CommitError(f"invalid proposals: {exc}") from None
+    applied = _apply(state, lambda: entries, me, validate)
     added = frozenset(i for i, _ in applied.added)
     tree = applied.tree
     keys = state.private_keys.pruned(tree)
@@ -580,16 +563,7 @@ def create_commit(
         )
         welcome = MLSMessage(Welcome(suite.id, sealed, encrypted_info)).to_bytes()
 
-    transcript = TranscriptHashes(confirmed, interim_transcript_hash(suite, confirmed, tag))
-    new = _successor(
-        state,
-        context=context,
-        tree=tree,
-        keys=keys,
-        secrets=secrets,
-        transcript=transcript,
-        tag=tag,
-    )
+    new = _successor(state, context=context, tree=tree, keys=keys, secrets=secrets, tag=tag)
     outcome = CommitOutcome(
         me, tuple(sorted(added)), applied.removed, tuple(i for i, _ in applied.updated)
     )
@@ -653,19 +627,12 @@ def join_from_welcome(
         keys = TreePrivateKeys.joined(
             tree, me, leaf_private_key, committer=info.signer, path_secret=path_secret
         )
-    secrets = opened.epoch
-    confirmed = context.confirmed_transcript_hash
-    transcript = TranscriptHashes(
-        confirmed, interim_transcript_hash(suite, confirmed, info.confirmation_tag)
-    )
-    return GroupState(
-        suite=suite,
+    return GroupState.new_epoch(
+        suite,
         context=context,
         tree=tree,
         private_keys=keys,
-        secrets=secrets,
-        transcript=transcript,
+        secrets=opened.epoch,
         signature_private_key=signature_private_key,
-        secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
         confirmation_tag=info.confirmation_tag,
     )

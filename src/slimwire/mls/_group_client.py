@@ -20,7 +20,6 @@ from slimwire.mls._group_state import GroupState
 from slimwire.mls._key_schedule import epoch_from_init_secret
 from slimwire.mls._proposals import CredentialValidator, accept_any_credential
 from slimwire.mls._ratchet_tree import RatchetTree
-from slimwire.mls._secret_tree import SecretTree
 from slimwire.mls._struct_framing import MLSMessage, mls_message_from_bytes
 from slimwire.mls._struct_welcome import GroupInfo, Welcome
 from slimwire.mls._structs import (
@@ -35,7 +34,7 @@ from slimwire.mls._structs import (
     ProtocolVersion,
 )
 from slimwire.mls._suites import CipherSuite, cipher_suite
-from slimwire.mls._transcript import TranscriptHashes, confirmation_tag, interim_transcript_hash
+from slimwire.mls._transcript import confirmation_tag
 from slimwire.mls._treekem import TreePrivateKeys
 from slimwire.mls._welcome import key_package_ref, sign_key_package, sign_leaf_node
 
@@ -113,14 +112,13 @@ class MlsClient:
             credentials=(CredentialType.BASIC,),
         )
 
-    def key_package(self) -> bytes:
-        """A fresh KeyPackage MLSMessage; its private keys stay here until a Welcome uses it."""
-        suite = self.suite
-        leaf_priv, leaf_pub = suite.generate_kem_key_pair()
-        init_priv, init_pub = suite.generate_kem_key_pair()
+    def _new_leaf(self) -> tuple[bytes, LeafNode]:
+        """A signed key-package leaf with a fresh HPKE key: (its private key, the leaf). A
+        new group's first leaf is one too (RFC 9420 §11)."""
+        leaf_priv, leaf_pub = self.suite.generate_kem_key_pair()
         now = int(time.time())
         leaf = sign_leaf_node(
-            suite,
+            self.suite,
             self._signature_private_key,
             LeafNode(
                 leaf_pub,
@@ -131,6 +129,13 @@ class MlsClient:
                 Lifetime(now - _CLOCK_SKEW, now + _KEY_PACKAGE_LIFETIME),
             ),
         )
+        return leaf_priv, leaf
+
+    def key_package(self) -> bytes:
+        """A fresh KeyPackage MLSMessage; its private keys stay here until a Welcome uses it."""
+        suite = self.suite
+        leaf_priv, leaf = self._new_leaf()
+        init_priv, init_pub = suite.generate_kem_key_pair()
         kp = sign_key_package(
             suite,
             self._signature_private_key,
@@ -156,20 +161,7 @@ class MlsClient:
     def create_group(self, group_id: bytes | None = None) -> Group:
         """A one-member group at epoch 0 (RFC 9420 §11), no group-context extensions."""
         suite = self.suite
-        leaf_priv, leaf_pub = suite.generate_kem_key_pair()
-        now = int(time.time())
-        leaf = sign_leaf_node(
-            suite,
-            self._signature_private_key,
-            LeafNode(
-                leaf_pub,
-                self._signature_public_key,
-                Credential.basic(self.credential),
-                self._capabilities(),
-                LeafNodeSource.KEY_PACKAGE,
-                Lifetime(now - _CLOCK_SKEW, now + _KEY_PACKAGE_LIFETIME),
-            ),
-        )
+        leaf_priv, leaf = self._new_leaf()
         tree = RatchetTree.one_member(suite, leaf)
         context = GroupContext(
             ProtocolVersion.MLS10,
@@ -183,15 +175,13 @@ class MlsClient:
             suite, os.urandom(suite.hash_len), None, None, context.to_bytes()
         )
         tag = confirmation_tag(suite, secrets.confirmation_key, b"")
-        state = GroupState(
-            suite=suite,
+        state = GroupState.new_epoch(
+            suite,
             context=context,
             tree=tree,
             private_keys=TreePrivateKeys.for_leaf(0, leaf_priv),
             secrets=secrets,
-            transcript=TranscriptHashes(b"", interim_transcript_hash(suite, b"", tag)),
             signature_private_key=self._signature_private_key,
-            secret_tree=SecretTree(suite, secrets.encryption_secret, 1),
             confirmation_tag=tag,
         )
         return self._group(state)

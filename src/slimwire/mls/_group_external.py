@@ -24,7 +24,6 @@ from slimwire.mls._proposals import (
     check_credential,
 )
 from slimwire.mls._ratchet_tree import RatchetTree
-from slimwire.mls._secret_tree import SecretTree
 from slimwire.mls._struct_content import Commit, ExternalInit
 from slimwire.mls._struct_framing import (
     AuthenticatedContent,
@@ -47,7 +46,6 @@ from slimwire.mls._structs import (
 )
 from slimwire.mls._suites import CipherSuite
 from slimwire.mls._transcript import (
-    TranscriptHashes,
     confirmation_tag,
     confirmed_transcript_hash,
     interim_transcript_hash,
@@ -169,15 +167,13 @@ def external_commit(
     )
     tag = confirmation_tag(suite, secrets.confirmation_key, confirmed)
     message = MLSMessage(PublicMessage(framed, FramedContentAuthData(signature, tag), None))
-    state = GroupState(
-        suite=suite,
+    state = GroupState.new_epoch(
+        suite,
         context=new_context,
         tree=created.tree,
         private_keys=created.private_keys,
         secrets=secrets,
-        transcript=TranscriptHashes(confirmed, interim_transcript_hash(suite, confirmed, tag)),
         signature_private_key=signature_private_key,
-        secret_tree=SecretTree(suite, secrets.encryption_secret, created.tree.n_leaves),
         confirmation_tag=tag,
     )
     return state, message.to_bytes()

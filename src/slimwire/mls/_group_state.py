@@ -26,7 +26,7 @@ from slimwire.mls._struct_content import ProposalRef
 from slimwire.mls._struct_framing import AuthenticatedContent
 from slimwire.mls._structs import GroupContext, LeafNode
 from slimwire.mls._suites import CipherSuite, cipher_suite
-from slimwire.mls._transcript import TranscriptHashes
+from slimwire.mls._transcript import TranscriptHashes, interim_transcript_hash
 from slimwire.mls._treekem import TreePrivateKeys
 
 __all__ = ["GroupState", "PendingProposal", "state_from_bytes", "state_to_bytes"]
@@ -93,6 +93,39 @@ class GroupState:
         if leaf is None:
             raise ValueError("our leaf is blank (removed from the group)")
         return leaf
+
+    @classmethod
+    def new_epoch(
+        cls,
+        suite: CipherSuite,
+        *,
+        context: GroupContext,
+        tree: RatchetTree,
+        private_keys: TreePrivateKeys,
+        secrets: EpochSecrets,
+        signature_private_key: bytes,
+        confirmation_tag: bytes,
+        resumption_psks: tuple[tuple[int, bytes], ...] = (),
+    ) -> GroupState:
+        """The state at the start of an epoch, however we got there (creating the group,
+        joining, a commit, an external join): no proposals yet, the interim transcript hash
+        from the context's confirmed one and the epoch's confirmation tag, and a fresh secret
+        tree from the epoch's encryption secret."""
+        confirmed = context.confirmed_transcript_hash
+        return cls(
+            suite=suite,
+            context=context,
+            tree=tree,
+            private_keys=private_keys,
+            secrets=secrets,
+            transcript=TranscriptHashes(
+                confirmed, interim_transcript_hash(suite, confirmed, confirmation_tag)
+            ),
+            signature_private_key=signature_private_key,
+            secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
+            resumption_psks=resumption_psks,
+            confirmation_tag=confirmation_tag,
+        )
 
     def resumption_psk(self, epoch: int) -> bytes | None:
         for e, psk in self.resumption_psks:

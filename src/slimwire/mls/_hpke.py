@@ -22,7 +22,7 @@ from enum import IntEnum
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, x448, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from slimwire.errors import MlsError
@@ -43,6 +43,7 @@ __all__ = [
     "KemId",
     "hkdf_expand",
     "hkdf_extract",
+    "public_key_bytes",
 ]
 
 _CACHE_SIZE = 256
@@ -214,7 +215,9 @@ def _load_public(kem_id: KemId, data: bytes) -> _PublicKey:
         raise HpkeError(f"invalid {kem_id.name} public key") from None
 
 
-def _public_bytes(key: _PublicKey) -> bytes:
+def public_key_bytes(key: _PublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey) -> bytes:
+    """The serialization MLS uses for a public key, KEM or signature: SEC1 uncompressed
+    points for the NIST curves, raw bytes for the Edwards and Montgomery ones."""
     if isinstance(key, ec.EllipticCurvePublicKey):
         return key.public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
@@ -252,7 +255,7 @@ class Kem:
         return _load_public(self.id, bytes(data))
 
     def public_key_of(self, private_key: bytes) -> bytes:
-        return _public_bytes(self._private_key(private_key).public_key())
+        return public_key_bytes(self._private_key(private_key).public_key())
 
     def check_public_key(self, public_key: bytes) -> None:
         """Raise :class:`HpkeError` unless ``public_key`` is a valid encoded point."""
@@ -315,7 +318,7 @@ class Kem:
         sk_r = self._private_key(private_key)
         pk_e = self._public_key(enc)
         dh = self._dh(sk_r, pk_e)
-        return self._extract_and_expand(dh, enc + _public_bytes(sk_r.public_key()))
+        return self._extract_and_expand(dh, enc + public_key_bytes(sk_r.public_key()))
 
 
 KEMS: dict[KemId, Kem] = {

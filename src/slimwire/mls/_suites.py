@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 from slimwire.errors import MlsError
@@ -38,6 +38,7 @@ from slimwire.mls._hpke import (
     KdfId,
     Kem,
     KemId,
+    public_key_bytes,
 )
 
 __all__ = [
@@ -111,14 +112,6 @@ def _sig_public(scheme: SignatureScheme, data: bytes) -> _SigPublic:
         raise CryptoError(f"invalid {scheme.name} public key") from None
 
 
-def _sig_public_bytes(key: _SigPublic) -> bytes:
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return key.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 def _sign(scheme: SignatureScheme, private_key: bytes, message: bytes) -> bytes:
     key = _sig_private(scheme, bytes(private_key))
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -168,7 +161,7 @@ def _generate(scheme: SignatureScheme) -> tuple[bytes, bytes]:
         curve, _, size = _EC_CURVES[scheme]
         private = ec.generate_private_key(curve)
         raw = private.private_numbers().private_value.to_bytes(size, "big")
-    return raw, _sig_public_bytes(private.public_key())
+    return raw, public_key_bytes(private.public_key())
 
 
 _LABELS: dict[bytes, bytes] = {}
@@ -341,7 +334,7 @@ class CipherSuite:
 
     def signature_public_key(self, private_key: bytes) -> bytes:
         """The public key belonging to a signature private key."""
-        return _sig_public_bytes(
+        return public_key_bytes(
             _sig_private(self.signature_scheme, bytes(private_key)).public_key()
         )
 
