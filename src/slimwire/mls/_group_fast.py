@@ -83,9 +83,9 @@ class FastPath:
         "_guard_shift",
         "_head",
         "_sample_len",
-        "_sd_key_prefix",
-        "_sd_mac",
-        "_sd_nonce_prefix",
+        "_sd_aad",
+        "_sd_key_mac",
+        "_sd_nonce_mac",
         "_sizes",
         "_tbs_head",
         "_tbs_len",
@@ -103,9 +103,12 @@ class FastPath:
         # PrivateMessage of this epoch starts so; from byte 4 on it is also the sender-data
         # AAD, and, with the authenticated_data field that follows, the content AAD
         self._head = _HEADER + group_field + _APPLICATION
-        self._sd_mac = HmacKey(suite.kdf.hash_name, state.secrets.sender_data_secret)
-        self._sd_key_prefix = expand_info_prefix(b"key", suite.aead_key_len)
-        self._sd_nonce_prefix = expand_info_prefix(b"nonce", suite.aead_nonce_len)
+        self._sd_aad = self._head[4:]
+        # ExpandWithLabel(sender_data_secret, "key" / "nonce", sample, Nk / Nn): the HMAC
+        # pads and the KDFLabel up to the sample absorbed once per epoch
+        mac = HmacKey(suite.kdf.hash_name, state.secrets.sender_data_secret)
+        self._sd_key_mac = mac.with_prefix(expand_info_prefix(b"key", suite.aead_key_len))
+        self._sd_nonce_mac = mac.with_prefix(expand_info_prefix(b"nonce", suite.aead_nonce_len))
         self._sample_len = suite.hash_len
         self._sizes = (suite.aead_key_len, suite.aead_nonce_len)
         self._guard_shift = 8 * (suite.aead_nonce_len - 4)
@@ -157,10 +160,9 @@ class FastPath:
         sample = data[ct_start : ct_start + self._sample_len]
         size = len(sample)
         tail = (bytes((size,)) if size < 0x40 else encode_varint(size)) + sample + b"\x01"
-        mac = self._sd_mac
         try:
-            sender_data = cipher(mac.digest(self._sd_key_prefix + tail)[:nk]).decrypt(
-                mac.digest(self._sd_nonce_prefix + tail)[:nn], data[sd_start:sd_end], head[4:]
+            sender_data = cipher(self._sd_key_mac.digest(tail)[:nk]).decrypt(
+                self._sd_nonce_mac.digest(tail)[:nn], data[sd_start:sd_end], self._sd_aad
             )
         except InvalidTag:
             raise DecryptionError("sender data does not decrypt") from None

@@ -180,15 +180,19 @@ class SecretTree:
                 nonce_prefix + tail,
                 secret_prefix + tail,
             )
-            return PendingKey(
-                leaf,
-                kind,
-                MessageKey(generation, aead_key[:nk], nonce[:nn]),
-                before,
-                _Ratchet(generation + 1, secret, before.skipped),
-                None,
-                -1,
-                _NOTHING_ADDED,
+            # tuple.__new__: these NamedTuples without their generated __new__'s extra frame
+            return tuple.__new__(
+                PendingKey,
+                (
+                    leaf,
+                    kind,
+                    tuple.__new__(MessageKey, (generation, aead_key[:nk], nonce[:nn])),
+                    before,
+                    tuple.__new__(_Ratchet, (generation + 1, secret, before.skipped)),
+                    None,
+                    -1,
+                    _NOTHING_ADDED,
+                ),
             )
         other: _Ratchet | None = None
         start, added = -1, _NOTHING_ADDED
