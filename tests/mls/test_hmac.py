@@ -30,6 +30,11 @@ def test_hmac_matches_the_standard_library(name: str, key: bytes, messages: list
     mac = HmacKey(name, key)
     assert [mac.digest(m) for m in messages] == expected
     assert [mac.digest(m) for m in messages] == expected  # the pads are reusable
+    prefixed = mac.with_prefix(messages[0])
+    assert [prefixed.digest(m) for m in messages] == [
+        hmac.digest(key, messages[0] + m, name) for m in messages
+    ]
+    assert mac.digest(messages[0]) == expected[0]  # the original is untouched
 
 
 @pytest.mark.parametrize(
