@@ -19,12 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from slimwire._constants import DEFAULT_DATAPLANE_PORT, NEGOTIATION_TIMEOUT_S
 from slimwire.errors import ConfigError
+
+if TYPE_CHECKING:
+    from slimwire.policy._config import AuthorizationConfig
 
 __all__ = [
     "BackoffConfig",
@@ -413,6 +416,7 @@ def split_host_port(endpoint: str, where: str = "endpoint") -> tuple[str, int]:
 
 
 _SERVICE_KEYS = {"node_id", "domain_name", "group_name", "auth", "dataplane", "controller", "peers"}
+_SERVICE_KEYS.add("authorization")  # slimwire: node-enforced policies (docs/authorization.md)
 _DATAPLANE_KEYS = {
     "enforce_pqc",
     "servers",
@@ -443,6 +447,9 @@ class NodeConfig:
     drain_timeout: float = 10.0
     ignored: tuple[str, ...] = ()
     """Sections the reference knows and we accept but do not act on (logged at start)."""
+    authorization: AuthorizationConfig | None = None
+    """``services.slim/N.authorization``: the policy the node enforces on its apps (None: no
+    checks, as in the reference). See ``slimwire.policy._config``."""
 
 
 def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> NodeConfig:
@@ -511,7 +518,16 @@ def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> Nod
         log_level="warning" if log_level == "warn" else log_level,
         drain_timeout=drain,
         ignored=tuple(ignored),
+        authorization=_authorization(svc.get("authorization"), f"{where}.authorization"),
     )
+
+
+def _authorization(raw: object, where: str) -> AuthorizationConfig | None:
+    if raw is None:
+        return None
+    from slimwire.policy._config import parse_authorization
+
+    return parse_authorization(raw, where)
 
 
 def load_config(path: str | Path) -> NodeConfig:

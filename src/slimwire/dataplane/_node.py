@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import ssl as _ssl
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slimwire._constants import DATAPLANE_PATH, NEGOTIATION_TIMEOUT_S, SLIM_VERSION
 from slimwire._proto import data_plane_pb2 as pb
@@ -30,6 +31,9 @@ from slimwire.link import ClientNegotiation, LinkConnectionType, LinkInfo, Serve
 
 from ._forwarder import Forwarder
 from ._types import ConnInfo, SubscriptionEntry, conn_type_from_link
+
+if TYPE_CHECKING:
+    from slimwire.policy import NodeAuthorizer, PolicyStore, ReloadResult
 
 __all__ = ["Node"]
 
@@ -121,6 +125,14 @@ class Node:
         self.config = config or NodeConfig()
         cfg = self.config
         self.node_id = cfg.node_id
+        # node-enforced authorization (slimwire.policy); None: no checks, as in the reference
+        self.authorizer: NodeAuthorizer | None = None
+        self.policy_store: PolicyStore | None = None
+        self._sighup = False
+        if cfg.authorization is not None:
+            from slimwire.policy._config import build_authorizer
+
+            self.authorizer, self.policy_store = build_authorizer(cfg.authorization)
         self.forwarder = Forwarder(
             cfg.node_id,
             max_message_size=cfg.max_message_size,
@@ -129,6 +141,7 @@ class Node:
             # that arrive from peers: that is what lets traffic cross a chain of peer links
             relay_peer_publishes=not any(s.endswith(".peers") for s in cfg.ignored),
             framed_outputs=True,  # copies built with their gRPC prefix: see _flush
+            authorizer=self.authorizer,
         )
         self._streams: dict[int, _Stream] = {}
         self._servers: list[Any] = []
@@ -170,12 +183,15 @@ class Node:
             self._start_link(ccfg)
         for section in self.config.ignored:
             _log.info("config section %s is accepted but not used by slimwire yet", section)
+        if self.policy_store is not None:
+            self._start_policy_reload()
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain and stop: send pending output, end every stream with OK trailers, close."""
         if self._stopping:
             return
         self._stopping = True
+        self._stop_policy_reload()
         grace = self.config.drain_timeout if grace is None else grace
         for link in self._links:
             link.stop()
@@ -199,6 +215,53 @@ class Node:
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
         _log.info("node %s stopped", self.node_id)
+
+    # -- authorization -----------------------------------------------------------------------
+
+    def reload_policy(self) -> ReloadResult | None:
+        """Re-read the policy file now (SIGHUP does this); a file that does not validate is
+        logged and the policy in force stays. None when the node has no policy file."""
+        store = self.policy_store
+        if store is None or store.path is None:
+            _log.info("no policy file to reload")
+            return None
+        result = store.reload()
+        self._log_reload(result)
+        return result
+
+    @staticmethod
+    def _log_reload(result: ReloadResult) -> None:
+        if result.ok:
+            _log.info("policy reloaded (generation %d, changed: %s)", result.generation,
+                      result.changed)  # fmt: skip
+        else:
+            _log.error("policy reload failed, previous policy kept: %s", result.error)
+
+    def policy_counters(self) -> dict[str, dict[str, int]]:
+        """Allowed/denied decisions per action since start (empty without a policy)."""
+        return self.authorizer.counters() if self.authorizer is not None else {}
+
+    def _start_policy_reload(self) -> None:
+        store, auth_cfg = self.policy_store, self.config.authorization
+        if store is None or store.path is None or auth_cfg is None:
+            return
+        if auth_cfg.watch_interval > 0:
+            from slimwire.policy import PolicyFileWatcher
+
+            watcher = PolicyFileWatcher(
+                store, interval=auth_cfg.watch_interval, on_reload=self._log_reload
+            )
+            self._spawn(watcher.run())
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
+            self._sighup = True
+
+    def _stop_policy_reload(self) -> None:
+        if self._sighup:
+            self._sighup = False
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
     async def __aenter__(self) -> Node:
         await self.start()

@@ -16,6 +16,13 @@ Example::
         refuse(d.reason)
 """
 
+from slimwire.policy._config import (
+    AnyOfVerifiers,
+    AuthorizationConfig,
+    build_authorizer,
+    make_verifier,
+    parse_authorization,
+)
 from slimwire.policy._enforce import (
     Authorizer,
     DenialNotice,
@@ -40,6 +47,8 @@ from slimwire.policy._store import PolicyFileWatcher, PolicyStore, ReloadResult
 
 __all__ = [
     "Action",
+    "AnyOfVerifiers",
+    "AuthorizationConfig",
     "Authorizer",
     "Decision",
     "DenialNotice",
@@ -55,10 +64,13 @@ __all__ = [
     "Principal",
     "ReloadResult",
     "Rule",
+    "build_authorizer",
     "denial_notice",
     "frame_identity",
     "load_policy",
     "load_policy_file",
+    "make_verifier",
+    "parse_authorization",
     "parse_denial_notice",
     "policy_from_config",
     "principal_from_claims",
