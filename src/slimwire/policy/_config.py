@@ -14,6 +14,7 @@
             # or a list of these: shared-secret and JWT apps on one node
           self_certifying: ["org/agents"]  # sources whose id must derive from the token key
           watch_interval: 1s               # poll a policy file for changes (0: only SIGHUP)
+          token_cache_size: 65536          # verified tokens kept (by token string) until exp
 
 Everything is validated when the configuration is parsed, so a bad policy or verifier is a
 :class:`~slimwire.errors.ConfigError` at start. A JWKS URL is only fetched when the first
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 _KEYS = {"file", "default", "rules", "version", "description", "verifier"}
-_KEYS |= {"self_certifying", "watch_interval"}
+_KEYS |= {"self_certifying", "watch_interval", "token_cache_size"}
 _JWT_KEYS = {"keys", "jwks_file", "jwks_url", "audience", "issuer", "leeway"}
 
 
@@ -59,6 +60,7 @@ class AuthorizationConfig:
     policy_file: str | None = None
     self_certifying: tuple[NamePattern, ...] = ()
     watch_interval: float = 1.0
+    token_cache_size: int = 65536
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -75,6 +77,9 @@ def parse_authorization(raw: object, where: str = "authorization") -> Authorizat
         raise ConfigError(f"{where}.verifier: required (shared_secret or jwt)")
     section = {k: v for k, v in raw.items() if k not in ("verifier", "self_certifying")}
     section.pop("watch_interval", None)
+    cache = section.pop("token_cache_size", 65536)
+    if not isinstance(cache, int) or isinstance(cache, bool) or cache < 1:
+        raise ConfigError(f"{where}.token_cache_size: expected a positive integer")
     policy = policy_from_config(section, where)
     verifier = raw["verifier"]
     make_verifier(verifier, f"{where}.verifier")
@@ -97,6 +102,7 @@ def parse_authorization(raw: object, where: str = "authorization") -> Authorizat
         policy_file=str(path) if path else None,
         self_certifying=tuple(compiled),
         watch_interval=interval,
+        token_cache_size=cache,
         raw=raw,
     )
 
@@ -194,5 +200,5 @@ def build_authorizer(cfg: AuthorizationConfig) -> tuple[NodeAuthorizer, PolicySt
     """The node's authorizer and the store that holds its policy (file-backed if the
     section names a file, so ``store.reload()`` and a watcher can change it)."""
     store = PolicyStore(cfg.policy, path=cfg.policy_file)
-    engine = PolicyEngine(store, make_verifier(cfg.verifier))
+    engine = PolicyEngine(store, make_verifier(cfg.verifier), token_cache_size=cfg.token_cache_size)
     return NodeAuthorizer(engine, self_certifying=cfg.self_certifying), store
