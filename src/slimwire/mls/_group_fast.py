@@ -82,6 +82,7 @@ class FastPath:
         "_context",
         "_guard_shift",
         "_head",
+        "_sample_field",
         "_sample_len",
         "_sd_aad",
         "_sd_key_mac",
@@ -110,6 +111,7 @@ class FastPath:
         self._sd_key_mac = mac.with_prefix(expand_info_prefix(b"key", suite.aead_key_len))
         self._sd_nonce_mac = mac.with_prefix(expand_info_prefix(b"nonce", suite.aead_nonce_len))
         self._sample_len = suite.hash_len
+        self._sample_field = encode_varint(suite.hash_len)  # the sample's opaque<V> length
         self._sizes = (suite.aead_key_len, suite.aead_nonce_len)
         self._guard_shift = 8 * (suite.aead_nonce_len - 4)
         self._context = context.to_bytes()
@@ -157,9 +159,12 @@ class FastPath:
         cipher = self._cipher
 
         # sender data: key and nonce from the ciphertext's first Nh bytes (§6.3.2)
-        sample = data[ct_start : ct_start + self._sample_len]
-        size = len(sample)
-        tail = (bytes((size,)) if size < 0x40 else encode_varint(size)) + sample + b"\x01"
+        sample_len = self._sample_len
+        sample = data[ct_start : ct_start + sample_len]
+        if len(sample) == sample_len:
+            tail = self._sample_field + sample + b"\x01"
+        else:  # a ciphertext shorter than Nh is its own sample
+            tail = encode_varint(len(sample)) + sample + b"\x01"
         try:
             sender_data = cipher(self._sd_key_mac.digest(tail)[:nk]).decrypt(
                 self._sd_nonce_mac.digest(tail)[:nn], data[sd_start:sd_end], self._sd_aad
