@@ -44,6 +44,7 @@ from slimwire.errors import (
 from slimwire.link import ClientNegotiation, HeaderMac, LinkConnectionType
 from slimwire.names import Name
 from slimwire.session import (
+    DEFAULT_TOKEN_REUSE,
     DeliveryFailed,
     MessageDelivered,
     MessageLost,
@@ -133,11 +134,12 @@ class App:
         *,
         node_id: str,
         reconnect: bool = True,
+        token_reuse: float = DEFAULT_TOKEN_REUSE,
     ) -> None:
         self.endpoint = endpoint
         self.name = name
         self._provider = provider
-        self._layer = SessionLayer(name, provider, verifier)
+        self._layer = SessionLayer(name, provider, verifier, token_reuse=token_reuse)
         self._node_id = node_id
         self._link_id: str | None = None
         self._reconnect = reconnect
@@ -638,6 +640,7 @@ async def connect(
     verifier: TokenVerifier | None = None,
     node_id: str | None = None,
     reconnect: bool = True,
+    token_reuse: float = DEFAULT_TOKEN_REUSE,
 ) -> App:
     """Connect an app named ``name`` to the node at ``endpoint`` (``http://host:port``).
 
@@ -645,6 +648,10 @@ async def connect(
     optionally with a saved ``identity`` (otherwise a fresh one is made from the name), or your
     own ``provider`` and ``verifier``. The app's name id is derived from the identity, exactly
     as a reference app derives its own.
+
+    ``token_reuse``: seconds one identity token is stamped on data messages before a new one
+    is minted (0: a fresh token per message, for peers whose verifier keeps a replay cache).
+    Signed control messages always carry a fresh token.
     """
     base = Name.parse(name) if isinstance(name, str) else name
     if provider is None or verifier is None:
@@ -661,6 +668,7 @@ async def connect(
         verifier,
         node_id=node_id or f"app-{local.service}-{secrets.token_hex(4)}",
         reconnect=reconnect,
+        token_reuse=token_reuse,
     )
     await app._dial()
     app._start()

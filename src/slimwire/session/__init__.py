@@ -34,14 +34,18 @@ from slimwire.session._ids import MAX_PUBLISH_ID, is_after, next_data_id
 from slimwire.session._layer import Outputs, SessionLayer
 from slimwire.session._p2p import P2PSession
 from slimwire.session._reliability import Lost, ProducerBuffer, ReorderBuffer
+from slimwire.session._replay import ControlReplayGuard
+from slimwire.session._tokens import DEFAULT_TOKEN_REUSE, TokenCache
 from slimwire.session._wire import INTERNAL_METADATA
 
 __all__ = [
     "CONTROL_INTERVAL",
     "CONTROL_MAX_RETRIES",
+    "DEFAULT_TOKEN_REUSE",
     "HEARTBEAT_INTERVAL",
     "INTERNAL_METADATA",
     "MAX_PUBLISH_ID",
+    "ControlReplayGuard",
     "DeliveryFailed",
     "GroupCrypto",
     "GroupSession",
@@ -67,6 +71,7 @@ __all__ = [
     "SessionState",
     "SubscriptionChange",
     "TaskDone",
+    "TokenCache",
     "is_after",
     "next_data_id",
 ]

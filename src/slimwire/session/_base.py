@@ -33,6 +33,7 @@ from slimwire.session._events import (
     SessionFailed,
 )
 from slimwire.session._ids import random_control_id
+from slimwire.session._replay import ControlReplayGuard
 from slimwire.session._timers import Timers
 from slimwire.session._wire import build_publish, command, name_from_proto
 
@@ -133,6 +134,8 @@ class SessionBase:
         self._sent_since_tick = False
         self._missed: dict[tuple[int, int, int, int], int] = {}
         self._offline: set[tuple[int, int, int, int]] = set()
+        self.replay = ControlReplayGuard()
+        """Seen signed control ids per sender (checked by the layer when ``config.mls``)."""
 
     # -- timers -------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from slimwire.session._group import GroupSession
 from slimwire.session._ids import random_session_id
 from slimwire.session._p2p import P2PSession
 from slimwire.session._timers import Timers
+from slimwire.session._tokens import DEFAULT_TOKEN_REUSE, TokenCache
 from slimwire.session._wire import (
     COMMAND_TYPES,
     build_publish,
@@ -61,11 +62,21 @@ class Outputs(NamedTuple):
 class SessionLayer:
     """All sessions of the app ``local`` (a name with the app's id)."""
 
-    def __init__(self, local: Name, provider: TokenProvider, verifier: TokenVerifier) -> None:
+    def __init__(
+        self,
+        local: Name,
+        provider: TokenProvider,
+        verifier: TokenVerifier,
+        *,
+        token_reuse: float = DEFAULT_TOKEN_REUSE,
+    ) -> None:
+        """``token_reuse``: seconds one identity token is stamped on data messages (0: a fresh
+        token per message; see :mod:`slimwire.session._tokens` for the trade-off)."""
         if not local.has_id:
             raise ValueError("the local name needs the app's id")
         self._local = local
         self._provider = provider
+        self._tokens = TokenCache(provider, token_reuse)
         self._verifier = verifier
         self._key = provider.identity.signing_key
         self._timers = Timers()
@@ -88,11 +99,14 @@ class SessionLayer:
 
     def send(self, msg: pb.Message, crypto: GroupCrypto | None = None) -> None:
         pub = msg.publish
-        pub.header.identity = self._provider.token()
         mtype = pub.session.session_message_type
         if mtype in COMMAND_TYPES:
+            pub.header.identity = self._tokens.fresh()
             sign_header(pub, self._key)
-        elif (
+            self._out.append(msg)
+            return
+        pub.header.identity = self._tokens.token()
+        if (
             crypto is not None
             and mtype in (MSG, RTX_REPLY)
             and not (pub.header.HasField("error") and pub.header.error)
@@ -235,7 +249,7 @@ class SessionLayer:
             if (
                 session.config.mls
                 and pub.session.session_message_type in COMMAND_TYPES
-                and not self._verify_command(msg)
+                and not (self._verify_command(msg) and self._fresh(session, msg))
             ):
                 return
             session.on_message(msg, now)
@@ -249,7 +263,12 @@ class SessionLayer:
             # we already forgot this session: confirm so the peer stops retrying
             self._reply(msg, GROUP_ACK, command(group_ack=pb.GroupAckPayload()))
         else:
-            log.debug("dropping message type %d for unknown session %d", mtype, session_id)
+            log.info(
+                "dropping a message (type %d) for unknown session %d from %s",
+                mtype,
+                session_id,
+                name_from_proto(pub.header.source),
+            )
 
     def _reply(self, request: pb.Message, mtype: int, cmd: pb.CommandPayload) -> None:
         pub = request.publish
@@ -271,6 +290,17 @@ class SessionLayer:
             verify_header(msg.publish, self._verifier)
         except AuthError as exc:
             log.warning("dropping an unverifiable control message: %s", exc)
+            return False
+        return True
+
+    @staticmethod
+    def _fresh(session: P2PSession | GroupSession, msg: pb.Message) -> bool:
+        """With MLS, a signed control message is refused if its id was seen (or is 0)."""
+        pub = msg.publish
+        source = name_from_proto(pub.header.source)
+        reason = session.replay.check(source.key, pub.session.message_id)
+        if reason is not None:
+            log.warning("session %d: dropping %s from %s", session.session_id, reason, source)
             return False
         return True
 
@@ -316,6 +346,8 @@ class SessionLayer:
         else:
             return
         if config.mls:
+            if not self._fresh(session, msg):
+                return
             session.crypto = self._crypto()
         self._sessions[session.session_id] = session
         session.accept(msg, now)
