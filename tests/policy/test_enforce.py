@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slimwire._proto import data_plane_pb2 as pb
-from slimwire.auth import Identity, SharedSecretProvider, SharedSecretVerifier
+from slimwire.auth import (
+    DEFAULT_VALIDITY_WINDOW,
+    Identity,
+    SharedSecretProvider,
+    SharedSecretVerifier,
+)
 from slimwire.auth._ni import name_id_from_public_key
 from slimwire.dataplane import ConnType, Forwarder
 from slimwire.link import parse_frame
@@ -247,3 +252,74 @@ def test_identity_and_session_read_like_protobuf(token: str, sid: int) -> None:
     assert parsed is not None
     assert parsed.session_id == sid
     assert parsed.error == "r"
+
+
+def test_flow_cache_follows_reload_and_token_expiry() -> None:
+    from slimwire.policy import PolicyStore
+
+    now = [1_800_000_000.0]
+    store = PolicyStore(load_policy(POLICY))
+    engine = PolicyEngine(store, SharedSecretVerifier(SECRET, clock=lambda: now[0]),
+                          clock=lambda: now[0])  # fmt: skip
+    auth = NodeAuthorizer(engine, clock=lambda: now[0])
+    fwd = Forwarder("n", authorizer=auth)
+    a = fwd.add_connection(ConnType.LOCAL)
+    b = fwd.add_connection(ConnType.LOCAL)
+    ident = Identity.generate("org/ns/alice")
+    ta = SharedSecretProvider(ident, SECRET, clock=lambda: now[0]).token()
+    fwd.receive(a, _sub(ALICE, 11, ta))
+    fwd.take_outputs()
+
+    def send() -> bool:
+        fwd.receive(b, _pub(BOB, ALICE, ta))
+        out = _outputs(fwd)
+        return a in out and out[a][0].WhichOneof("message_type") == "publish"
+
+    assert send()
+    assert send()  # from the flow cache
+    assert auth.counters()["allowed"]["publish"] == 2
+    store.replace(load_policy({"default": "deny", "rules": POLICY["rules"][1:]}))
+    assert not send()  # a new policy: judged again, now denied
+    store.replace(load_policy(POLICY))
+    assert send()
+    now[0] += DEFAULT_VALIDITY_WINDOW + 1  # the token expired: its cached flow is not used
+    assert not send()
+
+
+def test_repeated_identity_field_is_judged_like_protobuf() -> None:
+    fwd, _, ids = _node(ConnType.LOCAL)
+    _, ta = _token("org/ns/alice")
+    _, tb = _token("org/ns/bob")
+    fwd.receive(ids["a"], _sub(ALICE, 11, ta))  # type: ignore[arg-type]
+    fwd.take_outputs()
+    carol = Name("org", "ns", "carol", 5)
+    allowed = _pub(ALICE, carol, ta)  # alice may publish anywhere in org/ns (no subscriber)
+    msg = pb.Message.FromString(allowed)
+    # bob's token appended as a second identity field: protobuf (and receivers) see bob
+    extra = b"\x1a" + bytes([len(tb)]) + tb.encode() if len(tb) < 128 else b""
+    if not extra:
+        extra = b"\x1a" + bytes([len(tb) & 0x7F | 0x80, len(tb) >> 7]) + tb.encode()
+    header = msg.publish.header.SerializeToString() + extra
+    assert pb.SLIMHeader.FromString(header).identity == tb
+    fwd.receive(ids["b"], allowed)  # type: ignore[arg-type]
+    raw = bytearray()
+    body = b"\x0a" + _len(header) + header + b"\x12" + _len(sess := msg.publish.session
+            .SerializeToString()) + sess + b"\x1a" + _len(c := msg.publish.msg
+            .SerializeToString()) + c  # fmt: skip
+    raw += b"\x1a" + _len(body) + body
+    fwd.take_outputs()
+    fwd.receive(ids["b"], bytes(raw))  # type: ignore[arg-type]
+    out = _outputs(fwd)
+    notice = parse_denial_notice(out[ids["b"]][0].subscription_ack)  # type: ignore[index]
+    assert notice is not None
+    assert "publish denied" in notice.error
+
+
+def _len(b: bytes) -> bytes:
+    n = len(b)
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
