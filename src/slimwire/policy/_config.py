@@ -201,4 +201,7 @@ def build_authorizer(cfg: AuthorizationConfig) -> tuple[NodeAuthorizer, PolicySt
     section names a file, so ``store.reload()`` and a watcher can change it)."""
     store = PolicyStore(cfg.policy, path=cfg.policy_file)
     engine = PolicyEngine(store, make_verifier(cfg.verifier), token_cache_size=cfg.token_cache_size)
-    return NodeAuthorizer(engine, self_certifying=cfg.self_certifying), store
+    auth = NodeAuthorizer(
+        engine, self_certifying=cfg.self_certifying, flow_cache_size=cfg.token_cache_size
+    )
+    return auth, store

@@ -340,6 +340,9 @@ class NodeAuthorizer:
     """The forwarder's ``authorizer``: decisions, per-link identities, counters, refusals.
 
     ``engine`` is anything with ``decide`` (a :class:`~slimwire.policy.PolicyEngine`).
+    Allowed publishes are remembered per **flow** (the exact header bytes, so the same source,
+    destination and token) until the token expires or the policy changes: a flow costs one
+    decision, then a slice and a dict lookup per message (``flow_cache_size`` flows at most).
     ``self_certifying`` are name patterns of **self-certifying** apps: a message whose
     *source* matches one must come from a token whose key (``pubkey``) derives the source's
     id (``slimwire.auth.name_id_from_public_key``), or the reference's id of its subject;
@@ -353,8 +356,10 @@ class NodeAuthorizer:
         *,
         self_certifying: tuple[NamePattern, ...] = (),
         clock: Callable[[], float] = time.time,
+        flow_cache_size: int = _FLOWS_MAX,
     ) -> None:
         self.engine = engine
+        self._flows_max = max(1, flow_cache_size)
         self._clock = clock
         self.self_certifying = self_certifying
         self._bound: dict[tuple[bytes, NameKey], Decision | None] = {}
@@ -490,7 +495,7 @@ class NodeAuthorizer:
             until = principal_of(ident)[0].expires_at
         except AuthError:
             return
-        if len(self._flows) >= _FLOWS_MAX:
+        if len(self._flows) >= self._flows_max:
             self._flows.clear()
         self._flows[flow] = until
 
