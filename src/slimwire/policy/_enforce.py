@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_U32 = struct.Struct("<I").pack
 
 _INVITE_TYPES = frozenset(
     (
@@ -140,8 +142,32 @@ def _fields(buf: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]
 
 
 def frame_identity(frame: Frame) -> bytes:
-    """``header.identity`` of a frame, as raw bytes (last occurrence wins, as in protobuf)."""
+    """``header.identity`` of a frame, as raw bytes (last occurrence wins, as in protobuf).
+
+    Fast case: protobuf's layout puts the identity right after the two names; the candidate
+    found there is the one the link layer read when it is what the frame's MAC preimage
+    (``names || u32 len || identity || u32 fanout``) ends with. Otherwise a field walk.
+    """
     raw = frame.raw
+    hs = frame.header_start
+    try:
+        if raw[hs] == 0x0A and raw[hs + 1] < 0x80:
+            q = hs + 2 + raw[hs + 1]
+            if raw[q] == 0x12 and raw[q + 1] < 0x80:
+                q += 2 + raw[q + 1]
+                if raw[q] == 0x1A:
+                    ln = raw[q + 1]
+                    i = q + 2
+                    if ln >= 0x80 and raw[i] < 0x80:
+                        ln = (ln & 0x7F) | (raw[i] << 7)
+                        i += 1
+                    if ln < 0x4000:
+                        ident = raw[i : i + ln]
+                        body = frame.body
+                        if body[-8 - ln : -4] == _U32(ln) + ident:
+                            return ident
+    except IndexError:
+        pass
     ident = b""
     for num, wt, a, b in _fields(raw, frame.header_start, frame.header_end):
         if num == 3 and wt == 2:
@@ -466,8 +492,12 @@ class NodeAuthorizer:
         else:
             d = self.decide(ident, Action.PUBLISH, m.destination)
             if d.allowed:
-                ctx = m.ctx if frame is None else _frame_session(frame)
-                if ctx is not None and ctx.session_message_type in _INVITE_TYPES:
+                if flow is not None:  # the flow key's last byte: is it an invite?
+                    invite = flow[-1] == 1
+                else:
+                    ctx = m.ctx if frame is None else _frame_session(frame)
+                    invite = ctx is not None and ctx.session_message_type in _INVITE_TYPES
+                if invite:
                     d = self.decide(ident, Action.INVITE, m.destination)
         if d.allowed and self.self_certifying:
             d = self._check_source(ident, m, d)
