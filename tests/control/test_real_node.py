@@ -1,6 +1,6 @@
 """The agent on real slimwire Nodes over loopback: a local subscription is announced, the
-controller links the two domains' nodes with a real link, and the route the node cannot bind yet
-(no Node.set_route) is acked as failed and recorded as such."""
+controller links the two domains' nodes with a real link, binds its route to that link
+(Node.set_route), and a publish follows it."""
 
 from __future__ import annotations
 
@@ -74,12 +74,25 @@ async def test_agent_on_real_nodes() -> None:
                 assert (link.source_node_id, link.dest_node_id) == ("a", "b")
                 await _until(lambda: any(c.link_id == link.link_id for c in b.connections()))
                 assert any(c.link_id == link.link_id and c.outbound for c in a.connections())
-                # a's route toward b cannot be bound by this Node yet: acked as failed, recorded
+                # a binds its route toward b to that link; the controller records it Applied
                 await _until(
-                    lambda: [r.status for r in store.list_routes(src="a")] == [RouteStatus.FAILED]
+                    lambda: [r.status for r in store.list_routes(src="a")] == [RouteStatus.APPLIED]
                 )
-                assert "Node.set_route" in store.list_routes(src="a")[0].status_msg
+                name = ("org", "ns", "svc", 5)
+                assert a.routes() == {
+                    (name, link.link_id): next(
+                        c.conn_id for c in a.connections() if c.link_id == link.link_id
+                    )
+                }
                 assert all(r.source_node_id in ("a", ALL_NODES) for r in store.list_routes())
+                # an app on a publishes to b's subscriber along it
+                sender = await RawClient.connect(a.url, Name("org", "ns", "sender", 1))
+                try:
+                    sender.publish(Name("org", "ns", "svc", 5), b"over the controller's route")
+                    (got,) = await app.received(1)
+                    assert got.publish.msg.app_payload.blob == b"over the controller's route"
+                finally:
+                    await sender.close()
         finally:
             await app.close()
 

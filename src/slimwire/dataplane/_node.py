@@ -28,9 +28,10 @@ from slimwire._proto import data_plane_pb2 as pb
 from slimwire.config import ClientConfig, NodeConfig, ServerConfig, TlsConfig
 from slimwire.errors import GrpcError, LinkNegotiationError, SlimwireError
 from slimwire.link import ClientNegotiation, LinkConnectionType, LinkInfo, ServerNegotiation
+from slimwire.names import NULL_ID
 
 from ._forwarder import Forwarder
-from ._types import ConnInfo, SubscriptionEntry, conn_type_from_link
+from ._types import ConnInfo, ConnState, SubscriptionEntry, conn_type_from_link
 
 if TYPE_CHECKING:
     from slimwire.policy import NodeAuthorizer, PolicyStore, ReloadResult
@@ -150,6 +151,8 @@ class Node:
         self._stopping = False
         self._started = False
         self._changed = asyncio.Event()
+        # routes a control plane bound to links: (name, link id) -> (conn id, subscription id)
+        self._routes: dict[tuple[tuple[str, str, str, int | None], str], tuple[int, int]] = {}
         self.addresses: list[tuple[str, int]] = []
 
     def __repr__(self) -> str:
@@ -320,6 +323,80 @@ class Node:
             kwargs["link_id"] = link_id
         return self._start_link(ClientConfig(**kwargs)).conn_id
 
+    async def remove_link(self, link_id: str) -> bool:
+        """Stop re-dialling the outbound link ``link_id`` and close it (its subscriptions go
+        with it); False when no link we dial has that id."""
+        link = next((lk for lk in self._links if lk.cfg.link_id == link_id), None)
+        if link is None:
+            return False
+        self._links.remove(link)
+        stream = link.stream
+        link.stop()
+        if stream is not None and not stream.closed:
+            stream.abort(_CANCELLED, "link removed")
+        if link.task is not None and not link.task.done():
+            await asyncio.wait([link.task], timeout=self.config.drain_timeout)
+        self._link_down(link.conn_id, None, "link removed", reconnecting=False)
+        _log.info("link %s removed", link_id)
+        return True
+
+    # -- routes a control plane binds to links (slimwire.control) ---------------------------
+
+    def _conn_for_link(self, link_id: str) -> int | None:
+        for conn in self.forwarder.conns:
+            if conn.link_id == link_id and conn.state is ConnState.UP:
+                return conn.conn_id
+        return None
+
+    async def set_route(self, name: tuple[str, str, str, int | None], link_id: str) -> None:
+        """Forward ``name`` (three strings and an id, None: any id) over the connection with
+        ``link_id``, dialled or accepted, as the reference does for a controller's route.
+        Idempotent; kept across that link's reconnects (a link we dial that is not up yet
+        gets it when it comes up); ``LookupError`` if no connection has that link id."""
+        cid = self._conn_for_link(link_id)
+        if cid is None:
+            if not any(lk.cfg.link_id == link_id for lk in self._links):
+                raise LookupError(f"no connection with link id {link_id}")
+            self._routes.setdefault((name, link_id), (-1, 0))  # bound when the link is up
+            return
+        held = self._routes.get((name, link_id))
+        if held is not None and held[0] == cid:
+            return
+        strings, nid = (name[0], name[1], name[2]), NULL_ID if name[3] is None else name[3]
+        self._routes[(name, link_id)] = (cid, self.forwarder.add_route(strings, nid, cid))
+        self._flush()
+        self._changed.set()
+
+    async def delete_route(self, name: tuple[str, str, str, int | None], link_id: str) -> None:
+        """Undo :meth:`set_route` (idempotent); ``LookupError`` when neither the route nor a
+        connection with ``link_id`` is known."""
+        held = self._routes.pop((name, link_id), None)
+        if held is None:
+            if self._conn_for_link(link_id) is None:
+                raise LookupError(f"no connection with link id {link_id}")
+            return
+        strings, nid = (name[0], name[1], name[2]), NULL_ID if name[3] is None else name[3]
+        self.forwarder.remove_route(strings, nid, held[0], held[1])
+        self._flush()
+        self._changed.set()
+
+    def routes(self) -> dict[tuple[tuple[str, str, str, int | None], str], int]:
+        """The routes set by :meth:`set_route`: (name, link id) -> the conn they use now."""
+        return {k: cid for k, (cid, _sid) in self._routes.items()}
+
+    def _restore_routes(self, cid: int) -> None:
+        """A link came (back) up: bind the routes set for its link id to this connection."""
+        conn = self.forwarder.conns.get(cid)
+        if conn is None:
+            return
+        for (name, link_id), (old, sid) in list(self._routes.items()):
+            if link_id != conn.link_id or old == cid:
+                continue
+            strings, nid = (name[0], name[1], name[2]), NULL_ID if name[3] is None else name[3]
+            self.forwarder.remove_route(strings, nid, old, sid)
+            new = self.forwarder.add_route(strings, nid, cid)
+            self._routes[(name, link_id)] = (cid, new)
+
     def _start_link(self, cfg: ClientConfig) -> _ClientLink:
         link = _ClientLink(self, cfg, self.forwarder.reserve_id())
         self._links.append(link)
@@ -406,6 +483,8 @@ class Node:
         """Route everything ``stream`` sends until it ends; returns why it ended."""
         self._streams[cid] = stream
         self._changed.set()
+        if self._routes:  # control-plane routes bound to this link id (empty: no cost)
+            self._restore_routes(cid)
         fwd = self.forwarder
         if first:
             fwd.receive_batch(cid, first, time.monotonic())
