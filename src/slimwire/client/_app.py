@@ -69,6 +69,8 @@ NEGOTIATION_TIMEOUT = 5.0
 BACKOFF_INITIAL = 0.2
 BACKOFF_MAX = 2.0
 MAX_BUFFERED_WHILE_DOWN = 10_000
+MAC_CACHE_SIZE = 1024
+"""Distinct headers remembered as verified, and signed tags kept, per link."""
 
 
 def _socket_of(stream: Stream) -> Any:
@@ -145,6 +147,8 @@ class App:
         self._reconnect = reconnect
         self._stream: Stream | None = None
         self._mac: HeaderMac | None = None
+        self._verified: set[bytes] = set()
+        self._tags: dict[bytes, bytes] = {}
         self._down_buffer: deque[pb.Message] = deque(maxlen=MAX_BUFFERED_WHILE_DOWN)
         self._subs: dict[Name, int] = {}
         self._sub_acks: dict[int, asyncio.Future[None]] = {}
@@ -199,6 +203,8 @@ class App:
             raise
         self._stream = stream
         self._mac = info.mac if info.needs_mac else None
+        self._verified.clear()
+        self._tags.clear()
         self._connected.set()
         log.debug("link %s to %s up (node %s)", self._link_id, self.endpoint, info.peer_node_id)
         for raw in rest:
@@ -244,7 +250,7 @@ class App:
             return
         kind = msg.WhichOneof("message_type")
         if kind == "publish":
-            if self._mac is not None and not self._mac.verify(msg.publish.header):
+            if self._mac is not None and not self._header_ok(msg.publish.header):
                 log.warning("dropping publish with a bad header MAC")
                 return
             try:
@@ -260,14 +266,59 @@ class App:
                 else:
                     fut.set_exception(SubscriptionError(ack.error or "subscription refused"))
 
+    def _header_ok(self, header: pb.SLIMHeader) -> bool:
+        """Verify the node's header MAC, remembering headers whose exact bytes verified.
+
+        A stream's headers repeat byte for byte (same names, token, fanout, ttl, tag: the node
+        re-signs each copy, but identically), and the tag is a function of those bytes, so a
+        header seen to verify verifies again: one C serialization and a set lookup instead of
+        the wire walk and two SHA-256 blocks (~35 % of a received message's CPU). Bounded, and
+        emptied with each new link key.
+        """
+        raw = header.SerializeToString()
+        verified = self._verified
+        if raw in verified:
+            return True
+        assert self._mac is not None
+        if not self._mac.verify(header):
+            return False
+        if len(verified) >= MAC_CACHE_SIZE:
+            verified.clear()
+        verified.add(raw)
+        return True
+
+    def _sign(self, header: pb.SLIMHeader) -> None:
+        """Set the header MAC, reusing the tag of an identical header signed before.
+
+        With identity tokens reused (``token_reuse``) a session's data headers are identical
+        message after message; the tag covers only header fields, so it is looked up by the
+        unsigned header's bytes.
+        """
+        raw = header.SerializeToString()
+        tags = self._tags
+        tag = tags.get(raw)
+        if tag is None:
+            assert self._mac is not None
+            self._mac.sign(header)
+            if len(tags) >= MAC_CACHE_SIZE:
+                tags.clear()
+            tags[raw] = header.header_mac
+            return
+        header.header_mac = tag
+
     def _write(self, msg: pb.Message) -> None:
         stream = self._stream
         if stream is None or stream.closed:
             self._down_buffer.append(msg)
             return
-        if self._mac is not None and msg.WhichOneof("message_type") != "link":
-            header = getattr(msg, str(msg.WhichOneof("message_type"))).header
-            self._mac.sign(header)
+        if self._mac is not None:
+            kind = msg.WhichOneof("message_type")
+            if kind == "publish":
+                header = msg.publish.header
+                header.ClearField("header_mac")
+                self._sign(header)
+            elif kind != "link":
+                self._mac.sign(getattr(msg, str(kind)).header)
         try:
             stream.send(msg.SerializeToString())
         except ConnectionClosed:

@@ -141,4 +141,6 @@ def broadcast_fanout(to_channel: bool) -> int:
 
 def user_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """The metadata without the session layer's internal keys."""
+    if not metadata:  # the common case: skip building an items view per message
+        return {}
     return {k: v for k, v in metadata.items() if k not in INTERNAL_METADATA}
