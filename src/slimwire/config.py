@@ -450,6 +450,10 @@ class NodeConfig:
     authorization: AuthorizationConfig | None = None
     """``services.slim/N.authorization``: the policy the node enforces on its apps (None: no
     checks, as in the reference). See ``slimwire.policy._config``."""
+    control: Mapping[str, Any] | None = field(default=None, compare=False)
+    """The whole ``services.slim/N`` section when it has a ``controller`` (None otherwise):
+    ``slimwire.control.start_node_control`` reads what it needs from it (controller clients and
+    servers, ``auth`` to sign the registration, ``domain_name``, ``dataplane.servers``)."""
 
 
 def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> NodeConfig:
@@ -485,8 +489,11 @@ def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> Nod
     where = f"services.{svc_key}"
     svc = _mapping(svc_raw, where)
     _check_keys(svc, _SERVICE_KEYS, where)
+    controlled = bool(svc.get("controller"))
     for section in ("auth", "controller", "peers"):
-        if svc.get(section):
+        # a controller section puts the node under a control plane, and auth signs its
+        # registration there; without one, both are the reference's and unused here
+        if svc.get(section) and not (controlled and section in ("auth", "controller")):
             ignored.append(f"{where}.{section}")
     dp = _mapping(svc.get("dataplane"), f"{where}.dataplane")
     _check_keys(dp, _DATAPLANE_KEYS, f"{where}.dataplane")
@@ -519,7 +526,23 @@ def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> Nod
         drain_timeout=drain,
         ignored=tuple(ignored),
         authorization=_authorization(svc.get("authorization"), f"{where}.authorization"),
+        control=_control(svc, f"{where}.controller") if controlled else None,
     )
+
+
+def _control(svc: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """Check the shape of ``controller`` (the rest is checked where it is used)."""
+    controller = _mapping(svc.get("controller"), where)
+    # the reference's keys; enforce_pqc and outbound_clients are accepted and not used here
+    _check_keys(controller, {"clients", "servers", "outbound_clients", "enforce_pqc"}, where)
+    for key in ("clients", "servers"):
+        entries = controller.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+            raise ConfigError(f"{where}.{key}: expected a list of mappings")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry.get("endpoint"), str) or not entry["endpoint"]:
+                raise ConfigError(f"{where}.{key}[{i}].endpoint: expected HOST:PORT or a URL")
+    return svc
 
 
 def _authorization(raw: object, where: str) -> AuthorizationConfig | None:

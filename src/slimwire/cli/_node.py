@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(cfg: object) -> int:
     from slimwire.config import NodeConfig
     from slimwire.dataplane import Node
+    from slimwire.errors import ConfigError
 
     assert isinstance(cfg, NodeConfig)
     log = logging.getLogger("slimwire.node")
@@ -130,11 +131,27 @@ async def _serve(cfg: object) -> int:
             loop.add_signal_handler(sig, stop.set)
     node = Node(cfg)
     await node.start()
-    where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in node.addresses)
-    log.info("slimwire node ready on %s (node id %s)", where, cfg.node_id)
+    control = None
     try:
+        if cfg.control is not None:
+            # under a controller: register with it (links and routes come from there) and
+            # serve the node's own ControllerService for ``slimwire ctl node ...``
+            from slimwire.control import start_node_control
+
+            try:
+                control = await start_node_control(node, cfg.control)
+            except ConfigError as exc:
+                log.error("%s", exc)
+                return 2
+        where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in node.addresses)
+        log.info("slimwire node ready on %s (node id %s)", where, cfg.node_id)
+        if control is not None:
+            for server in control.servers:
+                log.info("node control service on port %d", server.port)
         await stop.wait()
         log.info("stopping: draining links")
     finally:
+        if control is not None:
+            await control.aclose()
         await node.stop()
     return 0
