@@ -54,7 +54,7 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 PATCH = textwrap.dedent(
     '''
-    """auth_bench: real shared-secret tokens in slimwire bench's processes (see bench/auth_bench.py)."""
+    """auth_bench: real shared-secret tokens in slimwire bench's processes."""
     import os
 
     _MODE = os.environ.get("AUTH_BENCH_MODE")
@@ -234,6 +234,10 @@ def render(results: dict[str, list[dict[str, Any]]], opts: argparse.Namespace) -
         "JWT app (one token reused for most of its lifetime) costs; the fresh-token case is a "
         "reference app with a shared secret, whose every message carries a new token that the "
         "node must verify (HMAC-SHA256) before deciding.",
+        "",
+        f"Shared 2-core machine (load average {os.getloadavg()[0]:.1f} at the end of the run): "
+        "single runs vary by ±30 %, so compare the medians and, steadier, the node's CPU per "
+        "message.",
         END,
     ]
     return "\n".join(lines)

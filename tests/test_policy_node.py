@@ -38,7 +38,7 @@ from slimwire.errors import SubscriptionError
 from slimwire.names import Name
 from slimwire.policy import parse_denial_notice
 from tests.dataplane._client import RawClient
-from tests.interop._harness import NodeInfo, slimwire_node, unique
+from tests.interop._harness import AppSpec, NodeInfo, run_apps, slimwire_node, unique
 from tests.interop._ref_app import DEFAULT_SECRET
 from tests.interop._scenarios import check_group, check_p2p, group, p2p
 
@@ -47,6 +47,8 @@ SECRET = DEFAULT_SECRET
 
 def _policy(bob_may_publish_to_box: bool) -> dict[str, object]:
     rules: list[dict[str, object]] = [
+        {"id": "blocked", "effect": "deny", "subjects": ["*"], "actions": ["publish"],
+         "names": ["org/ns/blocked"]},
         {"id": "ns", "effect": "allow", "subjects": ["org/ns/*"], "actions": "*",
          "names": ["org/ns"]},
         {"id": "jwt-apps", "effect": "allow", "claims": {"groups": ["ops"]}, "actions": "*",
@@ -173,6 +175,27 @@ async def test_reference_apps_allowed(node: PolicyNode, tmp_path: Path) -> None:
         count=3,
     )
     check_p2p(initiator, responder, mls=True, direction="forward", count=3)
+
+
+async def test_reference_app_ignores_denial_notices(node: PolicyNode, tmp_path: Path) -> None:
+    """A reference app whose publishes are refused gets denial notices (SubscriptionAcks with
+    id 0) and carries on: it neither crashes nor loses its link; its peer receives nothing."""
+    alice = f"org/ns/{unique('alice')}"
+    responder = AppSpec("p2p-responder", "org/ns/blocked", node.url, ("--count", "1"), 8.0)
+    initiator = AppSpec("p2p-initiator", alice, node.url, ("--count", "1", "--peer",
+                        "org/ns/blocked"), 6.0)  # fmt: skip
+    results = await run_apps(tmp_path, [responder], [initiator], cap=30)
+    init, resp = results[alice], results["org/ns/blocked"]
+    assert not init.ok  # its session never opened: every discovery was refused
+    # a clean SLIM timeout of the session setup, reported by the app itself, not a link error
+    assert str(init.report.get("error", "")).startswith("Timeout"), init.explain()
+    app_log = init.log.read_text()
+    assert "panic" not in app_log.lower()
+    assert app_log.count("client connected") == 1, app_log[-3000:]
+    assert resp.report.get("received", []) == [], resp.explain()
+    log = node.info.log.read_text()
+    refused = [ln for ln in log.splitlines() if "publish denied by rule 'blocked'" in ln]
+    assert any(alice in ln for ln in refused), log[-3000:]
 
 
 async def test_reference_group_allowed(node: PolicyNode, tmp_path: Path) -> None:
