@@ -32,6 +32,8 @@ from slimwire.mls._proposals import (
     ProposalEntry,
     apply_proposals,
     check_credential,
+    check_psk,
+    check_reinit,
     validate_key_package,
 )
 from slimwire.mls._psk import MissingPskError, psk_secret
@@ -39,12 +41,15 @@ from slimwire.mls._ratchet_tree import RatchetTree, validate_leaf_node
 from slimwire.mls._struct_content import (
     Add,
     Commit,
+    PreSharedKey,
     PreSharedKeyID,
     Proposal,
     ProposalOrRef,
     ProposalRef,
     PSKType,
+    ReInit,
     Remove,
+    ResumptionPSKUsage,
     Update,
 )
 from slimwire.mls._struct_framing import (
@@ -95,6 +100,8 @@ __all__ = [
     "CommitOutcome",
     "CreatedCommit",
     "ExternalPskLookup",
+    "LinkedPsk",
+    "ResumptionPskLookup",
     "create_commit",
     "join_from_welcome",
     "process_commit",
@@ -103,6 +110,13 @@ __all__ = [
 
 ExternalPskLookup = Callable[[bytes], bytes | None]
 """``psk_id -> psk`` for external PSKs the application holds."""
+
+LinkedPsk = tuple[PreSharedKeyID, bytes]
+"""The reinit or branch resumption PSK (id, value) that links a new group to its old one; only
+the first commit of the new group carries it (§11.2, §11.3)."""
+
+ResumptionPskLookup = Callable[[PreSharedKeyID], bytes | None]
+"""For a joiner: the value of a resumption PSK a Welcome names, from a group it is in."""
 
 
 class CommitError(MlsError):
@@ -166,10 +180,19 @@ def ratchet_tree_ext(tree: RatchetTree) -> Extension:
 
 
 def _psk_value(
-    state: GroupState, psk_id: PreSharedKeyID, external: ExternalPskLookup
+    state: GroupState,
+    psk_id: PreSharedKeyID,
+    external: ExternalPskLookup,
+    link: LinkedPsk | None,
 ) -> bytes | None:
+    """A PSK's value from the application (external), the link to an old group (reinit,
+    branch), or this group's own recent epochs (application usage); None if we lack it."""
     if psk_id.psktype == PSKType.EXTERNAL:
         return external(psk_id.psk_id)
+    if link is not None and psk_id == link[0]:
+        return link[1]
+    if psk_id.usage != ResumptionPSKUsage.APPLICATION:
+        return None
     if psk_id.psk_group_id != state.context.group_id:
         return None
     if psk_id.psk_epoch == state.epoch:
@@ -178,13 +201,16 @@ def _psk_value(
 
 
 def _psk_secret(
-    state: GroupState, ids: Sequence[PreSharedKeyID], external: ExternalPskLookup
+    state: GroupState,
+    ids: Sequence[PreSharedKeyID],
+    external: ExternalPskLookup,
+    link: LinkedPsk | None = None,
 ) -> bytes | None:
     if not ids:
         return None
     pairs = []
     for psk_id in ids:
-        value = _psk_value(state, psk_id, external)
+        value = _psk_value(state, psk_id, external, link)
         if value is None:
             raise MissingPskError(f"unknown PSK (type {psk_id.psktype.name})")
         pairs.append((psk_id, value))
@@ -215,6 +241,7 @@ def _next_epoch(
     commit_secret: bytes | None,
     init_secret: bytes,
     external_psks: ExternalPskLookup,
+    link: LinkedPsk | None = None,
 ) -> tuple[GroupContext, EpochSecrets, bytes]:
     """(new context, new key schedule, confirmed transcript hash) for a commit whose signature
     is known (its confirmation tag need not be yet)."""
@@ -223,7 +250,7 @@ def _next_epoch(
     context = dataclasses.replace(
         _provisional(state, applied, tree.tree_hash()), confirmed_transcript_hash=confirmed
     )
-    psk = _psk_secret(state, applied.psk_ids, external_psks)
+    psk = _psk_secret(state, applied.psk_ids, external_psks, link)
     secrets = epoch_from_init_secret(suite, init_secret, commit_secret, psk, context.to_bytes())
     return context, secrets, confirmed
 
@@ -233,6 +260,7 @@ def _apply(
     entries: Callable[[], Sequence[ProposalEntry]],
     committer: int | None,
     validate: CredentialValidator,
+    link: ResumptionPSKUsage | None = None,
 ) -> AppliedProposals:
     """Resolve and apply a commit's proposals to this epoch's tree, by the same rules for
     commits we create and commits we receive; any invalid proposal is a :class:`CommitError`
@@ -246,6 +274,7 @@ def _apply(
             committer=committer,
             validate=validate,
             now=int(time.time()),
+            link=link,
         )
     except InvalidProposalError as exc:
         raise CommitError(f"invalid proposals: {exc}") from None
@@ -259,8 +288,9 @@ def _successor(
     keys: TreePrivateKeys,
     secrets: EpochSecrets,
     tag: bytes,
+    reinit: ReInit | None,
 ) -> GroupState:
-    return GroupState.new_epoch(
+    new = GroupState.new_epoch(
         state.suite,
         context=context,
         tree=tree,
@@ -272,6 +302,9 @@ def _successor(
             state.resumption_psks, state.epoch, state.secrets.resumption_psk
         ),
     )
+    # a commit carrying a ReInit still starts a full epoch (its resumption PSK is the link to
+    # the new group) but suspends the group: nothing more is sent or accepted in it (§12.4.2)
+    return new if reinit is None else dataclasses.replace(new, pending_reinit=reinit)
 
 
 # -- proposals ----------------------------------------------------------------------------------
@@ -302,6 +335,10 @@ def receive_proposal(
         elif isinstance(proposal, Remove):
             if proposal.removed >= state.tree.n_leaves or state.tree.leaf(proposal.removed) is None:
                 raise InvalidProposalError(f"Remove of blank leaf {proposal.removed}")
+        elif isinstance(proposal, PreSharedKey):
+            check_psk(suite, proposal.psk)
+        elif isinstance(proposal, ReInit):
+            check_reinit(state.context, proposal)
         elif not isinstance(proposal, (bytes, Commit)) and proposal.proposal_type > 7:
             raise InvalidProposalError(f"unsupported proposal type {proposal.proposal_type}")
     except InvalidProposalError:
@@ -363,8 +400,6 @@ def process_commit(
     else:
         raise CommitError(f"a commit from a {sender.sender_type.name} sender")
     applied = _apply(state, lambda: _resolve(state, commit.proposals, sender), committer, validate)
-    if applied.reinit is not None:
-        raise CommitError("ReInit is not supported")
     if applied.path_required and commit.path is None:
         raise CommitError("this commit needs an UpdatePath")
     outcome = CommitOutcome(
@@ -439,7 +474,15 @@ def process_commit(
         verify_confirmation_tag(suite, secrets.confirmation_key, confirmed, tag)
     except MlsError as exc:
         raise CommitError(f"commit does not verify: {exc}") from None
-    new = _successor(state, context=context, tree=tree, keys=keys, secrets=secrets, tag=tag)
+    new = _successor(
+        state,
+        context=context,
+        tree=tree,
+        keys=keys,
+        secrets=secrets,
+        tag=tag,
+        reinit=applied.reinit,
+    )
     return new, outcome
 
 
@@ -448,7 +491,16 @@ def process_commit(
 
 def _committable(state: GroupState, by_value: Sequence[Proposal]) -> list[ProposalEntry]:
     """Pending proposals we can commit by reference (not our own Updates, not a Remove of us,
-    one change per leaf), then ours by value."""
+    one change per leaf), then ours by value. A pending ReInit must be alone in its commit:
+    any other proposal goes first (§12.1.5 says to prefer them; the ReInit can be sent again
+    in a later epoch), else the first ReInit alone."""
+    if not by_value:
+        others = [p for p in state.pending if not isinstance(p.content.content.content, ReInit)]
+        if not others and state.pending:
+            first = state.pending[0]
+            body = first.content.content.content
+            assert isinstance(body, ReInit)
+            return [ProposalEntry(body, first.content.content.sender, first.ref)]
     me = state.leaf_index
     touched = {me}
     for p in by_value:
@@ -459,6 +511,8 @@ def _committable(state: GroupState, by_value: Sequence[Proposal]) -> list[Propos
         body = pending.content.content.content
         sender = pending.content.content.sender
         assert not isinstance(body, (bytes, Commit))
+        if isinstance(body, ReInit):
+            continue
         leaf = (
             sender.index
             if isinstance(body, Update)
@@ -484,10 +538,13 @@ def create_commit(
     include_pending: bool = True,
     authenticated_data: bytes = b"",
     external_psks: ExternalPskLookup = _no_external_psks,
+    link: LinkedPsk | None = None,
 ) -> CreatedCommit:
     """Commit ``by_value`` (and the pending proposals) as a PublicMessage, the way the
     reference sends handshake messages. An UpdatePath is included when the proposals need one
-    or ``force_path`` is set; a Welcome (tree in its GroupInfo) is made when anyone is added."""
+    or ``force_path`` is set; a Welcome (tree in its GroupInfo) is made when anyone is added.
+    ``link`` is the reinit or branch PSK of a new group's first commit (its id must also be
+    among ``by_value``'s PreSharedKey proposals)."""
     if not state.active:
         raise CommitError("we are no longer a member of this group")
     suite = state.suite
@@ -498,7 +555,7 @@ def create_commit(
         if include_pending
         else [ProposalEntry(p, sender) for p in by_value]
     )
-    applied = _apply(state, lambda: entries, me, validate)
+    applied = _apply(state, lambda: entries, me, validate, None if link is None else link[0].usage)
     added = frozenset(i for i, _ in applied.added)
     tree = applied.tree
     keys = state.private_keys.pruned(tree)
@@ -534,6 +591,7 @@ def create_commit(
         commit_secret=commit_secret,
         init_secret=state.secrets.init_secret,
         external_psks=external_psks,
+        link=link,
     )
     tag = confirmation_tag(suite, secrets.confirmation_key, confirmed)
     auth = FramedContentAuthData(signature, tag)
@@ -563,7 +621,15 @@ def create_commit(
         )
         welcome = MLSMessage(Welcome(suite.id, sealed, encrypted_info)).to_bytes()
 
-    new = _successor(state, context=context, tree=tree, keys=keys, secrets=secrets, tag=tag)
+    new = _successor(
+        state,
+        context=context,
+        tree=tree,
+        keys=keys,
+        secrets=secrets,
+        tag=tag,
+        reinit=applied.reinit,
+    )
     outcome = CommitOutcome(
         me, tuple(sorted(added)), applied.removed, tuple(i for i, _ in applied.updated)
     )
@@ -584,18 +650,32 @@ def join_from_welcome(
     ratchet_tree: RatchetTree | None = None,
     validate: CredentialValidator,
     external_psks: ExternalPskLookup = _no_external_psks,
-) -> GroupState:
-    """Enter a group from a Welcome addressed to ``key_package`` (§12.4.3.1). The tree comes
-    from the GroupInfo's ratchet_tree extension, or else from ``ratchet_tree``."""
+    resumption_psks: ResumptionPskLookup | None = None,
+) -> tuple[GroupState, tuple[PreSharedKeyID, ...]]:
+    """Enter a group from a Welcome addressed to ``key_package`` (§12.4.3.1): the new state
+    and the PSK ids the Welcome named (a reinit or branch link is checked further by the
+    caller, who knows the old group). The tree comes from the GroupInfo's ratchet_tree
+    extension, or else from ``ratchet_tree``. Resumption PSKs come from
+    ``resumption_psks`` (a group we are already in), or are missing."""
 
     def lookup(psk_id: PreSharedKeyID) -> bytes | None:
         if psk_id.psktype == PSKType.EXTERNAL:
             return external_psks(psk_id.psk_id)
-        return None  # we hold no resumption PSK of a group we are not in yet
+        return None if resumption_psks is None else resumption_psks(psk_id)
 
     opened = open_welcome(suite, welcome, key_package, init_private_key, lookup)
     info = opened.group_info
     context = info.group_context
+    psk_ids = opened.group_secrets.psks
+    linked = [
+        p
+        for p in psk_ids
+        if p.psktype == PSKType.RESUMPTION and p.usage != ResumptionPSKUsage.APPLICATION
+    ]
+    if len(linked) > 1:
+        raise WelcomeError("more than one reinit or branch PSK in the Welcome")
+    if linked and context.epoch != 1:
+        raise WelcomeError("a reinitialized or branched group starts at epoch 1")
     nodes = ratchet_tree_from_extensions(info.extensions)
     if nodes is not None:
         tree = RatchetTree.from_nodes(suite, nodes)
@@ -627,7 +707,7 @@ def join_from_welcome(
         keys = TreePrivateKeys.joined(
             tree, me, leaf_private_key, committer=info.signer, path_secret=path_secret
         )
-    return GroupState.new_epoch(
+    state = GroupState.new_epoch(
         suite,
         context=context,
         tree=tree,
@@ -636,3 +716,4 @@ def join_from_welcome(
         signature_private_key=signature_private_key,
         confirmation_tag=info.confirmation_tag,
     )
+    return state, tuple(psk_ids)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,7 +41,18 @@ from slimwire.mls._group_fast import FastPath, check_aad
 from slimwire.mls._group_state import GroupState, state_from_bytes, state_to_bytes
 from slimwire.mls._proposals import CredentialValidator, accept_any_credential
 from slimwire.mls._secret_tree import PendingKey, RatchetType
-from slimwire.mls._struct_content import Add, Commit, Proposal, Remove, Update
+from slimwire.mls._struct_content import (
+    Add,
+    Commit,
+    PreSharedKey,
+    PreSharedKeyID,
+    Proposal,
+    PSKType,
+    ReInit,
+    Remove,
+    ResumptionPSKUsage,
+    Update,
+)
 from slimwire.mls._struct_framing import (
     AuthenticatedContent,
     FramedContent,
@@ -52,12 +64,15 @@ from slimwire.mls._struct_framing import (
 )
 from slimwire.mls._structs import (
     ContentType,
+    Extension,
     KeyPackage,
     LeafNode,
     LeafNodeSource,
+    ProtocolVersion,
     SenderType,
     WireFormat,
 )
+from slimwire.mls._suites import cipher_suite as cipher_suite_of
 from slimwire.mls._welcome import sign_leaf_node
 
 __all__ = [
@@ -65,6 +80,7 @@ __all__ = [
     "CommitProcessed",
     "Group",
     "GroupEvent",
+    "GroupSuspendedError",
     "Member",
     "ProposalReceived",
 ]
@@ -83,7 +99,8 @@ class Member(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class CommitProcessed:
-    """A commit moved the group to ``epoch``; ``active`` is False if it removed us."""
+    """A commit moved the group to ``epoch``; ``active`` is False if it removed us; ``reinit``
+    is set if it carried a ReInit (the group is now suspended)."""
 
     epoch: int
     committer: int | None
@@ -92,6 +109,7 @@ class CommitProcessed:
     updated: tuple[int, ...]
     active: bool
     joined: int | None = None  # the leaf an external committer took
+    reinit: ReInit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +129,11 @@ class ApplicationMessage:
 
 
 GroupEvent = CommitProcessed | ProposalReceived | ApplicationMessage
+
+
+class GroupSuspendedError(MlsError):
+    """The group committed a ReInit (RFC 9420 §11.2): it sends and accepts nothing more; the
+    members move to the new group (:meth:`MlsClient.reinit`, ``MlsClient.join(old_group=)``)."""
 
 
 class Group:
@@ -169,6 +192,17 @@ class Group:
         return self._state.suite.id
 
     @property
+    def suspended(self) -> bool:
+        """True once a commit carrying a ReInit was applied: see :attr:`pending_reinit`."""
+        return self._state.pending_reinit is not None
+
+    @property
+    def pending_reinit(self) -> ReInit | None:
+        """The committed ReInit's parameters (group_id, version, cipher_suite, extensions) the
+        new group must have, or None while the group is in use."""
+        return self._state.pending_reinit
+
+    @property
     def members(self) -> tuple[Member, ...]:
         return tuple(
             Member(i, leaf.credential.identity, leaf.signature_key)
@@ -208,8 +242,11 @@ class Group:
         )
 
     def _require_active(self) -> None:
-        if not self._state.active:
+        state = self._state
+        if not state.active:
             raise MlsError("we are no longer a member of this group")
+        if state.pending_reinit is not None:
+            raise GroupSuspendedError("the group was reinitialized; use the new group")
 
     # -- commits ----------------------------------------------------------------------------
 
@@ -274,6 +311,88 @@ class Group:
         created = self._commit([], force_path=True)
         return created.commit, created.welcome
 
+    def _reinit_proposal(
+        self,
+        group_id: bytes | None,
+        version: int,
+        cipher_suite: int | None,
+        extensions: Iterable[Extension],
+    ) -> ReInit:
+        suite = self._state.suite.id if cipher_suite is None else cipher_suite
+        cipher_suite_of(suite)  # UnsupportedCipherSuite for one we could not create
+        return ReInit(
+            os.urandom(32) if group_id is None else bytes(group_id),
+            version,
+            suite,
+            tuple(Extension(e.extension_type, e.extension_data) for e in extensions),
+        )
+
+    def propose_reinit(
+        self,
+        group_id: bytes | None = None,
+        version: int = ProtocolVersion.MLS10,
+        cipher_suite: int | None = None,
+        extensions: Iterable[Extension] = (),
+    ) -> bytes:
+        """A ReInit proposal (RFC 9420 §12.1.5) for a new group with these parameters (a
+        random group id and this group's suite by default); a commit that covers it, alone,
+        suspends the group."""
+        return self._propose(self._reinit_proposal(group_id, version, cipher_suite, extensions))
+
+    def commit_reinit(
+        self,
+        group_id: bytes | None = None,
+        version: int = ProtocolVersion.MLS10,
+        cipher_suite: int | None = None,
+        extensions: Iterable[Extension] = (),
+    ) -> bytes:
+        """Propose and commit a ReInit in one message (it is the commit's only proposal;
+        pending proposals wait). Every member, and we at once, end up suspended in the next
+        epoch with :attr:`pending_reinit` set; one of them then calls
+        :meth:`MlsClient.reinit`."""
+        proposal = self._reinit_proposal(group_id, version, cipher_suite, extensions)
+        self._require_active()
+        created = create_commit(
+            self._state,
+            [proposal],
+            validate=self._validate,
+            include_pending=False,
+            external_psks=self._external_psks,
+        )
+        self._state = created.state
+        return created.commit
+
+    def _psk_id(self, epoch: int | None, external_id: bytes | None) -> PreSharedKeyID:
+        state = self._state
+        nonce = os.urandom(state.suite.hash_len)
+        if external_id is not None:
+            if epoch is not None:
+                raise ValueError("a PSK is external or a resumption one, not both")
+            return PreSharedKeyID(PSKType.EXTERNAL, nonce, psk_id=bytes(external_id))
+        epoch = state.epoch if epoch is None else epoch
+        if epoch != state.epoch and state.resumption_psk(epoch) is None:
+            raise MlsError(f"no resumption PSK of epoch {epoch} is kept")
+        return PreSharedKeyID(
+            PSKType.RESUMPTION,
+            nonce,
+            usage=ResumptionPSKUsage.APPLICATION,
+            psk_group_id=state.context.group_id,
+            psk_epoch=epoch,
+        )
+
+    def propose_psk(self, *, epoch: int | None = None, external_id: bytes | None = None) -> bytes:
+        """A PreSharedKey proposal: an external PSK by id, or (default) the resumption PSK of
+        this group's ``epoch`` (usage application; the current epoch by default, earlier ones
+        while they are kept)."""
+        self._require_active()
+        return self._propose(PreSharedKey(self._psk_id(epoch, external_id)))
+
+    def commit_psk(self, *, epoch: int | None = None, external_id: bytes | None = None) -> bytes:
+        """Commit a PreSharedKey (as :meth:`propose_psk`) by value, with the pending proposals:
+        every member mixes the PSK into the next epoch, and one that lacks it cannot follow."""
+        self._require_active()
+        return self._commit([PreSharedKey(self._psk_id(epoch, external_id))]).commit
+
     def propose_update(self) -> bytes:
         """An Update proposal with a fresh leaf key (the reference's key rotation); another
         member's commit applies it."""
@@ -298,8 +417,20 @@ class Group:
             state.context.group_id,
             state.leaf_index,
         )
+        data = self._propose(Update(leaf))
+        updates = dict(self._state.pending_updates)
+        updates[pub] = priv
+        self._state = dataclasses.replace(self._state, pending_updates=updates)
+        return data
+
+    def _propose(self, proposal: Proposal) -> bytes:
+        """Send ``proposal`` as a PublicMessage and keep it, as every receiver does, for a
+        commit to name by reference."""
+        self._require_active()
+        state = self._state
+        suite = state.suite
         framed = FramedContent(
-            state.context.group_id, state.epoch, Sender.member(state.leaf_index), b"", Update(leaf)
+            state.context.group_id, state.epoch, Sender.member(state.leaf_index), b"", proposal
         )
         message = protect_public(
             suite,
@@ -309,10 +440,7 @@ class Group:
             membership_key=state.secrets.membership_key,
         )
         content = AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, message.content, message.auth)
-        new, _ = receive_proposal(state, content, self._validate)
-        updates = dict(new.pending_updates)
-        updates[pub] = priv
-        self._state = dataclasses.replace(new, pending_updates=updates)
+        self._state, _ = receive_proposal(state, content, self._validate)
         return MLSMessage(message).to_bytes()
 
     # -- receiving --------------------------------------------------------------------------
@@ -414,6 +542,7 @@ class Group:
                 outcome.updated,
                 new.active,
                 outcome.joined,
+                new.pending_reinit,
             )
         new, ref = receive_proposal(self._state, content, self._validate)
         self._state = new

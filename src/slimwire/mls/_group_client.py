@@ -8,24 +8,34 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 from slimwire.errors import MlsError
 from slimwire.mls._codec import DecodeError
-from slimwire.mls._commit import ExternalPskLookup, join_from_welcome
+from slimwire.mls._commit import ExternalPskLookup, create_commit, join_from_welcome
 from slimwire.mls._group import Group, parse_key_package
 from slimwire.mls._group_external import external_commit
+from slimwire.mls._group_resume import (
+    IdentityMatch,
+    check_membership,
+    link_psk,
+    linked_psk_lookup,
+    same_identity,
+    verify_link,
+)
 from slimwire.mls._group_state import GroupState
 from slimwire.mls._key_schedule import epoch_from_init_secret
 from slimwire.mls._proposals import CredentialValidator, accept_any_credential
 from slimwire.mls._ratchet_tree import RatchetTree
+from slimwire.mls._struct_content import Add, PreSharedKey, Proposal, ResumptionPSKUsage
 from slimwire.mls._struct_framing import MLSMessage, mls_message_from_bytes
 from slimwire.mls._struct_welcome import GroupInfo, Welcome
 from slimwire.mls._structs import (
     Capabilities,
     Credential,
     CredentialType,
+    Extension,
     GroupContext,
     KeyPackage,
     LeafNode,
@@ -70,6 +80,7 @@ class MlsClient:
     __slots__ = (
         "_external_psks",
         "_key_packages",
+        "_same_identity",
         "_signature_private_key",
         "_signature_public_key",
         "_validate",
@@ -85,6 +96,7 @@ class MlsClient:
         suite_id: int = DEFAULT_SUITE,
         validate_credential: CredentialValidator = accept_any_credential,
         external_psks: Mapping[bytes, bytes] | Callable[[bytes], bytes | None] | None = None,
+        same_identity: IdentityMatch = same_identity,
     ) -> None:
         self.suite: CipherSuite = cipher_suite(suite_id)
         if signature_private_key is None:
@@ -96,6 +108,7 @@ class MlsClient:
         self.credential = bytes(credential)
         self._validate = validate_credential
         self._external_psks = _psk_lookup(external_psks)
+        self._same_identity = same_identity
         self._key_packages: dict[bytes, _OwnKeyPackage] = {}
 
     def __repr__(self) -> str:
@@ -160,6 +173,9 @@ class MlsClient:
 
     def create_group(self, group_id: bytes | None = None) -> Group:
         """A one-member group at epoch 0 (RFC 9420 §11), no group-context extensions."""
+        return self._group(self._new_state(group_id, ()))
+
+    def _new_state(self, group_id: bytes | None, extensions: tuple[Extension, ...]) -> GroupState:
         suite = self.suite
         leaf_priv, leaf = self._new_leaf()
         tree = RatchetTree.one_member(suite, leaf)
@@ -170,12 +186,13 @@ class MlsClient:
             0,
             tree.tree_hash(),
             b"",
+            extensions,
         )
         secrets = epoch_from_init_secret(
             suite, os.urandom(suite.hash_len), None, None, context.to_bytes()
         )
         tag = confirmation_tag(suite, secrets.confirmation_key, b"")
-        state = GroupState.new_epoch(
+        return GroupState.new_epoch(
             suite,
             context=context,
             tree=tree,
@@ -184,11 +201,92 @@ class MlsClient:
             signature_private_key=self._signature_private_key,
             confirmation_tag=tag,
         )
-        return self._group(state)
 
-    def join(self, welcome: bytes, ratchet_tree: bytes | None = None) -> Group:
+    def reinit(self, old_group: Group, key_packages: Iterable[bytes]) -> tuple[Group, bytes]:
+        """Carry out a committed ReInit (RFC 9420 §11.2): create the new group with the
+        ReInit's parameters (this client's suite must be the ReInit's), add every other member
+        of the old group from ``key_packages`` in a first commit that carries the old group's
+        reinit PSK, and return (the new group at epoch 1, the Welcome for the others)."""
+        reinit = old_group.pending_reinit
+        if reinit is None:
+            raise MlsError("the group has no committed ReInit")
+        if reinit.cipher_suite != self.suite.id:
+            raise MlsError(f"the ReInit asks for cipher suite 0x{reinit.cipher_suite:04x}")
+        if reinit.version != ProtocolVersion.MLS10:
+            raise MlsError(f"unsupported protocol version {reinit.version}")
+        return self._linked_group(
+            old_group.state,
+            ResumptionPSKUsage.REINIT,
+            key_packages,
+            reinit.group_id,
+            reinit.extensions,
+        )
+
+    def branch(
+        self, group: Group, key_packages: Iterable[bytes], new_group_id: bytes | None = None
+    ) -> tuple[Group, bytes]:
+        """A subgroup of ``group`` (RFC 9420 §11.3): a new group with the same version, suite
+        and extensions, whose first commit adds the given members (old members only) and
+        carries the branch PSK of ``group``'s current epoch. Returns (the new group at epoch
+        1, the Welcome)."""
+        old = group.state
+        if group.suspended or not group.active:
+            raise MlsError("cannot branch from a group we no longer use")
+        if old.suite.id != self.suite.id:
+            raise MlsError("a branch keeps the old group's cipher suite")
+        group_id = os.urandom(32) if new_group_id is None else bytes(new_group_id)
+        if group_id == old.context.group_id:
+            raise MlsError("a branch needs a new group id")
+        return self._linked_group(
+            old, ResumptionPSKUsage.BRANCH, key_packages, group_id, old.context.extensions
+        )
+
+    def _linked_group(
+        self,
+        old: GroupState,
+        usage: ResumptionPSKUsage,
+        key_packages: Iterable[bytes],
+        group_id: bytes,
+        extensions: tuple[Extension, ...],
+    ) -> tuple[Group, bytes]:
+        kps = [parse_key_package(kp) for kp in key_packages]
+        check_membership(
+            old,
+            [self.credential, *(kp.leaf_node.credential.identity for kp in kps)],
+            self._same_identity,
+            everyone=usage == ResumptionPSKUsage.REINIT,
+        )
+        if not kps:
+            raise MlsError("a new group needs at least one other member")
+        link = link_psk(self.suite, usage, old)
+        proposals: list[Proposal] = [Add(kp) for kp in kps]
+        proposals.append(PreSharedKey(link[0]))
+        created = create_commit(
+            self._new_state(group_id, extensions),
+            proposals,
+            validate=self._validate,
+            include_pending=False,
+            external_psks=self._external_psks,
+            link=link,
+        )
+        assert created.welcome is not None
+        return self._group(created.state), created.welcome
+
+    def join(
+        self,
+        welcome: bytes,
+        ratchet_tree: bytes | None = None,
+        *,
+        old_group: Group | None = None,
+    ) -> Group:
         """Enter a group from a Welcome for one of our key packages. The tree comes from the
-        Welcome (the reference always sends it) or, failing that, from ``ratchet_tree``."""
+        Welcome (the reference always sends it) or, failing that, from ``ratchet_tree``.
+
+        With ``old_group``, the Welcome must be for a group reinitialized from it (after its
+        ReInit commit) or branched from it: its resumption PSK comes from ``old_group`` and
+        the new group is checked against the ReInit's parameters and the old membership
+        (RFC 9420 §11.2, §11.3, §12.4.3.1). Without it, a Welcome naming a resumption PSK is
+        refused (we hold none)."""
         message = mls_message_from_bytes(welcome)
         body = message.body
         if not isinstance(body, Welcome):
@@ -204,7 +302,8 @@ class MlsClient:
         if own is None:
             raise MlsError("the Welcome is for none of our key packages")
         tree = None if ratchet_tree is None else RatchetTree.from_bytes(self.suite, ratchet_tree)
-        state = join_from_welcome(
+        old = None if old_group is None else old_group.state
+        state, psk_ids = join_from_welcome(
             self.suite,
             body,
             own.key_package,
@@ -214,7 +313,10 @@ class MlsClient:
             ratchet_tree=tree,
             validate=self._validate,
             external_psks=self._external_psks,
+            resumption_psks=None if old is None else linked_psk_lookup(old),
         )
+        if old is not None:
+            verify_link(old, state, psk_ids, self._same_identity)
         del self._key_packages[key_package_ref(self.suite, own.key_package)]
         return self._group(state)
 

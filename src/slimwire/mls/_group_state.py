@@ -22,7 +22,7 @@ from slimwire.mls._codec import DecodeError, Reader, Writer, decode_all
 from slimwire.mls._key_schedule import EpochSecrets
 from slimwire.mls._ratchet_tree import RatchetTree
 from slimwire.mls._secret_tree import SecretTree
-from slimwire.mls._struct_content import ProposalRef
+from slimwire.mls._struct_content import ProposalRef, ReInit
 from slimwire.mls._struct_framing import AuthenticatedContent
 from slimwire.mls._structs import GroupContext, LeafNode
 from slimwire.mls._suites import CipherSuite, cipher_suite
@@ -31,7 +31,7 @@ from slimwire.mls._treekem import TreePrivateKeys
 
 __all__ = ["GroupState", "PendingProposal", "state_from_bytes", "state_to_bytes"]
 
-_FORMAT = 1
+_FORMAT = 2  # 2 added the pending ReInit; format 1 (without it) is still read
 _MAX_RESUMPTION_PSKS = 32
 _SECRET_FIELDS = (
     "joiner_secret",
@@ -78,6 +78,9 @@ class GroupState:
     # for external joiners carries it
     confirmation_tag: bytes = field(default=b"", repr=False)
     active: bool = True
+    # set when the commit that created this epoch carried a ReInit (§11.2): the group is
+    # suspended, kept only as the source of the reinit PSK and of the new group's parameters
+    pending_reinit: ReInit | None = None
 
     @property
     def leaf_index(self) -> int:
@@ -163,11 +166,13 @@ def state_to_bytes(state: GroupState) -> bytes:
     w.vector(state.pending, lambda ww, p: ww.opaque(p.ref.value).opaque(p.content.to_bytes()))
     w.vector(sorted(state.pending_updates.items()), lambda ww, kv: ww.opaque(kv[0]).opaque(kv[1]))
     w.vector(state.resumption_psks, lambda ww, kv: ww.u64(kv[0]).opaque(kv[1]))
+    w.optional(state.pending_reinit, lambda ww, reinit: reinit.encode(ww))
     return bytes(w)
 
 
 def _read_state(r: Reader) -> GroupState:
-    if r.u8() != _FORMAT:
+    version = r.u8()
+    if version not in (1, _FORMAT):
         raise DecodeError("unknown group state format")
     suite = cipher_suite(r.u16())
     active = r.boolean()
@@ -190,6 +195,7 @@ def _read_state(r: Reader) -> GroupState:
     )
     pending_updates = dict(r.vector(lambda rr: (rr.opaque(), rr.opaque())))
     psks = tuple(r.vector(lambda rr: (rr.u64(), rr.opaque())))
+    reinit = r.optional(ReInit.decode) if version >= 2 else None
     return GroupState(
         suite=suite,
         context=context,
@@ -204,6 +210,7 @@ def _read_state(r: Reader) -> GroupState:
         resumption_psks=psks,
         confirmation_tag=tag,
         active=active,
+        pending_reinit=reinit,
     )
 
 

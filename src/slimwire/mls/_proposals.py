@@ -58,6 +58,8 @@ __all__ = [
     "accept_any_credential",
     "apply_proposals",
     "check_credential",
+    "check_psk",
+    "check_reinit",
     "path_required",
 ]
 
@@ -121,11 +123,25 @@ def path_required(proposals: Sequence[Proposal]) -> bool:
     return not proposals or any(p.proposal_type not in _PATH_OPTIONAL for p in proposals)
 
 
-def _check_psk(suite: CipherSuite, psk: PreSharedKeyID) -> None:
+def check_psk(
+    suite: CipherSuite, psk: PreSharedKeyID, link: ResumptionPSKUsage | None = None
+) -> None:
+    """§12.1.4: a PSK's nonce is Nh bytes, and a resumption PSK of usage reinit or branch is
+    only valid in the first commit of the group that a reinitialization or a branch creates
+    (``link`` names which); anywhere else it would let a commit claim a link that never was."""
     if len(psk.psk_nonce) != suite.hash_len:
         raise InvalidProposalError("PSK nonce must be Nh bytes")
-    if psk.psktype == PSKType.RESUMPTION and psk.usage != ResumptionPSKUsage.APPLICATION:
-        raise InvalidProposalError("only application resumption PSKs may be proposed")
+    if psk.psktype == PSKType.RESUMPTION and psk.usage not in (
+        ResumptionPSKUsage.APPLICATION,
+        link,
+    ):
+        raise InvalidProposalError(f"a {psk.usage.name.lower()} resumption PSK is not valid here")
+
+
+def check_reinit(context: GroupContext, reinit: ReInit) -> None:
+    """§12.2: a ReInit may not lower the protocol version."""
+    if reinit.version < context.version:
+        raise InvalidProposalError("a ReInit may not lower the protocol version")
 
 
 def _required_capabilities(extensions: Sequence[Extension]) -> RequiredCapabilities | None:
@@ -195,10 +211,12 @@ def apply_proposals(
     committer: int | None,
     validate: CredentialValidator,
     now: int | None = None,
+    link: ResumptionPSKUsage | None = None,
 ) -> AppliedProposals:
     """Validate the list of a commit by member ``committer`` (None: an external commit) and
     apply it; ``now`` (Unix seconds) enables the lifetime check of added key packages.
-    Raises :class:`InvalidProposalError`."""
+    ``link`` is set only for the first commit of a group created by a reinitialization or a
+    branch: it admits one resumption PSK of that usage. Raises :class:`InvalidProposalError`."""
     external = committer is None
     gce: list[GroupContextExtensions] = []
     updates: list[tuple[int, LeafNode]] = []
@@ -233,13 +251,14 @@ def apply_proposals(
         elif isinstance(p, Add):
             adds.append(p.key_package)
         elif isinstance(p, PreSharedKey):
-            _check_psk(suite, p.psk)
+            check_psk(suite, p.psk, link)
             if p.psk in psks:
                 raise InvalidProposalError("the same PSK is proposed twice")
             psks.append(p.psk)
         elif isinstance(p, GroupContextExtensions):
             gce.append(p)
         elif isinstance(p, ReInit):
+            check_reinit(context, p)
             reinits.append(p)
         else:
             inits.append(p)
@@ -248,6 +267,13 @@ def apply_proposals(
         raise InvalidProposalError("more than one GroupContextExtensions proposal")
     if reinits and len(entries) != 1:
         raise InvalidProposalError("a ReInit must be the only proposal of its commit")
+    linked = [
+        p
+        for p in psks
+        if p.psktype == PSKType.RESUMPTION and p.usage != ResumptionPSKUsage.APPLICATION
+    ]
+    if len(linked) > 1:
+        raise InvalidProposalError("more than one reinit or branch resumption PSK")
     if external:
         if len(inits) != 1:
             raise InvalidProposalError("an external commit carries exactly one ExternalInit")
