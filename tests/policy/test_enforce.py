@@ -323,3 +323,21 @@ def _len(b: bytes) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.booleans(), st.text(max_size=200))
+def test_parse_denial_notice_never_raises(sid: int, success: bool, error: str) -> None:
+    ack = pb.SubscriptionAck(subscription_id=sid, success=success, error=error)
+    notice = parse_denial_notice(ack)
+    if sid != 0 or success:
+        assert notice is None
+    elif notice is not None:
+        assert isinstance(notice.error, str)
+
+
+def test_parse_denial_notice_deep_nesting() -> None:
+    deep = '{"error": ' + "[" * 50000 + "]" * 50000 + "}"
+    assert parse_denial_notice(pb.SubscriptionAck(subscription_id=0, error=deep)) is None
+    nested = '{"error":"x","session_context":' + "[" * 5000 + "]" * 5000 + "}"
+    assert parse_denial_notice(pb.SubscriptionAck(subscription_id=0, error=nested)) is None

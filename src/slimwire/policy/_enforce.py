@@ -234,9 +234,11 @@ def parse_denial_notice(ack: pb.SubscriptionAck) -> DenialNotice | None:
     """A node's denial notice, or None when ``ack`` is an ordinary SubscriptionAck."""
     if ack.subscription_id != 0 or ack.success or not ack.error.startswith("{"):
         return None
+    if len(ack.error) > 65536:
+        return None
     try:
         data = json.loads(ack.error)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting from a hostile node
         return None
     if not isinstance(data, dict) or not isinstance(data.get("error"), str):
         return None
