@@ -206,6 +206,14 @@ def test_reinit_by_reference_and_other_proposals_first(suite: int) -> None:
     assert not any(g.suspended for g in groups)
     _agree(groups)
 
+    # a self-update does not commit a pending ReInit either (only commit_pending does)
+    reinit = groups[1].propose_reinit(b"next group")
+    for g in (groups[0], groups[2]):
+        g.process(reinit)
+    events = _deliver(groups[2].self_update(), groups[:2])
+    assert all(e.reinit is None for e in events)
+    assert not any(g.suspended for g in groups)
+
     # sent again, alone, it is committed by reference and suspends everyone
     reinit = groups[1].propose_reinit(b"next group")
     for g in (groups[0], groups[2]):

@@ -489,12 +489,14 @@ def process_commit(
 # -- creating a commit --------------------------------------------------------------------------
 
 
-def _committable(state: GroupState, by_value: Sequence[Proposal]) -> list[ProposalEntry]:
+def _committable(
+    state: GroupState, by_value: Sequence[Proposal], with_reinit: bool
+) -> list[ProposalEntry]:
     """Pending proposals we can commit by reference (not our own Updates, not a Remove of us,
     one change per leaf), then ours by value. A pending ReInit must be alone in its commit:
     any other proposal goes first (§12.1.5 says to prefer them; the ReInit can be sent again
-    in a later epoch), else the first ReInit alone."""
-    if not by_value:
+    in a later epoch), else, if ``with_reinit``, the first ReInit alone."""
+    if with_reinit and not by_value:
         others = [p for p in state.pending if not isinstance(p.content.content.content, ReInit)]
         if not others and state.pending:
             first = state.pending[0]
@@ -539,19 +541,21 @@ def create_commit(
     authenticated_data: bytes = b"",
     external_psks: ExternalPskLookup = _no_external_psks,
     link: LinkedPsk | None = None,
+    with_reinit: bool = False,
 ) -> CreatedCommit:
     """Commit ``by_value`` (and the pending proposals) as a PublicMessage, the way the
     reference sends handshake messages. An UpdatePath is included when the proposals need one
     or ``force_path`` is set; a Welcome (tree in its GroupInfo) is made when anyone is added.
     ``link`` is the reinit or branch PSK of a new group's first commit (its id must also be
-    among ``by_value``'s PreSharedKey proposals)."""
+    among ``by_value``'s PreSharedKey proposals). A pending ReInit is committed (alone) only
+    with ``with_reinit`` and nothing else to commit: a self-update must not end the group."""
     if not state.active:
         raise CommitError("we are no longer a member of this group")
     suite = state.suite
     me = state.leaf_index
     sender = Sender.member(me)
     entries = (
-        _committable(state, by_value)
+        _committable(state, by_value, with_reinit)
         if include_pending
         else [ProposalEntry(p, sender) for p in by_value]
     )

@@ -250,7 +250,9 @@ class Group:
 
     # -- commits ----------------------------------------------------------------------------
 
-    def _commit(self, proposals: Sequence[Proposal], *, force_path: bool = False) -> CreatedCommit:
+    def _commit(
+        self, proposals: Sequence[Proposal], *, force_path: bool = False, with_reinit: bool = False
+    ) -> CreatedCommit:
         self._require_active()
         created = create_commit(
             self._state,
@@ -258,6 +260,7 @@ class Group:
             validate=self._validate,
             force_path=force_path,
             external_psks=self._external_psks,
+            with_reinit=with_reinit,
         )
         self._state = created.state
         logger.debug(
@@ -307,8 +310,10 @@ class Group:
         return self._commit([], force_path=True).commit
 
     def commit_pending(self) -> tuple[bytes, bytes | None]:
-        """Commit the proposals received this epoch: (commit, Welcome if any were Adds)."""
-        created = self._commit([], force_path=True)
+        """Commit the proposals received this epoch: (commit, Welcome if any were Adds). A
+        ReInit proposal is committed only when nothing else is pending, and then alone: the
+        commit suspends the group (:attr:`pending_reinit`)."""
+        created = self._commit([], force_path=True, with_reinit=True)
         return created.commit, created.welcome
 
     def _reinit_proposal(
@@ -346,10 +351,10 @@ class Group:
         cipher_suite: int | None = None,
         extensions: Iterable[Extension] = (),
     ) -> bytes:
-        """Propose and commit a ReInit in one message (it is the commit's only proposal;
-        pending proposals wait). Every member, and we at once, end up suspended in the next
-        epoch with :attr:`pending_reinit` set; one of them then calls
-        :meth:`MlsClient.reinit`."""
+        """Propose and commit a ReInit in one message. It is the commit's only proposal, so
+        proposals pending in this epoch lapse (commit them first to keep them). Every member,
+        and we at once, end up suspended in the next epoch with :attr:`pending_reinit` set;
+        one of them then calls :meth:`MlsClient.reinit`."""
         proposal = self._reinit_proposal(group_id, version, cipher_suite, extensions)
         self._require_active()
         created = create_commit(
