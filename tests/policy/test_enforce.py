@@ -149,6 +149,8 @@ def test_denied_publish_reaches_nobody_and_sender_gets_notice() -> None:
     assert "publish denied" in notice.error
     assert auth.counters()["denied"]["publish"] == 1
     assert auth.counters()["allowed"]["publish"] == 3
+    drops = next(c.drops for c in fwd.connections() if c.conn_id == ids["b"])
+    assert {r.value: n for r, n in drops.items()} == {"denied": 1}
 
 
 def test_invite_checked_on_discovery_and_join_requests() -> None:

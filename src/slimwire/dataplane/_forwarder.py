@@ -433,7 +433,7 @@ class Forwarder:
         mac = conn.mac if conn.verifies else None
 
         def refuse(decision: Decision, kind: FrameKind, reply: bytes | None) -> None:
-            conn.count_drop(DropReason.UNEXPECTED, f"policy: {decision.reason}")
+            conn.count_drop(DropReason.DENIED, f"policy: {decision.reason}")
             if reply is not None and conn.state is _UP:
                 self._emit(conn, reply)
 

@@ -74,6 +74,8 @@ class DropReason(enum.Enum):
     UNKNOWN_CONN = "unknown_conn"
     SEND_FAILED = "send_failed"
     UNEXPECTED = "unexpected"
+    DENIED = "denied"
+    """Refused by the node's authorization policy."""
 
 
 class RouteKey(NamedTuple):
