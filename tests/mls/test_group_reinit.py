@@ -510,3 +510,18 @@ def test_application_messages_are_events_in_a_live_group() -> None:
     event = groups[1].process(ct)
     assert isinstance(event, ApplicationMessage)
     assert event.plaintext == b"hi"
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_external_psk_commit(suite: int) -> None:
+    psks = {b"shared key id": os.urandom(32)}
+    clients = [MlsClient(b"member-%d" % i, suite_id=suite, external_psks=psks) for i in range(2)]
+    clients.append(MlsClient(b"member-2", suite_id=suite))  # holds no PSK
+    groups = _group(clients)
+    commit = groups[0].commit_psk(external_id=b"shared key id")
+    with pytest.raises(CommitError, match="PSK"):
+        groups[2].process(commit)
+    _deliver(commit, groups[1:2])
+    _agree(groups[:2])
+    with pytest.raises(ValueError, match="not both"):
+        groups[0].propose_psk(epoch=groups[0].epoch, external_id=b"shared key id")
