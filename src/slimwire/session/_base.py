@@ -260,6 +260,10 @@ class SessionBase:
         """Everyone we expect data acks and heartbeats from."""
         return []
 
+    def heartbeat_members(self) -> list[Name]:
+        """The members whose silence marks them offline."""
+        return self.members()
+
     # -- timers -------------------------------------------------------------------------------
 
     def on_timer(self, key: tuple[object, ...], now: float) -> None:
@@ -302,7 +306,7 @@ class SessionBase:
     def _on_heartbeat_tick(self, now: float) -> None:
         if self.state is not SessionState.ESTABLISHED:
             return
-        members = {m.key: m for m in self.members()}
+        members = {m.key: m for m in self.heartbeat_members()}
         for key in list(self._missed):
             if key not in members:
                 del self._missed[key]

@@ -42,6 +42,11 @@ class GroupCrypto(Protocol):
         the commit."""
         ...
 
+    def rejoin_app(self, name_id: int, key_package: bytes) -> tuple[bytes, bytes]:
+        """Moderator: remove app ``name_id``'s leaf and add it back from ``key_package`` in one
+        commit; returns (commit, welcome)."""
+        ...
+
     def join(self, welcome: bytes) -> None:
         """Joiner: enter the group from a Welcome."""
         ...

@@ -43,7 +43,6 @@ from slimwire.session._base import (
     SETUP_TIMEOUT,
     Host,
     Request,
-    SessionBase,
     SessionState,
     participant,
 )
@@ -54,6 +53,12 @@ from slimwire.session._events import (
     SessionEstablished,
     SubscriptionChange,
     TaskDone,
+)
+from slimwire.session._presence import (
+    REJOIN_REPLY,
+    REJOIN_REQUEST,
+    UPDATE_PARTICIPANT_STATE,
+    GroupPresence,
 )
 from slimwire.session._wire import LEAVING_SESSION, TRUE, command, name_from_proto
 
@@ -75,7 +80,7 @@ def _matches(target: Name, member: Name) -> bool:
     return member.encoded == target.encoded and (not target.has_id or member.id == target.id)
 
 
-class GroupSession(SessionBase):
+class GroupSession(GroupPresence):
     """One group session, as its moderator or as a member."""
 
     session_type = pb.SESSION_TYPE_MULTICAST
@@ -103,6 +108,7 @@ class GroupSession(SessionBase):
         self._next_commit: int | None = None
         self._commit_id = 0  # moderator: the last MLS commit it numbered
         self._held_updates: dict[int, pb.Message] = {}
+        self._init_presence()
 
     def __repr__(self) -> str:
         role = "moderator" if self.is_moderator else "member"
@@ -130,7 +136,10 @@ class GroupSession(SessionBase):
         return [m for k, m in self.roster.items() if k != self.host.local.key]
 
     def heartbeat_target(self) -> tuple[Name, int] | None:
-        return (self.control, MULTICAST_FANOUT)
+        return (self.control, MULTICAST_FANOUT) if self.online else None
+
+    def _busy(self) -> bool:
+        return self._task is not None
 
     def _subscribe(self, on: bool) -> None:
         for name in (self.channel, self.control):
@@ -230,7 +239,11 @@ class GroupSession(SessionBase):
             update.mls.commit_id = self._commit_id
             update.mls.mls_content = commit
         skip = op == pb.ADD or purpose == "drop-update"  # the newcomer / the silent one
-        others = [m for m in self.members() if not skip or m.key != member.key]
+        others = [
+            m
+            for m in self.members()
+            if (not skip or m.key != member.key) and m.key not in self.away
+        ]
         self._new_request(
             self.control,
             GROUP_UPDATE,
@@ -421,6 +434,8 @@ class GroupSession(SessionBase):
                 self.host.emit(ParticipantJoined(self.session_id, member))
         elif update.op == pb.REMOVE and member.key != self.host.local.key:
             self._drop_member(member, now)
+        elif update.op == pb.REJOIN and member.key in self.roster:
+            self._set_away(self.roster[member.key], False)
         self._ack(msg)
 
     def _on_removed(self, msg: pb.Message) -> None:
@@ -447,7 +462,7 @@ class GroupSession(SessionBase):
         return self.data.publish(
             self.channel,
             MULTICAST_FANOUT,
-            self.members(),
+            self.heartbeat_members(),  # not those that went offline: they will not ack
             payload=payload,
             payload_type=payload_type,
             metadata=metadata,
@@ -532,6 +547,9 @@ class GroupSession(SessionBase):
     # -- requests -----------------------------------------------------------------------------
 
     def _request_done(self, req: Request, now: float) -> None:
+        if req.purpose == "state":
+            self._state_done(req.data["task_id"])
+            return
         if self.is_moderator:
             self._moderator_request_done(req, now)
         elif req.purpose == "close":
@@ -539,6 +557,11 @@ class GroupSession(SessionBase):
             self.finish(by_peer=False)
 
     def _request_failed(self, req: Request, now: float) -> None:
+        if req.purpose in ("state", "rejoin"):
+            # going offline completes on timeout too (as the reference); coming back does not
+            online = req.purpose == "rejoin" or bool(req.data.get("online"))
+            self._state_done(req.data["task_id"], "no answer" if online else "")
+            return
         if req.purpose == "close":
             self._subscribe(False)
             self.finish(by_peer=False, reason="not every member acknowledged the close")
@@ -568,6 +591,15 @@ class GroupSession(SessionBase):
         self.note_alive(source)
         if self.on_data(msg, mtype, source, now):
             return
+        if mtype == GROUP_NACK and self._on_state_nack(msg, source, now):
+            return
+        if mtype == UPDATE_PARTICIPANT_STATE:
+            if self.state is SessionState.ESTABLISHED:
+                self._on_state_update(msg, now)
+            return
+        if mtype == REJOIN_REPLY:
+            self._on_rejoin_reply(msg, source, now)
+            return
         if mtype in (DISCOVERY_REPLY, JOIN_REPLY, GROUP_ACK, LEAVE_REPLY, GROUP_NACK):
             req = self._answer(msg, source)
             if req is None:
@@ -581,6 +613,8 @@ class GroupSession(SessionBase):
         elif self.is_moderator:
             if mtype == LEAVE_REQUEST:
                 self._on_member_leaving(msg, source, now)
+            elif mtype == REJOIN_REQUEST:
+                self._on_rejoin_request(msg, source, now)
         elif mtype == GROUP_WELCOME:
             self._on_welcome(msg, now)
         elif mtype == GROUP_UPDATE and self.state is SessionState.ESTABLISHED:

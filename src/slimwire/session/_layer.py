@@ -180,6 +180,12 @@ class SessionLayer:
         """Moderator: remove a member; a :class:`TaskDone` with the returned task id follows."""
         return self._group(session_id).remove(name, now)
 
+    def update_state(self, session_id: int, online: bool, now: float) -> int:
+        """Group member: announce going offline (``online=False``, the reference's soft close)
+        or coming back (rejoining through the moderator if our MLS epoch is stale); a
+        :class:`TaskDone` with the returned task id follows."""
+        return self._group(session_id).update_state(online, now)
+
     def _group(self, session_id: int) -> GroupSession:
         session = self._session(session_id)
         if not isinstance(session, GroupSession):

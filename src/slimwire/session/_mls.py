@@ -72,17 +72,25 @@ class MlsCrypto:
                 return group.remove([member.leaf_index])
         raise MlsError("no such member")
 
-    def remove_app(self, name_id: int) -> bytes:
-        """Remove the member whose credential token belongs to the app with ``name_id``."""
-        group = self._require()
+    def _leaf_of_app(self, group: Group, name_id: int) -> int:
         for member in group.members:
             try:
                 token_id = parse_token(member.identity.decode()).token_id
             except (AuthError, UnicodeDecodeError):
                 continue
             if app_id_from_token_id(token_id) == name_id:
-                return group.remove([member.leaf_index])
+                return member.leaf_index
         raise MlsError("no member with that name id")
+
+    def remove_app(self, name_id: int) -> bytes:
+        """Remove the member whose credential token belongs to the app with ``name_id``."""
+        group = self._require()
+        return group.remove([self._leaf_of_app(group, name_id)])
+
+    def rejoin_app(self, name_id: int, key_package: bytes) -> tuple[bytes, bytes]:
+        """Remove and re-add app ``name_id`` in one commit (the reference's rejoin)."""
+        group = self._require()
+        return group.rejoin(self._leaf_of_app(group, name_id), key_package)
 
     def join(self, welcome: bytes) -> None:
         self._group = self._client.join(welcome)
