@@ -123,8 +123,11 @@ topology:
 """
 
 
-def node_yaml(node_id: str, domain: str, listen: str, controller: str, external: str = "") -> str:
+def node_yaml(
+    node_id: str, domain: str, listen: str, controller: str, external: str = "", extra: str = ""
+) -> str:
     meta = f', metadata: {{external_endpoint: "{external}"}}' if external else ""
+    meta += f", {extra}" if extra else ""
     return f"""
 tracing: {{log_level: info}}
 services:
@@ -194,12 +197,14 @@ class NodeProc(Proc):
         *,
         listen: str = "127.0.0.1:0",
         external: str = "",
+        server_extra: str = "",
         prefix: Sequence[str] = (),
     ) -> None:
         cfg = workdir / f"{node_id}.yaml"
-        cfg.write_text(node_yaml(node_id, domain, listen, controller, external))
+        cfg.write_text(node_yaml(node_id, domain, listen, controller, external, server_extra))
         super().__init__(["node", "--config", str(cfg)], workdir / f"{node_id}.log", prefix)
         self.node_id = node_id
+        self.host = listen.rpartition(":")[0]
         self.port = 0
 
     async def ready(self) -> None:
@@ -208,7 +213,7 @@ class NodeProc(Proc):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
 
 def stop_all(procs: Sequence[Proc]) -> None:
