@@ -1,9 +1,12 @@
 """Adapt :class:`slimwire.dataplane.Node` to the agent's :class:`NodePort`.
 
-The node already offers what links need (``add_link``, ``connections``) and what announcements
-need (``subscriptions``, polled). It has no public way yet to drop a link or to bind a route to
-a link; until it does, those operations raise :class:`ControlPlaneError`, so the agent acks the
-items as failed and the controller records them as Failed - visible, never silently dropped.
+The node offers what links need (``add_link``, ``remove_link``, ``connections``), binds the
+controller's routes to links (``set_route``/``delete_route``: the reference's datapath Subscribe
+with ``recv_from`` = the connection), and lists its subscriptions, which the agent polls for
+announcements: cheap, because the answer is cached per subscription-table generation. A Node
+without one of these hooks (an older or foreign one) makes that operation raise
+:class:`ControlPlaneError`, so the agent acks the item as failed and the controller records it
+as Failed - visible, never silently dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class NodeAdapter:
 
     def __init__(self, node: Any) -> None:
         self._node = node
+        self._names: tuple[int, set[NameKey]] | None = None
 
     def __repr__(self) -> str:
         return f"NodeAdapter({self._node!r})"
@@ -60,9 +64,16 @@ class NodeAdapter:
     def local_names(self) -> set[NameKey]:
         """Names with a subscriber attached here (a local or edge connection: an app), which is
         what this node announces. Names learnt from other nodes are the controller's business."""
+        table = getattr(getattr(self._node, "forwarder", None), "table", None)
+        generation = getattr(table, "generation", None)
+        cached = self._names
+        if cached is not None and generation is not None and cached[0] == generation:
+            return set(cached[1])
         out: set[NameKey] = set()
         for entry in self._node.subscriptions():
             if entry.local or entry.edge:
                 nid = entry.key.id
                 out.add((*entry.strings, None if nid == NULL_ID else nid))
+        if isinstance(generation, int):
+            self._names = (generation, set(out))
         return out
