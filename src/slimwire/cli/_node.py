@@ -46,6 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--node-id", help="this node's id (default: from the config)")
     p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics and /healthz here (plain HTTP; port 0 picks one)",
+    )
+    p.add_argument(
         "--profile",
         metavar="FILE",
         help="run under cProfile and write the stats to FILE on stop (for performance work)",
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         profiler.enable()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return int(runner.run(_serve(cfg)))
+            return int(runner.run(_serve(cfg, args.metrics)))
     except OSError as exc:
         log.error("cannot start node: %s", exc)
         return 1
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             profiler.dump_stats(args.profile)
 
 
-async def _serve(cfg: object) -> int:
+async def _serve(cfg: object, metrics: str | None = None) -> int:
     from slimwire.config import NodeConfig
     from slimwire.dataplane import Node
     from slimwire.errors import ConfigError
@@ -132,7 +137,19 @@ async def _serve(cfg: object) -> int:
     node = Node(cfg)
     await node.start()
     control = None
+    monitor = None
     try:
+        if metrics:
+            from slimwire.config import split_host_port
+            from slimwire.metrics import MetricsServer
+
+            try:
+                host, port = split_host_port(metrics, "--metrics")
+                monitor = MetricsServer(node, host, port)
+                await monitor.start()
+            except ConfigError as exc:
+                log.error("%s", exc)
+                return 2
         if cfg.control is not None:
             # under a controller: register with it (links and routes come from there) and
             # serve the node's own ControllerService for ``slimwire ctl node ...``
@@ -153,5 +170,7 @@ async def _serve(cfg: object) -> int:
     finally:
         if control is not None:
             await control.aclose()
+        if monitor is not None:
+            await monitor.close()
         await node.stop()
     return 0

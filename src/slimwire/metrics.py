@@ -1,0 +1,221 @@
+"""A node's monitoring endpoints: Prometheus ``/metrics`` and a ``/healthz`` for probes.
+
+Everything is read from tables the node keeps anyway (the connection table's per-link counters,
+the subscription table, the policy counters), so serving it costs the data path nothing: a
+scrape snapshots them. The text is built by pure functions (:func:`render_metrics`,
+:func:`health`, :func:`parse_request`); :class:`MetricsServer` is the thin asyncio HTTP/1.1
+driver. ``slimwire node --metrics HOST:PORT`` starts one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from slimwire.errors import ConfigError
+
+__all__ = ["MetricsServer", "Request", "health", "parse_request", "render_metrics"]
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST = 8192
+"""Bytes of request line and headers we read; a scraper sends a few hundred."""
+READ_TIMEOUT = 5.0
+"""A client that has not sent its request by then is dropped (no idle sockets held open)."""
+
+
+class Request(NamedTuple):
+    method: str
+    path: str
+
+
+def parse_request(head: bytes) -> Request:
+    """The method and path of an HTTP/1.x request head (everything before the blank line).
+    Raises :class:`ValueError` on anything malformed; the query string is dropped."""
+    if len(head) > MAX_REQUEST:
+        raise ValueError("request head too large")
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError("request head is not ASCII") from None
+    line = text.split("\r\n", 1)[0]
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise ValueError(f"bad request line {line[:80]!r}")
+    method, target, _version = parts
+    if not method.isalpha() or not method.isupper() or not target.startswith("/"):
+        raise ValueError(f"bad request line {line[:80]!r}")
+    return Request(method, target.split("?", 1)[0])
+
+
+def _label(value: object) -> str:
+    text = str(value)
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(pairs: Mapping[str, object]) -> str:
+    return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in pairs.items()) + "}"
+
+
+class _Family:
+    def __init__(self, name: str, kind: str, text: str) -> None:
+        self.name, self.kind, self.text = name, kind, text
+        self.samples: list[str] = []
+
+    def add(self, value: float, **labels: object) -> None:
+        shown = _labels(labels) if labels else ""
+        number = int(value) if float(value).is_integer() else value
+        self.samples.append(f"{self.name}{shown} {number}")
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.text}"
+        yield f"# TYPE {self.name} {self.kind}"
+        yield from self.samples
+
+
+def render_metrics(
+    node_id: str,
+    connections: Sequence[Any],
+    subscriptions: int,
+    policy: Mapping[str, Mapping[str, int]] | None = None,
+) -> str:
+    """Prometheus text exposition (format 0.0.4) of a node's figures. ``connections`` are
+    :class:`slimwire.dataplane.ConnInfo` rows; each link's counters carry its conn id, link id,
+    type and peer node, so a scraper can follow a link across reconnects by its link id."""
+    info = _Family("slimwire_node_info", "gauge", "This node (always 1).")
+    info.add(1, node_id=node_id)
+    subs = _Family("slimwire_subscriptions", "gauge", "Rows in the subscription table.")
+    subs.add(subscriptions)
+    conns = _Family("slimwire_connections", "gauge", "Connections by type and state.")
+    counts: dict[tuple[str, str], int] = {}
+    per_link = {
+        "msgs_in": _Family(
+            "slimwire_link_messages_received_total", "counter", "Messages received on a link."
+        ),
+        "msgs_out": _Family(
+            "slimwire_link_messages_sent_total", "counter", "Messages sent on a link."
+        ),
+        "bytes_in": _Family(
+            "slimwire_link_bytes_received_total", "counter", "Bytes received on a link."
+        ),
+        "bytes_out": _Family("slimwire_link_bytes_sent_total", "counter", "Bytes sent on a link."),
+    }
+    drops = _Family(
+        "slimwire_link_drops_total", "counter", "Messages dropped on a link, by reason."
+    )
+    for c in connections:
+        ctype = c.conn_type.name.lower()
+        state = c.state.value
+        counts[(ctype, state)] = counts.get((ctype, state), 0) + 1
+        labels = {
+            "conn": c.conn_id,
+            "link_id": c.link_id,
+            "type": ctype,
+            "peer_node": c.peer_node_id,
+        }
+        for field, family in per_link.items():
+            family.add(getattr(c, field), **labels)
+        for reason, n in sorted(c.drops.items(), key=lambda kv: kv[0].value):
+            drops.add(n, **labels, reason=reason.value)
+    for (ctype, state), n in sorted(counts.items()):
+        conns.add(n, type=ctype, state=state)
+    families = [info, subs, conns, *per_link.values(), drops]
+    if policy:
+        decisions = _Family(
+            "slimwire_policy_decisions_total", "counter", "Authorization decisions by action."
+        )
+        for outcome, actions in sorted(policy.items()):
+            for action, n in sorted(actions.items()):
+                decisions.add(n, decision=outcome, action=action)
+        families.append(decisions)
+    return "\n".join(line for f in families for line in f.render()) + "\n"
+
+
+def health(
+    node_id: str, connections: Sequence[Any], subscriptions: int, up: bool
+) -> dict[str, Any]:
+    """The ``/healthz`` body: ``status`` is ``ok`` while the node serves, ``stopping`` after."""
+    live = sum(1 for c in connections if c.state.value == "up")
+    return {
+        "status": "ok" if up else "stopping",
+        "node_id": node_id,
+        "connections_up": live,
+        "connections": len(connections),
+        "subscriptions": subscriptions,
+    }
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` for a running :class:`slimwire.dataplane.Node` over plain
+    HTTP/1.1 (one request per connection: what Prometheus and kubelet probes need)."""
+
+    def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.node = node
+        self.host, self.port = host, port
+        self._server: asyncio.Server | None = None
+
+    def __repr__(self) -> str:
+        return f"MetricsServer({self.host}:{self.port})"
+
+    async def start(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._handle, self.host, self.port, limit=MAX_REQUEST
+            )
+        except OSError as exc:
+            raise ConfigError(f"metrics endpoint {self.host}:{self.port}: {exc}") from exc
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> MetricsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _respond(self, request: Request) -> tuple[str, str, bytes]:
+        node = self.node
+        conns = node.connections()
+        subs = len(node.subscriptions())
+        if request.method != "GET":
+            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+        if request.path == "/metrics":
+            policy = node.policy_counters() if hasattr(node, "policy_counters") else None
+            text = render_metrics(str(node.node_id), conns, subs, policy)
+            return "200 OK", "text/plain; version=0.0.4; charset=utf-8", text.encode()
+        if request.path in ("/healthz", "/health"):
+            up = bool(getattr(node, "_started", True)) and not getattr(node, "_stopping", False)
+            body = json.dumps(health(str(node.node_id), conns, subs, up)).encode() + b"\n"
+            return ("200 OK" if up else "503 Service Unavailable"), "application/json", body
+        return "404 Not Found", "text/plain", b"try /metrics or /healthz\n"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+            status, ctype, body = self._respond(parse_request(head[:-4]))
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            writer.close()
+            return
+        except ValueError:
+            status, ctype, body = "400 Bad Request", "text/plain", b"bad request\n"
+        writer.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+            + body
+        )
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
