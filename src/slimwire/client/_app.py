@@ -614,6 +614,18 @@ class App:
         except TimeoutError:
             raise SlimwireTimeout(f"{kind} {name} timed out") from None
 
+    async def _state_task(self, session: Session, online: bool, timeout: float) -> None:
+        task_id = self._layer.update_state(session.session_id, online, self._loop.time())
+        fut: asyncio.Future[Name] = self._loop.create_future()
+        self._group_tasks[(session.session_id, task_id)] = fut
+        self._pump()
+        what = "rejoin" if online else "soft close"
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(fut)
+        except TimeoutError:
+            raise SlimwireTimeout(f"{what} of session {session.session_id} timed out") from None
+
     def _status(self, session: Session) -> dict[Name, bool]:
         inner = self._layer.session(session.session_id)
         status = getattr(inner, "status", None)

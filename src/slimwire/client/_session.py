@@ -138,6 +138,20 @@ class Session:
         target = Name.parse(name) if isinstance(name, str) else name
         return await self._app._group_task(self, "remove", target, timeout)
 
+    async def soft_close(self, timeout: float = 30.0) -> None:
+        """Group member: go offline without leaving (the reference's ``close_with_mode(SOFT)``).
+
+        The others stop waiting for our acks and do not drop us for silence; we send no
+        heartbeats until :meth:`rejoin`. Returns once every member answered (or retries ran out).
+        """
+        await self._app._state_task(self, False, timeout)
+
+    async def rejoin(self, timeout: float = 30.0) -> None:
+        """Group member: come back online after :meth:`soft_close`. If our MLS epoch is stale
+        (commits happened while away) a member NACKs and we re-enter the MLS group through the
+        moderator. Raises :class:`SessionError` if that fails."""
+        await self._app._state_task(self, True, timeout)
+
     @property
     def metadata(self) -> Mapping[str, str]:
         """The session metadata (set by the initiator, carried on the JoinRequest)."""

@@ -504,7 +504,7 @@ class GroupSession(GroupPresence):
 
     def status(self) -> dict[Name, bool]:
         """Every other member and whether it is online (heartbeats or traffic seen lately)."""
-        return {m: m.key not in self._offline for m in self.members()}
+        return {m: m.key not in self._offline and m.key not in self.away for m in self.members()}
 
     # -- close --------------------------------------------------------------------------------
 

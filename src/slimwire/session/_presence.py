@@ -204,6 +204,7 @@ class GroupPresence(SessionBase):
             log.warning("group %d: cannot rejoin %s: %s", self.session_id, member, exc)
             return
         self._commit_id += 1
+        log.info("group %d: %s rejoins (commit %d)", self.session_id, member, self._commit_id)
         reply = pb.RejoinReplyPayload(commit_id=self._commit_id, mls_content=welcome)
         self._reply(msg, REJOIN_REPLY, command(rejoin_reply=reply))
         self._set_away(member, False)
