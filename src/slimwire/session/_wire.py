@@ -86,6 +86,26 @@ def command(**payload: object) -> pb.CommandPayload:
     return pb.CommandPayload(**payload)  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=1024)
+def _template(key: tuple[Name, Name, int, int, int, bool | None]) -> bytes:
+    """The serialized fields a session repeats on every message of one kind (names, fanout,
+    version, ttl, types): parsing these bytes in C is ~3x faster than setting the fields."""
+    source, destination, session_type, message_type, fanout, error = key
+    msg = pb.Message()
+    header = msg.publish.header
+    set_name(header.source, source)
+    set_name(header.destination, destination)
+    header.fanout = fanout
+    header.version = SLIM_VERSION
+    header.ttl = DEFAULT_TTL
+    if error is not None:
+        header.error = error
+    session = msg.publish.session
+    session.session_type = session_type  # type: ignore[assignment]
+    session.session_message_type = message_type  # type: ignore[assignment]
+    return msg.SerializeToString()
+
+
 def build_publish(
     source: Name,
     destination: Name,
@@ -106,19 +126,9 @@ def build_publish(
     With neither ``payload`` nor ``cmd`` the content is an empty ApplicationPayload, which is
     what acks, RTX requests and error replies carry on the wire.
     """
-    msg = pb.Message()
+    msg = _from_bytes(_template((source, destination, session_type, message_type, fanout, error)))
     pub = msg.publish
-    header = pub.header
-    set_name(header.source, source)
-    set_name(header.destination, destination)
-    header.fanout = fanout
-    header.version = SLIM_VERSION
-    header.ttl = DEFAULT_TTL
-    if error is not None:
-        header.error = error
     session = pub.session
-    session.session_type = session_type  # type: ignore[assignment]
-    session.session_message_type = message_type  # type: ignore[assignment]
     session.session_id = session_id
     session.message_id = message_id
     if cmd is not None:
@@ -133,6 +143,9 @@ def build_publish(
     if metadata:
         msg.metadata.update(metadata)
     return msg
+
+
+_from_bytes = pb.Message.FromString
 
 
 def broadcast_fanout(to_channel: bool) -> int:
