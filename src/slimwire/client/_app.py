@@ -70,6 +70,8 @@ BACKOFF_INITIAL = 0.2
 BACKOFF_MAX = 2.0
 MAX_BUFFERED_WHILE_DOWN = 10_000
 MAC_CACHE_SIZE = 1024
+PUBLISH_BATCH = 64
+"""Publishes queued in the session layer before they are handed to the stream at once."""
 """Distinct headers remembered as verified, and signed tags kept, per link."""
 
 
@@ -162,6 +164,7 @@ class App:
         self._connected = asyncio.Event()
         self._closed = False
         self._loop = asyncio.get_running_loop()
+        self._pump_soon = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("up" if self._connected.is_set() else "down")
@@ -496,8 +499,19 @@ class App:
             )
         if mid is not None and session.config.reliable:
             session._ack_future(mid)
-        self._pump()
+        # Publishes in one loop tick are handed over together (one take(), one deadline
+        # check), but never more than PUBLISH_BATCH at a time, so a sender that never yields
+        # still reaches the stream and feels its back-pressure in _drain().
+        if self._layer.queued >= PUBLISH_BATCH:
+            self._pump()
+        elif not self._pump_soon:
+            self._pump_soon = True
+            self._loop.call_soon(self._deferred_pump)
         return mid
+
+    def _deferred_pump(self) -> None:
+        self._pump_soon = False
+        self._pump()
 
     def _close_session(self, session: Session) -> None:
         self._layer.close(session.session_id, self._loop.time())

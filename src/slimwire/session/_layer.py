@@ -368,6 +368,11 @@ class SessionLayer:
             if session is not None:
                 session.on_timer(key[1:], now)
 
+    @property
+    def queued(self) -> int:
+        """How many messages wait to be taken (a driver may batch until this grows)."""
+        return len(self._out)
+
     def take(self) -> Outputs:
         """Hand over (and forget) the queued messages and events."""
         out, self._out = self._out, []
