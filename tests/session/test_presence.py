@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.names import Name
 from slimwire.session import (
@@ -62,17 +64,26 @@ def test_soft_close_and_come_back_without_mls() -> None:
     assert b"welcome back" in _payloads(net, "p1")
 
 
-def test_stale_epoch_is_nacked_and_the_member_rejoins_through_the_moderator() -> None:
+@pytest.mark.parametrize("reachable", [False, True], ids=["gone", "connected"])
+def test_stale_epoch_is_nacked_and_the_member_rejoins_through_the_moderator(
+    reachable: bool,
+) -> None:
+    """Gone: p1 hears nothing while away. Connected: it hears everything but, offline by
+    choice, ignores it (as the reference's participant) - either way it misses a commit."""
     net, (mod, p0, p1), sid = _group(2, mls=True)
     p1.update_state(sid, False, net.now)
     net.settle()
-    net.layers.remove(p1)
+    if not reachable:
+        net.layers.remove(p1)
     p2 = make_layer("p2")
     net.layers.append(p2)
     mod.invite(sid, p2.local.without_id(), net.now)  # a new epoch p1 does not see
+    mod.publish(sid, b"while p1 is away", now=net.now)
     net.settle()
     assert net.of("moderator", TaskDone)[-1].participant == p2.local
-    net.layers.append(p1)
+    assert b"while p1 is away" not in _payloads(net, "p1")
+    if not reachable:
+        net.layers.append(p1)
     start = len(net.sent)
     task = p1.update_state(sid, True, net.now)
     net.settle()

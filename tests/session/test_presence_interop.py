@@ -106,3 +106,45 @@ async def test_reference_member_soft_closes_and_rejoins(
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("reference apps run on Linux only")
+
+
+@pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
+async def test_our_member_soft_closes_and_rejoins_with_a_reference_moderator(
+    ref_node: NodeInfo, mls: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="slimwire.session")
+    moderator = f"org/ns/{unique('refmod')}"
+    away, other, late = (f"org/ns/{unique(p)}" for p in ("away", "other", "late"))
+    flags = ("--invite", f"{away},{other}", "--remove", late, "--reliable")
+    flags += ("--mls",) if mls else ()
+    spec = _PresenceSpec("group-moderator-presence", moderator, ref_node.endpoint, flags, 60)
+    async with (
+        _our(ref_node, away) as away_app,
+        _our(ref_node, other) as other_app,
+        _our(ref_node, late) as late_app,
+    ):
+        ref = _App(spec, ref_node.log.parent)
+        await ref.start()
+        try:
+            mine = await away_app.accept(timeout=30)
+            await other_app.accept(timeout=30)
+            assert (await mine.receive(timeout=TIMEOUT)).text == "soft"
+            await mine.soft_close(timeout=TIMEOUT)
+            await late_app.accept(timeout=30)  # invited once the moderator saw us offline
+            await mine.rejoin(timeout=TIMEOUT)
+            await mine.publish(f"back from {away}", payload_type=PAYLOAD_TYPE)
+            texts = []
+            while "after" not in texts:
+                texts.append((await mine.receive(timeout=TIMEOUT)).text)
+            await asyncio.wait_for(ref.done.wait(), 30)
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ref.done.wait(), 5)
+            await ref.stop()
+    result = ref.result()
+    assert result.ok, result.explain()
+    assert result["saw_offline"]
+    assert result["back"] == f"back from {away}"
+    # with MLS our member missed the late member's commit: NACKed, it rejoined through the
+    # reference moderator's remove+add commit (and the data after it decrypted both ways)
+    assert ("refused our epoch; rejoining" in caplog.text) == mls

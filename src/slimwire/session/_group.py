@@ -548,7 +548,7 @@ class GroupSession(GroupPresence):
 
     def _request_done(self, req: Request, now: float) -> None:
         if req.purpose == "state":
-            self._state_done(req.data["task_id"])
+            self._state_done(req.data["task_id"], back=bool(req.data.get("online")))
             return
         if self.is_moderator:
             self._moderator_request_done(req, now)
@@ -587,6 +587,8 @@ class GroupSession(GroupPresence):
             return
         pub = msg.publish
         mtype = pub.session.session_message_type
+        if self.drops_while_offline(mtype):
+            return
         source = name_from_proto(pub.header.source)
         self.note_alive(source)
         if self.on_data(msg, mtype, source, now):

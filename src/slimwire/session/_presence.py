@@ -44,6 +44,7 @@ REJOIN_REQUEST = pb.SESSION_MESSAGE_TYPE_REJOIN_REQUEST
 REJOIN_REPLY = pb.SESSION_MESSAGE_TYPE_REJOIN_REPLY
 
 _Key = tuple[int, int, int, int]
+_WHILE_OFFLINE = frozenset((GROUP_ACK, GROUP_NACK, REJOIN_REPLY))
 
 
 class GroupPresence(SessionBase):
@@ -62,7 +63,8 @@ class GroupPresence(SessionBase):
         self.away: set[_Key] = set()
         """Members that announced they went offline (soft close) and have not come back."""
         self.online = True
-        """False between our own soft close and a completed rejoin."""
+        """False from our own soft close until a rejoin completes: meanwhile a member drops
+        everything but the answers to its own update (as the reference's participant does)."""
 
     # -- our own state ------------------------------------------------------------------------
 
@@ -80,9 +82,11 @@ class GroupPresence(SessionBase):
             new_state=pb.ONLINE if online else pb.OFFLINE, epoch=epoch
         )
         self.host.local.fill_proto(payload.participant)
-        self.online = online
+        if not online:
+            self.online = False
         others = self.members()
         if not others:
+            self.online = online
             self.host.emit(TaskDone(self.session_id, task_id, self.host.local))
             return task_id
         self._new_request(
@@ -98,8 +102,11 @@ class GroupPresence(SessionBase):
         )
         return task_id
 
-    def _state_done(self, task_id: object, error: str = "") -> None:
+    def _state_done(self, task_id: object, error: str = "", *, back: bool = False) -> None:
+        """Our update finished; ``back``: we are online again."""
         assert isinstance(task_id, int)
+        if back and not error:
+            self.online = True
         self.host.emit(TaskDone(self.session_id, task_id, self.host.local, error))
 
     def _on_state_nack(self, msg: pb.Message, source: Name, now: float) -> bool:
@@ -144,7 +151,7 @@ class GroupPresence(SessionBase):
                 error = f"cannot re-enter the MLS group: {exc}"
                 log.warning("group %d: %s", self.session_id, error)
         self._ack(msg)
-        self._state_done(req.data["task_id"], error)
+        self._state_done(req.data["task_id"], error, back=True)
 
     # -- other members' state -----------------------------------------------------------------
 
@@ -226,6 +233,10 @@ class GroupPresence(SessionBase):
     def _busy(self) -> bool:
         """Whether a moderator task (invite/remove) is running."""
         raise NotImplementedError
+
+    def drops_while_offline(self, mtype: int) -> bool:
+        """Whether a member that soft-closed ignores a message of type ``mtype``."""
+        return not self.online and not self.is_moderator and mtype not in _WHILE_OFFLINE
 
     def heartbeat_members(self) -> list[Name]:
         """Members whose silence counts: not those that announced they went offline."""
