@@ -2,8 +2,8 @@
 
 Every key the reference knows is accepted (sections we do not act on yet, such as the
 controller and peers, are reported by :attr:`NodeConfig.ignored`; features we cannot honour, such
-as transport auth or WebSocket endpoints, are refused by name), and a key neither knows is
-refused with a :class:`~slimwire.errors.ConfigError` that names its full path, so a typo never
+as SPIRE/OIDC transport auth or WebSocket endpoints, are refused by name), and a key neither knows
+is refused with a :class:`~slimwire.errors.ConfigError` that names its full path, so a typo never
 silently falls back to a default. ``${env:VAR}`` (and ``${env:VAR:-default}``) is substituted in
 every string before parsing, as the reference does.
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from slimwire.policy._config import AuthorizationConfig
 
 __all__ = [
+    "AuthConfig",
     "BackoffConfig",
     "ClientConfig",
     "NodeConfig",
@@ -127,13 +128,28 @@ def _int(value: object, where: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
-    """TLS settings of a server or client; ``insecure`` means plain h2c."""
+    """TLS settings of a server or client; ``insecure`` means plain h2c.
+
+    PEM may come from files (``cert_file``/``key_file``/``ca_file``, or the reference's
+    ``source: {type: file, cert, key}`` and ``ca_source: {type: file, path}``) or inline
+    (``source: {type: pem, cert, key}``, ``ca_source: {type: pem, data}``). On a server,
+    ``client_ca`` (same shape as ``ca_source``; ``client_ca_file``/``client_ca_pem`` and, for
+    older configs, ``ca_file`` too) turns on mTLS: a client must present a certificate that chains
+    to it. On a client, a cert/key pair is presented when the server asks for one.
+    """
 
     insecure: bool = True
     cert_file: str = ""
     key_file: str = ""
     ca_file: str = ""
     insecure_skip_verify: bool = False
+    cert_pem: str = ""
+    key_pem: str = ""
+    ca_pem: str = ""
+    client_ca_file: str = ""
+    client_ca_pem: str = ""
+    tls_version: str = "tls1.3"
+    """Lowest protocol version accepted: ``tls1.2`` or ``tls1.3`` (the reference's default)."""
 
     _KEYS = frozenset(
         {
@@ -157,6 +173,15 @@ class TlsConfig:
         }
     )
 
+    @property
+    def has_cert(self) -> bool:
+        return bool((self.cert_file or self.cert_pem) and (self.key_file or self.key_pem))
+
+    @property
+    def requires_client_cert(self) -> bool:
+        """Server side: mTLS is on (a client CA is configured)."""
+        return bool(self.client_ca_file or self.client_ca_pem)
+
     @classmethod
     def parse(cls, raw: object, where: str, *, server: bool) -> TlsConfig:
         if raw is None:
@@ -165,24 +190,54 @@ class TlsConfig:
         _check_keys(section, set(cls._KEYS), where)
         # the reference's TLS is on unless insecure: true
         insecure = _bool(section.get("insecure", False), f"{where}.insecure")
-        cert = _str(section.get("cert_file", ""), f"{where}.cert_file")
-        key = _str(section.get("key_file", ""), f"{where}.key_file")
+        pem = {k: _str(section.get(k, ""), f"{where}.{k}") for k in cls._PEM_KEYS}
         source = _mapping(section.get("source"), f"{where}.source")
-        if source:
-            _check_keys(source, {"type", "cert", "key", "path", "data"}, f"{where}.source")
-            if source.get("type") == "file":
-                cert = _str(source.get("cert", cert), f"{where}.source.cert")
-                key = _str(source.get("key", key), f"{where}.source.key")
-        ca = _str(section.get("ca_file", ""), f"{where}.ca_file")
-        ca_source = _mapping(section.get("ca_source"), f"{where}.ca_source")
-        if ca_source.get("type") == "file":
-            ca = _str(ca_source.get("path", ca), f"{where}.ca_source.path")
-        if server and not insecure and not (cert and key):
-            raise ConfigError(f"{where}: TLS is on (insecure: false) but no cert_file/key_file")
+        kind = _str(source.get("type", "none"), f"{where}.source.type")
+        if kind in ("file", "pem"):
+            _check_keys(source, {"type", "cert", "key"}, f"{where}.source")
+            for part in ("cert", "key"):
+                if part not in source:
+                    raise ConfigError(f"{where}.source.{part} is required")
+                pem[f"{part}_{kind}"] = _str(source[part], f"{where}.source.{part}")
+        elif kind != "none":
+            raise ConfigError(f"{where}.source.type: {kind!r} is not supported (file, pem, none)")
+        for key, prefix in (("ca_source", "ca"), ("client_ca", "client_ca")):
+            ca = _mapping(section.get(key), f"{where}.{key}")
+            ca_kind = _str(ca.get("type", "none"), f"{where}.{key}.type")
+            if ca_kind == "file":
+                _check_keys(ca, {"type", "path"}, f"{where}.{key}")
+                pem[f"{prefix}_file"] = _str(ca.get("path", ""), f"{where}.{key}.path")
+            elif ca_kind == "pem":
+                _check_keys(ca, {"type", "data"}, f"{where}.{key}")
+                pem[f"{prefix}_pem"] = _str(ca.get("data", ""), f"{where}.{key}.data")
+            elif ca_kind != "none":
+                raise ConfigError(
+                    f"{where}.{key}.type: {ca_kind!r} is not supported (file, pem, none)"
+                )
+        if server and not (pem["client_ca_file"] or pem["client_ca_pem"]):
+            # older configs name the server's client CA ca_file
+            pem["client_ca_file"], pem["client_ca_pem"] = pem["ca_file"], pem["ca_pem"]
+        version = _str(section.get("tls_version", "tls1.3"), f"{where}.tls_version").lower()
+        if version not in ("tls1.2", "tls1.3"):
+            raise ConfigError(f"{where}.tls_version: expected tls1.2 or tls1.3, got {version!r}")
         skip = _bool(section.get("insecure_skip_verify", False), f"{where}.insecure_skip_verify")
-        return cls(
-            insecure=insecure, cert_file=cert, key_file=key, ca_file=ca, insecure_skip_verify=skip
-        )
+        cfg = cls(insecure=insecure, insecure_skip_verify=skip, tls_version=version, **pem)
+        if server and not insecure and not cfg.has_cert:
+            raise ConfigError(
+                f"{where}: TLS is on (insecure: false) but no cert_file/key_file (or source)"
+            )
+        return cfg
+
+    _PEM_KEYS = (
+        "cert_file",
+        "key_file",
+        "ca_file",
+        "cert_pem",
+        "key_pem",
+        "ca_pem",
+        "client_ca_file",
+        "client_ca_pem",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +283,119 @@ class BackoffConfig:
         return float(min(self.max_delay, self.base * self.factor**attempt))
 
 
+_JWT_ALGORITHMS = ("ES256", "EdDSA", "RS256")
+_CLAIM_ALIASES = {
+    "audience": "audience",
+    "aud": "audience",
+    "audiences": "audience",
+    "issuer": "issuer",
+    "iss": "issuer",
+    "subject": "subject",
+    "sub": "subject",
+    "custom_claims": "custom_claims",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Transport auth on the gRPC channel (``auth`` of a server or client; slim-wire.md §2.1):
+    the ``authorization`` header of each stream, separate from the identity in the messages.
+
+    ``kind`` is ``none``, ``basic`` (``username``/``password``), ``jwt`` (a server verifies
+    ``Bearer`` tokens with a ``decoding`` key; a client signs its own with an ``encoding`` key,
+    ``claims`` and ``duration``) or, client side only, ``static_jwt`` (a token read from
+    ``file``, re-read when it changes). ``key_*`` is the reference's ``key: {type, algorithm,
+    format: pem|jwk|jwks, key: {file|data}}``.
+    """
+
+    kind: str = "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    file: str = ""
+    duration: float = 3600.0
+    audience: tuple[str, ...] = ()
+    issuer: str = ""
+    subject: str = ""
+    custom_claims: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    key_type: str = ""
+    key_algorithm: str = ""
+    key_format: str = ""
+    key_data: str = field(default="", repr=False)
+    key_file: str = ""
+
+    @classmethod
+    def parse(cls, raw: object, where: str, *, server: bool) -> AuthConfig:
+        s = _mapping(raw, where)
+        kind = _str(s.get("type", "none"), f"{where}.type")
+        kinds = ("basic", "jwt", "none") if server else ("basic", "static_jwt", "jwt", "none")
+        if kind not in kinds:
+            raise ConfigError(
+                f"{where}.type: {kind!r} transport auth is not supported here "
+                f"(expected one of {', '.join(kinds)})"
+            )
+        if kind == "none":
+            _check_keys(s, {"type"}, where)
+            return cls()
+        if kind == "basic":
+            _check_keys(s, {"type", "username", "password"}, where)
+            user = _str(s.get("username", ""), f"{where}.username")
+            password = _str(s.get("password", ""), f"{where}.password")
+            if not user or not password:
+                raise ConfigError(f"{where}: basic auth needs a non-empty username and password")
+            return cls(kind=kind, username=user, password=password)
+        duration = parse_duration(s.get("duration", 3600.0), f"{where}.duration")
+        if kind == "static_jwt":
+            _check_keys(s, {"type", "file", "duration"}, where)
+            path = _str(s.get("file", ""), f"{where}.file")
+            if not path:
+                raise ConfigError(f"{where}.file: static_jwt needs the path of a token file")
+            return cls(kind=kind, file=path, duration=duration)
+        _check_keys(s, {"type", "claims", "duration", "key", "policy"}, where)
+        if s.get("policy"):
+            raise ConfigError(f"{where}.policy: JWT claim policies (rego/cel) are not supported")
+        claims = _mapping(s.get("claims"), f"{where}.claims")
+        _check_keys(claims, set(_CLAIM_ALIASES), f"{where}.claims")
+        c = {_CLAIM_ALIASES[k]: v for k, v in claims.items() if v is not None}
+        aud = c.get("audience", ())
+        audience = (aud,) if isinstance(aud, str) else aud
+        if not isinstance(audience, list | tuple):
+            raise ConfigError(f"{where}.claims.audience: expected a list of strings")
+        key = _mapping(s.get("key"), f"{where}.key")
+        if not key:
+            raise ConfigError(f"{where}.key is required")
+        _check_keys(key, {"type", "algorithm", "format", "key"}, f"{where}.key")
+        key_type = _str(key.get("type", ""), f"{where}.key.type")
+        wanted = "decoding" if server else "encoding"
+        if key_type != wanted:
+            raise ConfigError(f"{where}.key.type: expected {wanted} here, got {key_type!r}")
+        alg = _str(key.get("algorithm", ""), f"{where}.key.algorithm")
+        if alg not in _JWT_ALGORITHMS:
+            raise ConfigError(
+                f"{where}.key.algorithm: {alg!r} is not supported ({', '.join(_JWT_ALGORITHMS)})"
+            )
+        fmt = _str(key.get("format", ""), f"{where}.key.format").lower()
+        if fmt not in ("pem", "jwk", "jwks") or (not server and fmt == "jwks"):
+            raise ConfigError(f"{where}.key.format: {fmt!r} is not usable here")
+        data = _mapping(key.get("key"), f"{where}.key.key")
+        _check_keys(data, {"file", "data"}, f"{where}.key.key")
+        if len(data) != 1:
+            raise ConfigError(f"{where}.key.key: expected exactly one of file or data")
+        custom = _mapping(c.get("custom_claims"), f"{where}.claims.custom_claims")
+        return cls(
+            kind=kind,
+            duration=duration,
+            audience=tuple(_str(a, f"{where}.claims.audience") for a in audience),
+            issuer=_str(c.get("issuer", ""), f"{where}.claims.issuer"),
+            subject=_str(c.get("subject", ""), f"{where}.claims.subject"),
+            custom_claims=dict(custom),
+            key_type=key_type,
+            key_algorithm=alg,
+            key_format=fmt,
+            key_data=_str(data.get("data", ""), f"{where}.key.key.data"),
+            key_file=_str(data.get("file", ""), f"{where}.key.key.file"),
+        )
+
+
 _SERVER_KEYS = {
     "endpoint",
     "tls",
@@ -255,11 +423,16 @@ class ServerConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     require_header_mac: bool = True
     negotiation_timeout: float = NEGOTIATION_TIMEOUT_S
-    auth_type: str = "none"
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """Transport auth every stream must pass before link negotiation."""
     keepalive_time: float = 120.0
     """HTTP/2 PING interval on idle connections (reference ``keepalive.time``, 120 s)."""
     keepalive_timeout: float = 20.0
     """A PING unanswered this long closes the connection (reference ``keepalive.timeout``)."""
+
+    @property
+    def auth_type(self) -> str:
+        return self.auth.kind
 
     @property
     def endpoint(self) -> str:
@@ -289,10 +462,6 @@ class ServerConfig:
             },
             f"{where}.keepalive",
         )
-        auth = _mapping(s.get("auth"), f"{where}.auth")
-        auth_type = _str(auth.get("type", "none"), f"{where}.auth.type")
-        if auth_type != "none":
-            raise ConfigError(f"{where}.auth.type: {auth_type!r} transport auth is not supported")
         return cls(
             host=host,
             port=port,
@@ -304,7 +473,7 @@ class ServerConfig:
                 s.get("negotiation_timeout_secs", NEGOTIATION_TIMEOUT_S),
                 f"{where}.negotiation_timeout_secs",
             ),
-            auth_type=auth_type,
+            auth=AuthConfig.parse(s.get("auth"), f"{where}.auth", server=True),
             keepalive_time=parse_duration(keepalive.get("time", 120.0), f"{where}.keepalive.time"),
             keepalive_timeout=parse_duration(
                 keepalive.get("timeout", 20.0), f"{where}.keepalive.timeout"
@@ -347,6 +516,8 @@ class ClientConfig:
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     connect_timeout: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """Transport auth: the ``authorization`` header sent on every (re)connect."""
     keepalive_time: float = 60.0
     """HTTP/2 PING interval (reference ``keepalive.http2_keepalive``, 60 s)."""
     keepalive_timeout: float = 10.0
@@ -387,6 +558,7 @@ class ClientConfig:
             backoff=BackoffConfig.parse(s.get("backoff"), f"{where}.backoff"),
             connect_timeout=parse_duration(s.get("connect_timeout", 0), f"{where}.connect_timeout"),
             headers=tuple((str(k), _str(v, f"{where}.headers.{k}")) for k, v in headers.items()),
+            auth=AuthConfig.parse(s.get("auth"), f"{where}.auth", server=False),
             keepalive_time=parse_duration(
                 keepalive.get("http2_keepalive", 60.0), f"{where}.keepalive.http2_keepalive"
             ),

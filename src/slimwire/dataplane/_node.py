@@ -17,19 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl as _ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from slimwire._constants import DATAPLANE_PATH, NEGOTIATION_TIMEOUT_S, SLIM_VERSION
 from slimwire._proto import data_plane_pb2 as pb
-from slimwire.config import ClientConfig, NodeConfig, ServerConfig, TlsConfig
+from slimwire.config import AuthConfig, ClientConfig, NodeConfig, ServerConfig, TlsConfig
 from slimwire.errors import GrpcError, LinkNegotiationError, SlimwireError
 from slimwire.link import ClientNegotiation, LinkConnectionType, LinkInfo, ServerNegotiation
 from slimwire.names import NULL_ID
 
+from ._channel_auth import ChannelServerAuth, build_client_auth, build_server_auth
 from ._forwarder import Forwarder
 from ._types import ConnInfo, ConnState, SubscriptionEntry, conn_type_from_link
 
@@ -48,6 +51,7 @@ _DEADLINE_EXCEEDED = 4
 _PERMISSION_DENIED = 7
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
 
 _SLICE = 1024
 _WINDOW = 1024 * 1024
@@ -61,6 +65,7 @@ class _Stream(Protocol):
 
     peer: str
     high_water: int
+    request_headers: tuple[tuple[str, str], ...]
 
     def send(self, message: bytes) -> None: ...
     def send_many(self, messages: Iterable[bytes]) -> None: ...
@@ -75,26 +80,63 @@ class _Stream(Protocol):
     def abort(self, status: int = _CANCELLED, message: str = "") -> None: ...
 
 
+def _tls_base(purpose: _ssl.Purpose, tls: TlsConfig) -> _ssl.SSLContext:
+    ctx = _ssl.create_default_context(purpose)
+    if tls.tls_version == "tls1.3":
+        ctx.minimum_version = _ssl.TLSVersion.TLSv1_3
+    else:
+        ctx.minimum_version = _ssl.TLSVersion.TLSv1_2
+    if tls.has_cert:
+        _load_cert_chain(ctx, tls)
+    return ctx
+
+
+def _load_cert_chain(ctx: _ssl.SSLContext, tls: TlsConfig) -> None:
+    """``load_cert_chain`` reads files only: inline PEM goes through a private temp dir that
+    is gone as soon as the context holds the key."""
+    if not (tls.cert_pem or tls.key_pem):
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        return
+    with tempfile.TemporaryDirectory(prefix="slimwire-tls-") as tmp:
+        cert, key = tls.cert_file, tls.key_file
+        for name, pem in (("cert.pem", tls.cert_pem), ("key.pem", tls.key_pem)):
+            if pem:
+                path = f"{tmp}/{name}"
+                with open(path, "w", encoding="ascii", opener=_private) as f:
+                    f.write(pem)
+                cert, key = (path, key) if name == "cert.pem" else (cert, path)
+        ctx.load_cert_chain(cert, key)
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 def _server_ssl(tls: TlsConfig) -> _ssl.SSLContext | None:
+    """A listener's TLS; with a client CA (``client_ca``) it is mTLS: a client must present a
+    certificate chaining to that CA, or the handshake fails."""
     if tls.insecure:
         return None
-    ctx = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.ca_file:
-        ctx.load_verify_locations(tls.ca_file)
+    ctx = _tls_base(_ssl.Purpose.CLIENT_AUTH, tls)
+    if tls.requires_client_cert:
+        ctx.load_verify_locations(
+            cafile=tls.client_ca_file or None, cadata=tls.client_ca_pem or None
+        )
         ctx.verify_mode = _ssl.CERT_REQUIRED
     return ctx
 
 
 def _client_ssl(tls: TlsConfig, endpoint: str) -> _ssl.SSLContext | None:
+    """A link's TLS (https:// endpoints): the server is verified against ``ca_file``/
+    ``ca_source`` (or the system roots), and our cert/key is presented for mTLS."""
     if not endpoint.startswith("https://"):
         return None
-    ctx = _ssl.create_default_context(cafile=tls.ca_file or None)
+    ctx = _tls_base(_ssl.Purpose.SERVER_AUTH, tls)
+    if tls.ca_file or tls.ca_pem:
+        ctx.load_verify_locations(cafile=tls.ca_file or None, cadata=tls.ca_pem or None)
     if tls.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = _ssl.CERT_NONE
-    if tls.cert_file and tls.key_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
     return ctx
 
 
@@ -169,9 +211,10 @@ class Node:
         if self._started:
             raise RuntimeError("node already started")
         self._started = True
-        for scfg in self.config.servers:
+        for i, scfg in enumerate(self.config.servers):
+            auth = build_server_auth(scfg.auth, f"dataplane.servers[{i}].auth")
             server = await transport.start_server(
-                {DATAPLANE_PATH: self._make_handler(scfg)},
+                {DATAPLANE_PATH: self._make_handler(scfg, auth)},
                 scfg.host,
                 scfg.port,
                 ssl=_server_ssl(scfg.tls),
@@ -312,13 +355,20 @@ class Node:
         connection_type: str = "remote",
         link_id: str | None = None,
         require_header_mac: bool = True,
+        tls: TlsConfig | None = None,
+        auth: AuthConfig | None = None,
     ) -> int:
-        """Dial ``url`` as a static link (re-dialled after a drop); returns its conn id."""
+        """Dial ``url`` as a static link (re-dialled after a drop); returns its conn id.
+        ``tls`` (for https:// URLs) and ``auth`` are a client's ``tls`` and ``auth`` sections."""
         kwargs: dict[str, Any] = {
             "endpoint": url,
             "connection_type": connection_type,
             "require_header_mac": require_header_mac,
         }
+        if tls is not None:
+            kwargs["tls"] = tls
+        if auth is not None:
+            kwargs["auth"] = auth
         if link_id:
             kwargs["link_id"] = link_id
         return self._start_link(ClientConfig(**kwargs)).conn_id
@@ -411,8 +461,16 @@ class Node:
 
     # -- the per-stream machinery ----------------------------------------------------------
 
-    def _make_handler(self, scfg: ServerConfig) -> Callable[[Any], Any]:
+    def _make_handler(
+        self, scfg: ServerConfig, auth: ChannelServerAuth | None
+    ) -> Callable[[Any], Any]:
         async def handle(stream: _Stream) -> None:
+            if auth is not None:
+                # transport auth comes before anything else the stream says (slim-wire.md §2.1)
+                refused = await auth.check(stream.request_headers)
+                if refused is not None:
+                    self._reject(stream, _UNAUTHENTICATED, f"unauthenticated: {refused}")
+                    return
             await self._serve(stream, scfg)
 
         return handle
@@ -604,6 +662,7 @@ class _ClientLink:
         self.task: asyncio.Task[None] | None = None
         self.stream: _Stream | None = None
         self._stopped = False
+        self._auth = build_client_auth(cfg.auth, default_subject=node.node_id)
 
     def stop(self) -> None:
         self._stopped = True
@@ -619,11 +678,14 @@ class _ClientLink:
         while not self._stopped:
             stream: _Stream | None = None
             try:
+                headers = cfg.headers
+                if self._auth is not None:  # a fresh credential on every (re)connect
+                    headers = (*headers, ("authorization", self._auth.header()))
                 stream = await transport.open_stream(
                     cfg.endpoint,
                     DATAPLANE_PATH,
                     ssl=_client_ssl(cfg.tls, cfg.endpoint),
-                    headers=cfg.headers,
+                    headers=headers,
                     window_size=_WINDOW,
                     max_message_size=node.config.max_message_size,
                     keepalive_interval=cfg.keepalive_time or None,
