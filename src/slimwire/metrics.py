@@ -18,7 +18,14 @@ from typing import Any, NamedTuple
 
 from slimwire.errors import ConfigError
 
-__all__ = ["MetricsServer", "Request", "health", "parse_request", "render_metrics"]
+__all__ = [
+    "MetricsServer",
+    "Request",
+    "health",
+    "parse_request",
+    "render_metrics",
+    "served_metrics_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,16 @@ MAX_REQUEST = 8192
 """Bytes of request line and headers we read; a scraper sends a few hundred."""
 READ_TIMEOUT = 5.0
 """A client that has not sent its request by then is dropped (no idle sockets held open)."""
+
+
+_SERVED: dict[int, str] = {}
+"""id(node) -> the URL of the MetricsServer serving it, so the control agent can advertise it to
+the controller (telemetry) without the node command passing it around."""
+
+
+def served_metrics_url(node: object) -> str | None:
+    """The ``/metrics`` URL of a :class:`MetricsServer` serving ``node`` in this process."""
+    return _SERVED.get(id(node))
 
 
 class Request(NamedTuple):
@@ -169,9 +186,18 @@ class MetricsServer:
         except OSError as exc:
             raise ConfigError(f"metrics endpoint {self.host}:{self.port}: {exc}") from exc
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+        if self.node is not None:
+            _SERVED[id(self.node)] = self.url
+        log.info("metrics on %s", self.url)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
 
     async def close(self) -> None:
+        if self.node is not None and _SERVED.get(id(self.node)) == self.url:
+            del _SERVED[id(self.node)]
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):

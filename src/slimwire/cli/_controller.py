@@ -48,6 +48,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="a domain's registration secret (32+ bytes); repeatable",
     )
+    p.add_argument(
+        "--jwks",
+        metavar="FILE|URL",
+        help="also accept registrations with a JWT from the authority, checked against this "
+        "JWKS (a file, or an http(s) URL such as AUTHORITY/.well-known/jwks.json)",
+    )
+    p.add_argument("--jwt-audience", metavar="AUD", help="required JWT audience (with --jwks)")
+    p.add_argument("--jwt-issuer", metavar="ISS", help="required JWT issuer (with --jwks)")
+    p.add_argument(
+        "--keepalive",
+        metavar="SECONDS",
+        type=float,
+        help="HTTP/2 PING interval and timeout on the node port: a silently cut node is "
+        "declared gone after about twice this (default 10)",
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="serve both ports over TLS (PEM chain)")
     p.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
@@ -92,13 +107,27 @@ def run(args: argparse.Namespace) -> int:
                 "the northbound API needs credentials: --basic-auth USER:PASS "
                 f"(or ${AUTH_ENV}), or --no-auth to serve it open"
             )
+        if args.keepalive is not None and not args.keepalive > 0:
+            raise ConfigError("--keepalive: expected a positive number of seconds")
+        if (args.jwt_audience or args.jwt_issuer) and not args.jwks:
+            raise ConfigError("--jwt-audience/--jwt-issuer need --jwks")
         if bool(args.tls_cert) != bool(args.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
     try:
-        return asyncio.run(_serve(cfg, args.tls_cert, args.tls_key))
+        return asyncio.run(
+            _serve(
+                cfg,
+                args.tls_cert,
+                args.tls_key,
+                keepalive=args.keepalive,
+                jwks=args.jwks,
+                audience=args.jwt_audience,
+                issuer=args.jwt_issuer,
+            )
+        )
     except OSError as exc:
         log.error("cannot start the controller: %s", exc)
         return 1
@@ -107,9 +136,19 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _serve(cfg: object, cert: str | None = None, key: str | None = None) -> int:
+async def _serve(
+    cfg: object,
+    cert: str | None = None,
+    key: str | None = None,
+    *,
+    keepalive: float | None = None,
+    jwks: str | None = None,
+    audience: str | None = None,
+    issuer: str | None = None,
+) -> int:
     import ssl
 
+    from slimwire.auth import JwksFile, JwksUrl, JwtVerifier, KeySource
     from slimwire.control._config import ControllerConfig
     from slimwire.control._controller import Controller
     from slimwire.control._store import Store
@@ -119,6 +158,17 @@ async def _serve(cfg: object, cert: str | None = None, key: str | None = None) -
     if cert and key:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(cert, key)
+    verifier = None
+    if jwks:
+        source: KeySource = (
+            JwksUrl(jwks) if jwks.startswith(("http://", "https://")) else JwksFile(jwks)
+        )
+        verifier = JwtVerifier(source, audience=audience, issuer=issuer)
+    timing = (
+        {}
+        if keepalive is None
+        else {"keepalive_interval": keepalive, "keepalive_timeout": keepalive}
+    )
     store = Store(cfg.database)
     ctl = Controller(
         store,
@@ -129,6 +179,8 @@ async def _serve(cfg: object, cert: str | None = None, key: str | None = None) -
         southbound=cfg.southbound,
         northbound=cfg.northbound,
         ssl=tls,
+        jwt_verifier=verifier,
+        **timing,  # type: ignore[arg-type]
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

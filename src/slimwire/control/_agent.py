@@ -30,7 +30,7 @@ from slimwire._proto import controller_pb2 as cpb
 from slimwire.config import ClientConfig
 from slimwire.control._controller import CONTROLLER_SERVICE
 from slimwire.control._core import NameKey, name_key, name_proto
-from slimwire.control._store import ConnDetail
+from slimwire.control._store import METRICS_KEY, ConnDetail
 from slimwire.errors import (
     ConfigError,
     ControlPlaneError,
@@ -172,6 +172,9 @@ class AgentCore:
             )
             if ep.external_endpoint:
                 d.external_endpoint = ep.external_endpoint
+            if ep.metrics_url:
+                # a Struct a reference controller ignores; ours scrapes it for telemetry
+                d.metadata.update({METRICS_KEY: ep.metrics_url})
         req.connections.extend(self.connection_entries(connections))
         names = sorted(set(local_names), key=repr)
         for n in names:

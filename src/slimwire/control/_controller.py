@@ -16,6 +16,7 @@ import contextlib
 import hmac
 import logging
 import ssl as _ssl
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -24,9 +25,16 @@ from google.protobuf.message import DecodeError, Message
 
 from slimwire._proto import controller_pb2 as cpb
 from slimwire._proto import controlplane_pb2 as npb
-from slimwire.control._core import ControllerCore, Outbound
+from slimwire.auth import JwtVerifier
+from slimwire.control._core import DEFAULT_DOMAIN, ControllerCore, Outbound
+from slimwire.control._jwt_registration import looks_like_jwt, verify_registration_jwt
 from slimwire.control._routing import Topology
-from slimwire.control._store import Store
+from slimwire.control._store import METRICS_KEY, TELEMETRY_KEY, Store
+from slimwire.control._telemetry import (
+    ControllerMetricsServer,
+    TelemetryScraper,
+    render_controller_metrics,
+)
 from slimwire.errors import (
     ConnectionClosed,
     ControlPlaneError,
@@ -81,6 +89,11 @@ def _status_of(exc: ControlPlaneError) -> int:
 class Controller:
     """Serve a :class:`ControllerCore` (``async with Controller(...) as c:``).
 
+    ``jwt_verifier`` also accepts registrations carrying a JWT from the authority (see
+    :mod:`._jwt_registration` for the domain binding rule); shared-secret tokens still work for
+    domains with a secret. ``keepalive_interval``/``keepalive_timeout`` (HTTP/2 PING on the
+    southbound port) bound how long a silently cut node stays "connected": about their sum.
+
     ``basic_auth`` (user, password) protects the northbound API; ``None`` leaves it open (the
     CLI only allows that when asked explicitly). Ports 0 pick free ports (see
     :attr:`southbound_port`, :attr:`northbound_port`).
@@ -100,6 +113,10 @@ class Controller:
         keepalive_interval: float | None = 10.0,
         keepalive_timeout: float = 10.0,
         retry_interval: float = 5.0,
+        jwt_verifier: JwtVerifier | None = None,
+        telemetry_interval: float | None = 15.0,
+        telemetry_timeout: float = 5.0,
+        metrics: tuple[str, int] | None = None,
     ) -> None:
         self.core = ControllerCore(
             store or Store(),
@@ -107,6 +124,9 @@ class Controller:
             secrets=secrets,
             require_credentials=require_credentials,
         )
+        self._jwt = jwt_verifier
+        if jwt_verifier is not None:
+            self.core.require_credentials = True
         self._basic = basic_auth
         self._south_addr = southbound
         self._north_addr = northbound
@@ -117,6 +137,15 @@ class Controller:
         self._servers: list[Server] = []
         self._retry_interval = retry_interval
         self._retry_task: asyncio.Task[None] | None = None
+        self._metrics_urls: dict[str, str] = {}
+        self.telemetry = TelemetryScraper(
+            self._telemetry_targets,
+            interval=telemetry_interval or 15.0,
+            timeout=telemetry_timeout,
+        )
+        self._telemetry_on = telemetry_interval is not None
+        self._metrics_addr = metrics
+        self._metrics_server: ControllerMetricsServer | None = None
 
     def __repr__(self) -> str:
         return f"<Controller nodes={sorted(self._streams)} store={self.core.store!r}>"
@@ -146,6 +175,11 @@ class Controller:
         )
         self._servers.append(north)
         self._retry_task = asyncio.ensure_future(self._retry_loop())
+        if self._telemetry_on:
+            self.telemetry.start()
+        if self._metrics_addr is not None:
+            self._metrics_server = ControllerMetricsServer(self.render_metrics, *self._metrics_addr)
+            await self._metrics_server.start()
         log.info("controller: southbound on port %d, northbound on port %d", south.port, north.port)
 
     async def _retry_loop(self) -> None:
@@ -154,6 +188,10 @@ class Controller:
             self._dispatch(self.core.retry_failed())
 
     async def stop(self, grace: float = 1.0) -> None:
+        await self.telemetry.stop()
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
+            self._metrics_server = None
         if self._retry_task is not None:
             self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,6 +221,49 @@ class Controller:
     def connected_nodes(self) -> set[str]:
         return set(self.core.connected)
 
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self._metrics_server is None else self._metrics_server.port
+
+    # -- telemetry -------------------------------------------------------------------------
+
+    def _telemetry_targets(self) -> dict[str, str]:
+        return {n: u for n, u in self._metrics_urls.items() if n in self.core.connected}
+
+    def _note_metrics_url(self, node_id: str, req: cpb.RegisterNodeRequest, peer: str) -> None:
+        """Remember where ``node_id`` serves ``/metrics`` (``metadata.slimwire_metrics``); a
+        wildcard host is replaced by the host its control stream comes from."""
+        for d in req.connection_details:
+            if METRICS_KEY not in d.metadata.fields:
+                continue
+            url = d.metadata.fields[METRICS_KEY].string_value
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname or parts.port is None:
+                log.warning("node %s advertised an unusable metrics URL %r", node_id, url)
+                break
+            if parts.hostname in ("0.0.0.0", "::", ""):
+                host = peer.rpartition(":")[0] or "127.0.0.1"
+                url = urllib.parse.urlunsplit(parts._replace(netloc=f"{host}:{parts.port}"))
+            self._metrics_urls[node_id] = url
+            return
+        self._metrics_urls.pop(node_id, None)
+
+    def render_metrics(self) -> str:
+        """The controller's ``/metrics`` text."""
+        links: dict[str, int] = {}
+        for link in self.store.list_links():
+            links[link.status.name.lower()] = links.get(link.status.name.lower(), 0) + 1
+        routes: dict[str, int] = {}
+        for route in self.store.list_routes(include_deleted=False):
+            routes[route.status.name.lower()] = routes.get(route.status.name.lower(), 0) + 1
+        return render_controller_metrics(
+            len(self.core.connected),
+            len(self.store.list_nodes()),
+            links,
+            routes,
+            self.telemetry.latest,
+        )
+
     # -- southbound ------------------------------------------------------------------------
 
     def _dispatch(self, outbound: Iterable[Outbound]) -> None:
@@ -209,9 +290,17 @@ class Controller:
             raise GrpcError(
                 Status.FAILED_PRECONDITION, "the first message must be a RegisterNodeRequest"
             )
-        node_id = msg.register_node_request.node_id
+        req = msg.register_node_request
+        node_id = req.node_id
         try:
-            response, outbound = self.core.register(msg.message_id, msg.register_node_request)
+            verified = False
+            if self._jwt is not None and node_id and looks_like_jwt(req.credentials):
+                domain = req.domain_name if req.HasField("domain_name") else ""
+                await verify_registration_jwt(
+                    self._jwt, req.credentials, domain or DEFAULT_DOMAIN, node_id
+                )
+                verified = True
+            response, outbound = self.core.register(msg.message_id, req, verified=verified)
         except RegistrationRefused as exc:
             log.warning("refused registration of %r from %s: %s", node_id, stream.peer, exc)
             raise GrpcError(Status.PERMISSION_DENIED, str(exc)) from None
@@ -219,6 +308,7 @@ class Controller:
         if old is not None and old is not stream:
             old.abort(Status.ABORTED, "the node registered again on another stream")
         self._streams[node_id] = stream
+        self._note_metrics_url(node_id, req, stream.peer)
         stream.send(response.SerializeToString())
         self._dispatch(outbound)
         try:
@@ -314,7 +404,19 @@ class Controller:
         return handle
 
     async def _list_nodes(self, _req: npb.NodeListRequest) -> list[Message]:
-        return list(self.core.node_entries())
+        entries = self.core.node_entries()
+        for e in entries:
+            figures = self.telemetry.latest.get(e.id)
+            url = self._metrics_urls.get(e.id)
+            if not e.connections or (figures is None and url is None):
+                continue
+            # a Struct in the first connection: slimctl parses it and shows nothing of it
+            meta = e.connections[0].metadata
+            if url is not None:
+                meta.update({METRICS_KEY: url})
+            if figures is not None:
+                meta.update({TELEMETRY_KEY: figures.to_json()})
+        return list(entries)
 
     async def _list_routes(self, req: npb.RouteListRequest) -> list[Message]:
         return list(self.core.route_entries(req.srcNodeId, req.destNodeId))

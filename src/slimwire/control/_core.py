@@ -182,16 +182,20 @@ class ControllerCore:
             )
 
     def register(
-        self, message_id: str, req: cpb.RegisterNodeRequest
+        self, message_id: str, req: cpb.RegisterNodeRequest, *, verified: bool = False
     ) -> tuple[cpb.ControlMessage, list[Outbound]]:
         """Accept a node (or raise :class:`RegistrationRefused`): its response carries the
-        desired state; a reconcile command with the same state follows (it is acked)."""
+        desired state; a reconcile command with the same state follows (it is acked).
+
+        ``verified``: the driver already checked the credentials (a JWT, which needs an async
+        verifier), so the shared-secret check is skipped."""
         node_id = req.node_id
         if not node_id:
             raise RegistrationRefused("node_id is required")
         domain = req.domain_name if req.HasField("domain_name") and req.domain_name else ""
         domain = domain or DEFAULT_DOMAIN
-        self.verify(req.credentials, domain, node_id)
+        if not verified:
+            self.verify(req.credentials, domain, node_id)
         details = tuple(
             ConnDetail(
                 d.endpoint,

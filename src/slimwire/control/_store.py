@@ -27,6 +27,8 @@ from slimwire.errors import ControlPlaneError
 
 __all__ = [
     "ALL_NODES",
+    "METRICS_KEY",
+    "TELEMETRY_KEY",
     "ConnDetail",
     "LinkRecord",
     "LinkStatus",
@@ -59,6 +61,12 @@ class RouteStatus(enum.IntEnum):
     PENDING = 4
 
 
+METRICS_KEY = "slimwire_metrics"
+"""``ConnectionDetails.metadata`` key: the node's Prometheus ``/metrics`` URL."""
+TELEMETRY_KEY = "slimwire_telemetry"
+"""``ListNodes`` ``ConnectionDetails.metadata`` key: the node's latest scraped figures."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConnDetail:
     """How other nodes reach a node (one ``ConnectionDetails`` of its registration)."""
@@ -67,14 +75,19 @@ class ConnDetail:
     external_endpoint: str = ""
     tls_required: bool = False
     auth_method: int = 0
+    metrics_url: str = ""
+    """Where the node serves Prometheus ``/metrics`` (``metadata.slimwire_metrics``)."""
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "endpoint": self.endpoint,
             "external_endpoint": self.external_endpoint,
             "tls_required": self.tls_required,
             "auth_method": self.auth_method,
         }
+        if self.metrics_url:
+            out["metrics_url"] = self.metrics_url
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, object]) -> ConnDetail:
@@ -83,6 +96,7 @@ class ConnDetail:
             external_endpoint=str(raw.get("external_endpoint") or ""),
             tls_required=bool(raw.get("tls_required", False)),
             auth_method=int(raw.get("auth_method", 0)),  # type: ignore[call-overload]
+            metrics_url=str(raw.get("metrics_url") or ""),
         )
 
 

@@ -7,6 +7,9 @@
         node_id: node-a
         domain_name: domain-a
         auth: {type: shared_secret, secret: "<32+ bytes>"}      # signs the registration
+        # or a JWT: {type: jwt, token_file: /run/slim/node.jwt} (read at each registration)
+        # or {type: authority, url: http://auth:8080, name: domain-a/nodes/node-a,
+        #     client_id: ..., client_secret: ...}                 (renewed in the background)
         dataplane:
           servers: [{endpoint: "0.0.0.0:46357", metadata: {external_endpoint: "a.example:46357"}}]
         controller:
@@ -23,13 +26,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from slimwire.auth import Identity, SharedSecretProvider
+from slimwire.authority import AuthorityTokenProvider
 from slimwire.control._agent import Agent
 from slimwire.control._node_port import NodeAdapter
 from slimwire.control._store import ConnDetail
-from slimwire.errors import ConfigError
+from slimwire.errors import AuthError, ConfigError, TransportError
+from slimwire.metrics import served_metrics_url
 from slimwire.transport import Server
 
 __all__ = ["NodeControl", "start_node_control"]
@@ -43,8 +49,11 @@ class NodeControl:
 
     agents: list[Agent] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
+    provider: AuthorityTokenProvider | None = None
 
     async def aclose(self) -> None:
+        if self.provider is not None:
+            await self.provider.stop()
         for agent in self.agents:
             await agent.stop()
         for server in self.servers:
@@ -67,17 +76,51 @@ def _list(raw: object, where: str) -> list[Mapping[str, Any]]:
     return [_map(x, f"{where}[{i}]") for i, x in enumerate(raw)]
 
 
-def _credentials(service: Mapping[str, Any], domain: str, node_id: str) -> Callable[[], str]:
+def _token_file(path: str) -> Callable[[], str]:
+    def read() -> str:
+        # read at each (re-)registration, so a token rotated on disk is picked up
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            log.warning("cannot read the registration token %s: %s", path, exc)
+            return ""
+
+    return read
+
+
+async def _credentials(
+    service: Mapping[str, Any], domain: str, node_id: str
+) -> tuple[Callable[[], str], AuthorityTokenProvider | None]:
     auth = _map(service.get("auth"), "auth")
+    kind = auth.get("type")
     if not auth:
-        return lambda: ""
-    if auth.get("type") != "shared_secret" or not isinstance(auth.get("secret"), str):
-        raise ConfigError("auth: only {type: shared_secret, secret} signs a registration here")
-    provider = SharedSecretProvider(Identity.generate(f"{domain}/{node_id}"), auth["secret"])
-    return provider.token
+        return (lambda: ""), None
+    if kind == "shared_secret" and isinstance(auth.get("secret"), str):
+        provider = SharedSecretProvider(Identity.generate(f"{domain}/{node_id}"), auth["secret"])
+        return provider.token, None
+    if kind == "jwt" and isinstance(auth.get("token_file"), str):
+        return _token_file(auth["token_file"]), None
+    if kind == "authority" and isinstance(auth.get("url"), str):
+        authority = AuthorityTokenProvider(
+            Identity.generate(f"{domain}/{node_id}"),
+            auth["url"],
+            name=str(auth.get("name") or f"{domain}/nodes/{node_id}"),
+            client_id=auth.get("client_id"),
+            client_secret=auth.get("client_secret"),
+        )
+        try:
+            await authority.refresh()
+        except (AuthError, TransportError) as exc:
+            raise ConfigError(f"auth: no token from the authority: {exc}") from None
+        authority.start()
+        return authority.token, authority
+    raise ConfigError(
+        "auth: expected {type: shared_secret, secret}, {type: jwt, token_file} or "
+        "{type: authority, url, name, client_id, client_secret}"
+    )
 
 
-def _endpoints(node: Any, service: Mapping[str, Any]) -> list[ConnDetail]:
+def _endpoints(node: Any, service: Mapping[str, Any], metrics_url: str | None) -> list[ConnDetail]:
     dataplane = _map(service.get("dataplane"), "dataplane")
     out = []
     bound = list(getattr(node, "addresses", []))
@@ -93,21 +136,35 @@ def _endpoints(node: Any, service: Mapping[str, Any]) -> list[ConnDetail]:
                 endpoint,
                 str(meta.get("external_endpoint", "") or ""),
                 tls_required=not tls.get("insecure", False),
+                metrics_url=metrics_url or "",
             )
         )
     return out
 
 
-async def start_node_control(node: Any, service: Mapping[str, Any]) -> NodeControl:
+async def start_node_control(
+    node: Any,
+    service: Mapping[str, Any],
+    *,
+    credentials: Callable[[], str] | None = None,
+    metrics_url: str | None = None,
+) -> NodeControl:
     """Register ``node`` (a :class:`slimwire.dataplane.Node`) with every configured controller
-    and serve its ControllerService; returns what to close at shutdown."""
+    and serve its ControllerService; returns what to close at shutdown.
+
+    ``credentials`` overrides the ``auth`` section (e.g. a provider the caller keeps fresh).
+    ``metrics_url`` is advertised to the controller for telemetry; by default the URL of a
+    :class:`slimwire.metrics.MetricsServer` already serving ``node``, if any."""
     controller = _map(service.get("controller"), "controller")
     node_id = str(service.get("node_id") or node.node_id)
     domain = str(service.get("domain_name") or "")
     port = NodeAdapter(node)
-    credentials = _credentials(service, domain, node_id)
-    endpoints = _endpoints(node, service)
     control = NodeControl()
+    if credentials is None:
+        credentials, control.provider = await _credentials(service, domain, node_id)
+    if metrics_url is None:
+        metrics_url = served_metrics_url(node)
+    endpoints = _endpoints(node, service, metrics_url)
     agents = []
     for client in _list(controller.get("clients"), "controller.clients"):
         url = str(client.get("endpoint", ""))
