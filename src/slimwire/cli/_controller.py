@@ -63,6 +63,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="HTTP/2 PING interval and timeout on the node port: a silently cut node is "
         "declared gone after about twice this (default 10)",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve the controller's Prometheus /metrics and /healthz here",
+    )
+    p.add_argument(
+        "--telemetry-interval",
+        metavar="SECONDS",
+        type=float,
+        default=15.0,
+        help="how often the nodes' advertised /metrics are scraped (0: never; default 15)",
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="serve both ports over TLS (PEM chain)")
     p.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
@@ -107,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
                 "the northbound API needs credentials: --basic-auth USER:PASS "
                 f"(or ${AUTH_ENV}), or --no-auth to serve it open"
             )
+        metrics = parse_endpoint(args.metrics, "--metrics") if args.metrics else None
+        if args.telemetry_interval < 0:
+            raise ConfigError("--telemetry-interval: expected seconds >= 0")
         if args.keepalive is not None and not args.keepalive > 0:
             raise ConfigError("--keepalive: expected a positive number of seconds")
         if (args.jwt_audience or args.jwt_issuer) and not args.jwks:
@@ -123,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
                 args.tls_cert,
                 args.tls_key,
                 keepalive=args.keepalive,
+                metrics=metrics,
+                telemetry=args.telemetry_interval or None,
                 jwks=args.jwks,
                 audience=args.jwt_audience,
                 issuer=args.jwt_issuer,
@@ -142,6 +159,8 @@ async def _serve(
     key: str | None = None,
     *,
     keepalive: float | None = None,
+    metrics: tuple[str, int] | None = None,
+    telemetry: float | None = 15.0,
     jwks: str | None = None,
     audience: str | None = None,
     issuer: str | None = None,
@@ -180,7 +199,9 @@ async def _serve(
         northbound=cfg.northbound,
         ssl=tls,
         jwt_verifier=verifier,
-        **timing,  # type: ignore[arg-type]
+        metrics=metrics,
+        telemetry_interval=telemetry,
+        **timing,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -191,7 +212,8 @@ async def _serve(
         # one machine-readable line, so scripts (and tests) can find ports chosen with :0
         print(
             f"controller listening southbound={ctl.southbound_port} "
-            f"northbound={ctl.northbound_port} db={cfg.database}",
+            f"northbound={ctl.northbound_port} db={cfg.database}"
+            + (f" metrics={ctl.metrics_port}" if ctl.metrics_port is not None else ""),
             flush=True,
         )
         await stop.wait()

@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -371,9 +372,49 @@ _ROUTE_STATUS = {1: "APPLIED", 2: "FAILED", 3: "DELETED", 4: "PENDING"}
 _LINK_STATUS = {1: "PENDING", 2: "APPLIED", 3: "FAILED"}
 
 
+def _telemetry(n: Any) -> dict[str, Any] | None:
+    """The figures our controller puts in a node's first ``ConnectionDetails.metadata``
+    (``slimwire_telemetry``); None from a reference controller or before the first scrape."""
+    from google.protobuf.json_format import MessageToDict
+
+    from slimwire.control._store import METRICS_KEY, TELEMETRY_KEY
+
+    for c in n.connections:
+        meta = MessageToDict(c.metadata) if c.HasField("metadata") else {}
+        if TELEMETRY_KEY in meta and isinstance(meta[TELEMETRY_KEY], dict):
+            figures: dict[str, Any] = dict(meta[TELEMETRY_KEY])
+            for key, value in figures.items():
+                if isinstance(value, float) and value.is_integer() and key != "last_seen":
+                    figures[key] = int(value)
+            drops = figures.get("drops")
+            if isinstance(drops, dict):
+                figures["drops"] = {k: int(v) for k, v in drops.items()}
+            figures["metrics_url"] = meta.get(METRICS_KEY, "")
+            return figures
+    return None
+
+
+def _ago(when: object) -> str:
+    if not isinstance(when, int | float) or when <= 0:
+        return "-"
+    return f"{max(0, int(time.time() - when))}s ago"
+
+
+_FIGURE_COLUMNS = {
+    "CONNS": "connections",
+    "SUBS": "subscriptions",
+    "MSGS_IN": "messages_in",
+    "MSGS_OUT": "messages_out",
+    "BYTES_IN": "bytes_in",
+    "BYTES_OUT": "bytes_out",
+}
+
+
 def _nodes(nodes: list[Any], js: bool) -> str:
-    rows = [
-        {
+    rows: list[dict[str, Any]] = []
+    figures: list[dict[str, Any] | None] = []
+    for n in nodes:
+        row: dict[str, Any] = {
             "node_id": n.id,
             "domain": n.domain,
             "status": _NODE_STATUS.get(n.status, "Unknown"),
@@ -383,17 +424,30 @@ def _nodes(nodes: list[Any], js: bool) -> str:
             )
             or "-",
         }
-        for n in nodes
-    ]
+        f = _telemetry(n)
+        if f is not None:
+            row["telemetry"] = f
+        rows.append(row)
+        figures.append(f)
     if js:
         return _json(rows)
     text = f"{len(rows)} node(s) registered\n\n"
-    if rows:
-        text += _table(
-            ["NODE_ID", "DOMAIN", "STATUS", "ENDPOINT", "PUBLIC_ENDPOINT"],
-            [list(r.values()) for r in rows],
-        )
-    return text
+    if not rows:
+        return text
+    headers = ["NODE_ID", "DOMAIN", "STATUS", "ENDPOINT", "PUBLIC_ENDPOINT"]
+    cells = [[str(v) for k, v in r.items() if k != "telemetry"] for r in rows]
+    if any(f is not None for f in figures):
+        # slimctl's columns first; ours only when the controller reported figures
+        headers += [*_FIGURE_COLUMNS, "DROPS", "LAST_SEEN"]
+        for row_cells, f in zip(cells, figures, strict=True):
+            if f is None:
+                row_cells.extend(["-"] * (len(_FIGURE_COLUMNS) + 2))
+                continue
+            row_cells.extend(str(f.get(key, "-")) for key in _FIGURE_COLUMNS.values())
+            drops = f.get("drops") or {}
+            row_cells.append(",".join(f"{k}={v}" for k, v in sorted(drops.items()) if v) or "0")
+            row_cells.append(_ago(f.get("last_seen")))
+    return text + _table(headers, cells)
 
 
 def _conn_row(c: Any) -> dict[str, Any]:
