@@ -105,8 +105,8 @@ def parse_prometheus(text: str) -> list[Sample]:
     skipped; a malformed line raises :class:`ValueError` (the whole scrape is then discarded:
     half-read figures would be worse than the previous ones)."""
     samples: list[Sample] = []
-    for raw in text.splitlines():
-        line = raw.strip()
+    for raw in text.split("\n"):  # only \n ends a line: label values may hold \r and friends
+        line = raw.strip(" \t\r")
         if not line or line.startswith("#"):
             continue
         if len(samples) >= MAX_SAMPLES:
