@@ -204,7 +204,8 @@ async def test_node_figures_reach_ctl_and_controller_metrics() -> None:
             (row,) = json.loads(out)
             assert (row["node_id"], row["status"]) == ("t1", "Connected")
             tel = row["telemetry"]
-            assert tel["messages_out"] >= 5 and tel["connections"] == 2
+            assert tel["messages_out"] >= 5
+            assert tel["connections"] == 2
             assert tel["drops"]["no_route"] >= 1
             assert tel["metrics_url"] == f"http://127.0.0.1:{metrics.port}/metrics"
             assert tel["last_seen"] > 0
@@ -241,4 +242,5 @@ async def test_unreachable_metrics_endpoint_is_bounded() -> None:
 
     scraper = TelemetryScraper(lambda: {"gone": "http://127.0.0.1:9/metrics"}, timeout=2.0)
     await asyncio.wait_for(scraper.scrape_all(), 10)
-    assert "gone" in scraper.errors and "gone" not in scraper.latest
+    assert "gone" in scraper.errors
+    assert "gone" not in scraper.latest
