@@ -27,10 +27,13 @@ TIMEOUT = 10.0
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture(scope="module")
-def ref_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeInfo]:
-    with start_node("reference", tmp_path_factory.mktemp("client-interop")) as node:
-        yield node
+@pytest.fixture(scope="module", params=["reference", "slimwire"])
+def node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeInfo]:
+    """The node every app goes through: a reference node and a slimwire node."""
+    with start_node(request.param, tmp_path_factory.mktemp("client-interop")) as info:
+        yield info
 
 
 @contextlib.asynccontextmanager
@@ -68,12 +71,12 @@ def _flags(reliable: bool, direction: str, peer: str = "", mls: bool = False) ->
 @pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
 @pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
-async def test_we_initiate(ref_node: NodeInfo, reliable: bool, direction: str, mls: bool) -> None:
+async def test_we_initiate(node: NodeInfo, reliable: bool, direction: str, mls: bool) -> None:
     peer = f"org/ns/{unique('refbob')}"
     flags = _flags(reliable, direction, mls=mls)
-    async with ref_app(ref_node, "p2p-responder", peer, flags) as ref:
+    async with ref_app(node, "p2p-responder", peer, flags) as ref:
         await asyncio.wait_for(ref.ready.wait(), 20)
-        async with our_app(ref_node, f"org/ns/{unique('alice')}") as app:
+        async with our_app(node, f"org/ns/{unique('alice')}") as app:
             session = await app.open_session(
                 peer,
                 reliable=reliable,
@@ -117,12 +120,12 @@ async def test_we_initiate(ref_node: NodeInfo, reliable: bool, direction: str, m
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
 @pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
 async def test_reference_initiates(
-    ref_node: NodeInfo, reliable: bool, direction: str, mls: bool
+    node: NodeInfo, reliable: bool, direction: str, mls: bool
 ) -> None:
     me = f"org/ns/{unique('bob')}"
-    async with our_app(ref_node, me) as app:
+    async with our_app(node, me) as app:
         flags = _flags(reliable, direction, peer=me, mls=mls)
-        async with ref_app(ref_node, "p2p-initiator", f"org/ns/{unique('refalice')}", flags) as ref:
+        async with ref_app(node, "p2p-initiator", f"org/ns/{unique('refalice')}", flags) as ref:
             session = await app.accept(timeout=20)
             assert not session.initiator
             assert session.metadata == {"interop": "1"}
@@ -149,12 +152,12 @@ async def test_reference_initiates(
 
 
 @pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])
-async def test_ours_both_sides_through_reference_node(ref_node: NodeInfo, reliable: bool) -> None:
+async def test_ours_both_sides_through_reference_node(node: NodeInfo, reliable: bool) -> None:
     """Many messages pipelined, then request/reply round trips (timings printed, not asserted)."""
     bob_name = f"org/ns/{unique('bob')}"
     async with (
-        our_app(ref_node, bob_name) as bob,
-        our_app(ref_node, f"org/ns/{unique('alice')}") as alice,
+        our_app(node, bob_name) as bob,
+        our_app(node, f"org/ns/{unique('alice')}") as alice,
     ):
 
         async def echo() -> int:
@@ -192,14 +195,14 @@ async def test_ours_both_sides_through_reference_node(ref_node: NodeInfo, reliab
 
 
 @pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
-async def test_our_moderator_reference_members(ref_node: NodeInfo, mls: bool) -> None:
+async def test_our_moderator_reference_members(node: NodeInfo, mls: bool) -> None:
     me = f"org/ns/{unique('mod')}"
     members = [f"org/ns/{unique('refp')}" for _ in range(2)]
     async with contextlib.AsyncExitStack() as stack:
         refs = [
             await stack.enter_async_context(
                 ref_app(
-                    ref_node,
+                    node,
                     "group-participant",
                     p,
                     ("--moderator", me, *(("--mls",) if mls else ())),
@@ -209,7 +212,7 @@ async def test_our_moderator_reference_members(ref_node: NodeInfo, mls: bool) ->
         ]
         for ref in refs:
             await asyncio.wait_for(ref.ready.wait(), 20)
-        async with our_app(ref_node, me) as app:
+        async with our_app(node, me) as app:
             session = app.create_group("org/ns/chat", reliable=True, mls=mls)
             for p in members:
                 joined = await session.invite(p, timeout=TIMEOUT)
@@ -238,7 +241,7 @@ async def test_our_moderator_reference_members(ref_node: NodeInfo, mls: bool) ->
 
 
 @pytest.mark.parametrize("mls", [False, True], ids=["plain", "mls"])
-async def test_reference_moderator_our_members(ref_node: NodeInfo, mls: bool) -> None:
+async def test_reference_moderator_our_members(node: NodeInfo, mls: bool) -> None:
     moderator = f"org/ns/{unique('refmod')}"
     members = [f"org/ns/{unique('p')}" for _ in range(2)]
 
@@ -255,20 +258,38 @@ async def test_reference_moderator_our_members(ref_node: NodeInfo, mls: bool) ->
         assert session.closed
         return seen
 
-    async with our_app(ref_node, members[0]) as a, our_app(ref_node, members[1]) as b:
+    refp = f"org/ns/{unique('refp')}"  # and one reference participant beside ours
+    mls_flag = ("--mls",) if mls else ()
+    async with (
+        our_app(node, members[0]) as a,
+        our_app(node, members[1]) as b,
+        ref_app(node, "group-participant", refp, ("--moderator", moderator, *mls_flag)) as theirs,
+    ):
+        await asyncio.wait_for(theirs.ready.wait(), 20)
         tasks = [asyncio.create_task(member(x)) for x in (a, b)]
-        flags = ("--invite", ",".join(members), "--remove", members[0], "--reliable")
-        flags += ("--mls",) if mls else ()
-        async with ref_app(ref_node, "group-moderator", moderator, flags) as ref:
+        invite = ",".join([*members, refp])
+        flags = ("--invite", invite, "--remove", members[0], "--reliable", *mls_flag)
+        async with ref_app(node, "group-moderator", moderator, flags) as ref:
             seen_a, seen_b = await asyncio.wait_for(asyncio.gather(*tasks), 45)
             await asyncio.wait_for(ref.done.wait(), 30)
+        await asyncio.wait_for(theirs.done.wait(), 30)
     result = ref.result()
     assert result.ok, result.explain()
-    assert set(result["phase1"]) == set(members)
-    assert set(result["phase2"]) == {members[1]}
-    assert sorted(seen_a) == sorted([f"start from {moderator}", f"phase1 from {members[1]}"])
+    assert set(result["phase1"]) == {*members, refp}
+    assert set(result["phase2"]) == {members[1], refp}
+    # the removed member heard everyone before its removal and nothing after
+    assert sorted(seen_a) == sorted(
+        [f"start from {moderator}", f"phase1 from {members[1]}", f"phase1 from {refp}"]
+    )
     assert set(seen_b) == {
         f"start from {moderator}",
         f"phase1 from {members[0]}",
+        f"phase1 from {refp}",
         f"phase2 from {moderator}",
+        f"phase2 from {refp}",
     }
+    other = theirs.result()
+    assert other.ok, other.explain()
+    assert other["closed"]  # close ends the session for every member
+    assert set(other["phase1"]) == {moderator, *members}
+    assert set(other["phase2"]) == {moderator, members[1]}
