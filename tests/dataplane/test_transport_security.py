@@ -128,7 +128,12 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def make_pki(d: Path) -> Pki:
+    """Two CAs, a server certificate for 127.0.0.1/localhost and a client certificate from
+    the first, and a "rogue" client certificate from the second."""
     pem = serialization.Encoding.PEM
     ca_key, other_key = (
         ec.generate_private_key(ec.SECP256R1()),
@@ -154,7 +159,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def jwt_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("jwt")
+    return make_jwt_keys(tmp_path_factory.mktemp("jwt"))
+
+
+def make_jwt_keys(d: Path) -> dict[str, Path]:
+    """An ES256 key pair the server trusts and another private key it does not."""
     good, bad = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     pub = good.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
