@@ -143,12 +143,19 @@ services:
 
 
 class ControllerProc(Proc):
-    def __init__(self, workdir: Path, south: str, north: str, prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        south: str,
+        north: str,
+        prefix: Sequence[str] = (),
+        extra: Sequence[str] = (),
+    ) -> None:
         cfg = workdir / "controller.yaml"
         cfg.write_text(controller_yaml(workdir / "controller.db", south, north))
         n = len(list(workdir.glob("controller*.log")))  # a fresh log per start
         super().__init__(
-            ["controller", "--config", str(cfg)], workdir / f"controller{n}.log", prefix
+            ["controller", "--config", str(cfg), *extra], workdir / f"controller{n}.log", prefix
         )
         self.north = north
         self.last_error: Exception | None = None

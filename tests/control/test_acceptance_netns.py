@@ -148,7 +148,8 @@ async def test_cut_veth_reroutes_across_namespaces(tmp_path: Path, namespaces: N
     loops: dict[str, NsLoop] = {}
     try:
         in_ctl = ("ip", "netns", "exec", namespaces.ns("ctl"))
-        ctl = ControllerProc(tmp_path, south, north, prefix=in_ctl)
+        # a short controller keepalive: the cut gateway is declared gone within ~2 s
+        ctl = ControllerProc(tmp_path, south, north, prefix=in_ctl, extra=["--keepalive", "1"])
         procs.append(ctl)
         await ctl.ready()
         loops = {h: NsLoop(namespaces.ns(h)) for h in ("ctl", "a2", "b2")}
