@@ -16,13 +16,15 @@ from slimwire.auth import Identity, JwksUrl, JwtVerifier, TokenClaims
 from slimwire.authority import Authority, AuthorityServer, AuthorityStore, AuthorityTokenProvider
 from slimwire.config import NodeConfig, ServerConfig
 from slimwire.control._agent import Agent
+from slimwire.control._config import load_controller_config
 from slimwire.control._controller import CONTROLLER_SERVICE, Controller
 from slimwire.control._jwt_registration import check_node_binding, looks_like_jwt
 from slimwire.control._store import Store
 from slimwire.control._wiring import start_node_control
 from slimwire.dataplane import Node
-from slimwire.errors import GrpcError, RegistrationRefused
+from slimwire.errors import ConfigError, GrpcError, RegistrationRefused
 from slimwire.transport import Status, open_stream
+from tests.control._cluster import Proc, free_port
 from tests.control._fake import FakeMesh
 from tests.control.test_controller import S1, token, wait_until
 
@@ -234,3 +236,64 @@ def test_binding_rule() -> None:
             check_node_binding(bad, domain, node)
     assert not looks_like_jwt(token("d1", "n1", S1)())
     assert not looks_like_jwt("a.b.c")
+
+
+def test_config_registration_auth_jwt(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(
+        "topology:\n  registration_auth:\n"
+        "    {type: jwt, jwks: 'http://auth:1/.well-known/jwks.json', audience: slim}\n"
+    )
+    cfg = load_controller_config(cfg_file)
+    assert (cfg.jwks, cfg.jwt_audience, cfg.jwt_issuer) == (
+        "http://auth:1/.well-known/jwks.json",
+        "slim",
+        None,
+    )
+    assert cfg.require_credentials
+    cfg_file.write_text(
+        "topology:\n  registration_auth:\n    type: shared_secret\n"
+        f"    secrets: {{d9: {S1!r}}}\n    jwt: {{jwks: keys.json, issuer: me}}\n"
+    )
+    cfg = load_controller_config(cfg_file)
+    assert (dict(cfg.secrets), cfg.jwks, cfg.jwt_issuer) == ({"d9": S1}, "keys.json", "me")
+    cfg_file.write_text("topology:\n  registration_auth: {type: jwt}\n")
+    with pytest.raises(ConfigError, match="jwks"):
+        load_controller_config(cfg_file)
+
+
+async def test_controller_cli_with_jwks_url(authority: AuthorityServer, tmp_path: Path) -> None:
+    """``slimwire controller --jwks URL --jwt-audience slim``: an authority token registers, a
+    token for another domain is refused."""
+    south = f"127.0.0.1:{free_port()}"
+    proc = Proc(
+        [
+            "controller",
+            "--db",
+            ":memory:",
+            "--no-auth",
+            "--southbound",
+            south,
+            "--northbound",
+            f"127.0.0.1:{free_port()}",
+            "--jwks",
+            authority.url + "/.well-known/jwks.json",
+            "--jwt-audience",
+            "slim",
+        ],
+        tmp_path / "controller.log",
+    )
+    try:
+        m = await proc.wait_line(r"controller listening southbound=(\d+)")
+        c = _Ports(int(m[1]))
+        await _register(c, "n1", "d1", await _token(authority, "d1/nodes/n1"))  # type: ignore[arg-type]
+        with pytest.raises(GrpcError) as info:
+            await _register(c, "n1", "d2", await _token(authority, "d1/nodes/n1"))  # type: ignore[arg-type]
+        assert "identity mismatch" in info.value.grpc_message
+    finally:
+        proc.stop()
+
+
+class _Ports:
+    def __init__(self, south: int) -> None:
+        self.southbound_port = south

@@ -105,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
             if not sep or not user:
                 raise ConfigError("--basic-auth: expected USER:PASS")
             changes["basic_auth"] = (user, password)
+        for flag, key in (("jwks", "jwks"), ("jwt_audience", "jwt_audience")):
+            if getattr(args, flag):
+                changes[key] = getattr(args, flag)
+        if args.jwt_issuer:
+            changes["jwt_issuer"] = args.jwt_issuer
         if args.secret:
             secrets = dict(cfg.secrets)
             for spec in args.secret:
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--telemetry-interval: expected seconds >= 0")
         if args.keepalive is not None and not args.keepalive > 0:
             raise ConfigError("--keepalive: expected a positive number of seconds")
-        if (args.jwt_audience or args.jwt_issuer) and not args.jwks:
+        if (cfg.jwt_audience or cfg.jwt_issuer) and not cfg.jwks:
             raise ConfigError("--jwt-audience/--jwt-issuer need --jwks")
         if bool(args.tls_cert) != bool(args.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
@@ -140,9 +145,9 @@ def run(args: argparse.Namespace) -> int:
                 keepalive=args.keepalive,
                 metrics=metrics,
                 telemetry=args.telemetry_interval or None,
-                jwks=args.jwks,
-                audience=args.jwt_audience,
-                issuer=args.jwt_issuer,
+                jwks=cfg.jwks,
+                audience=cfg.jwt_audience,
+                issuer=cfg.jwt_issuer,
             )
         )
     except OSError as exc:

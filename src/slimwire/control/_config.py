@@ -8,6 +8,8 @@
     topology:
       links: [{domain: domain-1, neighbors: ["*"]}]               # or segments: [...]
       registration_auth: {type: shared_secret, secrets: {domain-1: "<32+ bytes>"}}
+      # or ours: {type: jwt, jwks: FILE|URL, audience: slim, issuer: ...} (authority JWTs),
+      # and both: {type: shared_secret, secrets: {...}, jwt: {jwks: ..., audience: ...}}
 
 plus one key of ours, ``northbound.basic_auth: {username, password}``, for the northbound
 API's credentials. Unknown keys are ignored, as the reference does.
@@ -46,6 +48,10 @@ class ControllerConfig:
     secrets: Mapping[str, str] = field(default_factory=dict)
     require_credentials: bool | None = None
     basic_auth: tuple[str, str] | None = None
+    jwks: str | None = None
+    """Accept registrations with a JWT checked against this JWKS (a file or an http(s) URL)."""
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
 
 
 def _map(raw: object, where: str) -> Mapping[str, object]:
@@ -89,9 +95,21 @@ def load_controller_config(path: str | Path | None) -> ControllerConfig:
     kw["topology"] = Topology.parse(topo)
     auth = _map(topo.get("registration_auth"), "topology.registration_auth")
     if auth:
-        if auth.get("type") != "shared_secret":
-            raise ConfigError("topology.registration_auth.type: only shared_secret is supported")
-        secrets = _map(auth.get("secrets"), "topology.registration_auth.secrets")
-        kw["secrets"] = {str(k): str(v) for k, v in secrets.items()}
+        kind = auth.get("type")
+        if kind not in ("shared_secret", "jwt"):
+            raise ConfigError(
+                f"topology.registration_auth.type: expected shared_secret or jwt, got {kind!r}"
+            )
+        if kind == "shared_secret":
+            secrets = _map(auth.get("secrets"), "topology.registration_auth.secrets")
+            kw["secrets"] = {str(k): str(v) for k, v in secrets.items()}
+        jwt = auth if kind == "jwt" else _map(auth.get("jwt"), "topology.registration_auth.jwt")
+        if jwt:
+            if not isinstance(jwt.get("jwks"), str) or not jwt["jwks"]:
+                raise ConfigError("topology.registration_auth: jwt needs jwks (a file or URL)")
+            kw["jwks"] = jwt["jwks"]
+            for key, name in (("audience", "jwt_audience"), ("issuer", "jwt_issuer")):
+                if jwt.get(key) is not None:
+                    kw[name] = str(jwt[key])
         kw["require_credentials"] = True
     return ControllerConfig(**kw)  # type: ignore[arg-type]
