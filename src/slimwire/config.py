@@ -518,6 +518,8 @@ class ClientConfig:
     headers: tuple[tuple[str, str], ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
     """Transport auth: the ``authorization`` header sent on every (re)connect."""
+    server_name: str = ""
+    """TLS: the name the server's certificate must carry (SNI), when not the endpoint's host."""
     keepalive_time: float = 60.0
     """HTTP/2 PING interval (reference ``keepalive.http2_keepalive``, 60 s)."""
     keepalive_timeout: float = 10.0
@@ -559,6 +561,7 @@ class ClientConfig:
             connect_timeout=parse_duration(s.get("connect_timeout", 0), f"{where}.connect_timeout"),
             headers=tuple((str(k), _str(v, f"{where}.headers.{k}")) for k, v in headers.items()),
             auth=AuthConfig.parse(s.get("auth"), f"{where}.auth", server=False),
+            server_name=_str(s.get("server_name", ""), f"{where}.server_name"),
             keepalive_time=parse_duration(
                 keepalive.get("http2_keepalive", 60.0), f"{where}.keepalive.http2_keepalive"
             ),

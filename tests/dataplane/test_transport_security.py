@@ -639,6 +639,24 @@ async def test_mtls_link_and_refusals(pki: Pki) -> None:
             assert "client-carol" not in {c.peer_node_id for c in a.connections()}
 
 
+async def test_link_server_name_is_what_the_certificate_must_carry(pki: Pki) -> None:
+    """The server's certificate names 127.0.0.1 and localhost: a link to 127.0.0.1 that expects
+    another name refuses it; one that expects localhost links."""
+    tls = TlsConfig(insecure=False, cert_file=str(pki.server_cert), key_file=str(pki.server_key))
+    link_tls = TlsConfig(insecure=False, ca_file=str(pki.ca))
+    wrong = functools.partial(_client_node, "wrong", tls=link_tls, server_name="node-z.example")
+    right = functools.partial(_client_node, "right", tls=link_tls, server_name="localhost")
+    async with (
+        Node(_server(tls=tls)) as a,
+        Node(wrong(_https(a))) as w,
+        Node(right(_https(a))) as r,
+    ):
+        # the wrong-name link stays down while the right-name link comes up and carries
+        await _check_link_carries(a, r, _https(a), ssl=_client_ctx(pki.ca))
+        assert "wrong" not in {c.peer_node_id for c in a.connections()}
+        assert w.connections() == []
+
+
 async def test_node_link_with_rogue_client_cert_never_links(pki: Pki) -> None:
     tls = TlsConfig(
         insecure=False,

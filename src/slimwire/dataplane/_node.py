@@ -686,6 +686,7 @@ class _ClientLink:
                     DATAPLANE_PATH,
                     ssl=_client_ssl(cfg.tls, cfg.endpoint),
                     headers=headers,
+                    **({"server_hostname": cfg.server_name} if cfg.server_name else {}),
                     window_size=_WINDOW,
                     max_message_size=node.config.max_message_size,
                     keepalive_interval=cfg.keepalive_time or None,
