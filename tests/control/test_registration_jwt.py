@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from slimwire._proto import controller_pb2 as cpb
-from slimwire.auth import Identity, JwksUrl, JwtVerifier, TokenClaims
+from slimwire.auth import Identity, JwksUrl, JwtVerifier, TokenClaims, decode_unverified
 from slimwire.authority import Authority, AuthorityServer, AuthorityStore, AuthorityTokenProvider
 from slimwire.config import NodeConfig, ServerConfig
 from slimwire.control._agent import Agent
@@ -297,3 +299,15 @@ async def test_controller_cli_with_jwks_url(authority: AuthorityServer, tmp_path
 class _Ports:
     def __init__(self, south: int) -> None:
         self.southbound_port = south
+
+
+@given(
+    st.text(max_size=200)
+    | st.from_regex(
+        r"[A-Za-z0-9_-]{0,40}\.[A-Za-z0-9_-]{0,40}\.[A-Za-z0-9_-]{0,20}", fullmatch=True
+    )
+)
+def test_looks_like_jwt_never_raises(credentials: str) -> None:
+    """It reads what a registering node sends, before anything is verified."""
+    if looks_like_jwt(credentials):
+        assert "alg" in decode_unverified(credentials)[0]
