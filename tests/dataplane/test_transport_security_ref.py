@@ -1,4 +1,7 @@
-"""A reference app (``slim-bindings``) connects to our node with channel auth and TLS.
+"""Transport security against the reference (``slim-bindings``), both directions.
+
+A reference app connects to our node with channel auth and TLS; our node links to a reference
+node whose server has basic auth, JWT auth or mTLS.
 
 The bindings' ``ClientConfig`` carries ``auth`` (BASIC, STATIC_JWT, JWT, ...) and ``tls``
 (``TlsClientConfig`` with a CA source and a cert/key source), so the reference client side of
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -235,3 +239,191 @@ async def test_reference_app_tls_and_mtls(tmp_path: Path, pki: Pki) -> None:
         )
         assert not rogue["ok"], rogue
         assert not _subscribed(node, "ref-rogue")
+
+
+# -- our node's links to a reference node with transport security ------------------------
+
+_NODE_SCRIPT = r"""
+import os, socket, sys, time
+import slim_bindings as slim
+
+config_path, port = sys.argv[1], int(sys.argv[2])
+JSON_OUT = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+slim.initialize_from_config_with_error(config_path)
+deadline = time.monotonic() + 15
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        break
+    except OSError:
+        time.sleep(0.02)
+JSON_OUT.write("{\"ready\": true}\n")
+sys.stdin.buffer.read()  # until the test closes our stdin
+os._exit(0)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RefNode:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    @classmethod
+    async def start(cls, tmp: Path, server_extra: str) -> RefNode:
+        port = _free_port()
+        cfg = tmp / f"ref-node-{port}.yaml"
+        cfg.write_text(
+            "tracing: {log_level: error}\nruntime: {n_cores: 0}\nservices:\n  slim/ref:\n"
+            "    node_id: ref-secure\n    dataplane:\n      servers:\n"
+            f'        - endpoint: "127.0.0.1:{port}"\n{server_extra}      clients: []\n'
+        )
+        script = tmp / "ref_secure_node.py"
+        script.write_text(_NODE_SCRIPT)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            str(cfg),
+            str(port),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(30):
+                line = await proc.stdout.readline()
+                while line and not line.startswith(b"{"):
+                    line = await proc.stdout.readline()
+            assert line, "the reference node did not start"
+        except BaseException:
+            proc.kill()
+            await proc.wait()
+            raise
+        return cls(proc, port)
+
+    async def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def _linked_to_ref(node: Node) -> bool:
+    return any(c.peer_node_id == "ref-secure" for c in node.connections())
+
+
+async def _refused_link(node: Node, caplog: pytest.LogCaptureFixture, needle: str) -> None:
+    """The link's first attempt fails (logged with the reason) and it never comes up."""
+    async with asyncio.timeout(15):
+        while not any(
+            "re-dialling" in r.getMessage() and needle in r.getMessage() for r in caplog.records
+        ):
+            await asyncio.sleep(0.05)
+    assert not _linked_to_ref(node)
+
+
+async def test_our_link_to_a_reference_node_with_basic_auth(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = await RefNode.start(
+        tmp_path,
+        "          tls: {insecure: true}\n"
+        "          auth: {type: basic, username: u, password: pw}\n",
+    )
+    url = f"http://127.0.0.1:{ref.port}"
+    try:
+        with caplog.at_level(logging.INFO, "slimwire.dataplane._node"):
+            async with Node(NodeConfig(node_id="sw-bad", servers=())) as bad:
+                await bad.add_link(url, connection_type="peer", auth=AuthConfig("basic", "u", "no"))
+                await _refused_link(bad, caplog, "grpc status 16")
+            async with Node(NodeConfig(node_id="sw", servers=())) as node:
+                await node.add_link(
+                    url, connection_type="peer", auth=AuthConfig("basic", "u", "pw")
+                )
+                await node.wait_for(_linked_to_ref, timeout=15)
+    finally:
+        await ref.stop()
+
+
+async def test_our_jwt_link_to_a_reference_node(
+    tmp_path: Path, jwt_keys: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = await RefNode.start(
+        tmp_path,
+        "          tls: {insecure: true}\n"
+        "          auth:\n            type: jwt\n"
+        "            claims: {audience: [slim], issuer: test-issuer}\n"
+        "            key: {type: decoding, algorithm: ES256, format: pem,"
+        f" key: {{file: {jwt_keys['public']}}}}}\n",
+    )
+    url = f"http://127.0.0.1:{ref.port}"
+
+    def signed(key: Path) -> AuthConfig:
+        return AuthConfig(
+            kind="jwt",
+            audience=("slim",),
+            issuer="test-issuer",
+            subject="sw",
+            key_type="encoding",
+            key_algorithm="ES256",
+            key_format="pem",
+            key_file=str(key),
+        )
+
+    try:
+        with caplog.at_level(logging.INFO, "slimwire.dataplane._node"):
+            async with Node(NodeConfig(node_id="sw-bad", servers=())) as bad:
+                await bad.add_link(
+                    url, connection_type="peer", auth=signed(jwt_keys["other_private"])
+                )
+                await _refused_link(bad, caplog, "grpc status 16")
+            async with Node(NodeConfig(node_id="sw", servers=())) as node:
+                await node.add_link(url, connection_type="peer", auth=signed(jwt_keys["private"]))
+                await node.wait_for(_linked_to_ref, timeout=15)
+    finally:
+        await ref.stop()
+
+
+async def test_our_mtls_link_to_a_reference_node(
+    tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = await RefNode.start(
+        tmp_path,
+        "          tls:\n"
+        f"            source: {{type: file, cert: {pki.server_cert}, key: {pki.server_key}}}\n"
+        f"            client_ca: {{type: file, path: {pki.ca}}}\n",
+    )
+    url = f"https://127.0.0.1:{ref.port}"
+
+    def tls(cert: Path, key: Path) -> TlsConfig:
+        return TlsConfig(
+            insecure=False, ca_file=str(pki.ca), cert_file=str(cert), key_file=str(key)
+        )
+
+    try:
+        with caplog.at_level(logging.INFO, "slimwire.dataplane._node"):
+            async with Node(NodeConfig(node_id="sw-bad", servers=())) as bad:
+                await bad.add_link(
+                    url, connection_type="peer", tls=tls(pki.rogue_cert, pki.rogue_key)
+                )
+                await _refused_link(bad, caplog, "re-dialling")
+            async with Node(NodeConfig(node_id="sw", servers=())) as node:
+                await node.add_link(
+                    url, connection_type="peer", tls=tls(pki.client_cert, pki.client_key)
+                )
+                await node.wait_for(_linked_to_ref, timeout=15)
+    finally:
+        await ref.stop()
