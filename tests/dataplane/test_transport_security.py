@@ -708,3 +708,53 @@ def test_client_auth_builders(jwt_keys: dict[str, Path]) -> None:
     # no audience/issuer configured on the signer: the pinned server refuses it
     with pytest.raises(AuthError, match="issuer"):
         server.verifier.verify(signed.header().removeprefix("Bearer "))
+
+
+async def test_yaml_configs_with_mtls_and_jwt_link(pki: Pki, jwt_keys: dict[str, Path]) -> None:
+    """The reference's YAML keys, end to end: a server with mTLS (``source``/``client_ca``) and
+    JWT auth, and a node whose ``clients`` entry has ``ca_source``/``source`` and signs its JWT."""
+    server_yaml = f"""
+services:
+  slim/0:
+    node_id: yaml-a
+    dataplane:
+      servers:
+        - endpoint: 127.0.0.1:0
+          tls:
+            source: {{type: file, cert: {pki.server_cert}, key: {pki.server_key}}}
+            client_ca: {{type: file, path: {pki.ca}}}
+          auth:
+            type: jwt
+            claims: {{audience: [slim], issuer: test-issuer}}
+            key:
+              {{type: decoding, algorithm: ES256, format: pem, key: {{file: {jwt_keys["public"]}}}}}
+"""
+    async with Node(parse_config(server_yaml)) as a:
+        client_yaml = f"""
+services:
+  slim/0:
+    node_id: yaml-b
+    dataplane:
+      servers: [{{endpoint: 127.0.0.1:0, tls: {{insecure: true}}}}]
+      clients:
+        - endpoint: {_https(a)}
+          backoff: {{type: fixed_interval, interval: 100ms}}
+          tls:
+            ca_source: {{type: file, path: {pki.ca}}}
+            source: {{type: file, cert: {pki.client_cert}, key: {pki.client_key}}}
+          auth:
+            type: jwt
+            duration: 5m
+            claims: {{audience: [slim], issuer: test-issuer, subject: yaml-b}}
+            key:
+              type: encoding
+              algorithm: ES256
+              format: pem
+              key: {{file: {jwt_keys["private"]}}}
+"""
+        async with Node(parse_config(client_yaml)) as b:
+            ctx = _client_ctx(pki.ca, pki.client_cert, pki.client_key)
+            await _check_link_carries(
+                a, b, _https(a), ssl=ctx, headers=_bearer(_token(jwt_keys["private"]))
+            )
+            assert "yaml-b" in {c.peer_node_id for c in a.connections()}
