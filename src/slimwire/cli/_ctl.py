@@ -390,8 +390,23 @@ def _telemetry(n: Any) -> dict[str, Any] | None:
             if isinstance(drops, dict):
                 figures["drops"] = {k: int(v) for k, v in drops.items()}
             figures["metrics_url"] = meta.get(METRICS_KEY, "")
-            return figures
+            order = {k: i for i, k in enumerate(_TELEMETRY_ORDER)}
+            return dict(sorted(figures.items(), key=lambda kv: order.get(kv[0], len(order))))
     return None
+
+
+_TELEMETRY_ORDER = (
+    "connections",
+    "connections_up",
+    "subscriptions",
+    "messages_in",
+    "messages_out",
+    "bytes_in",
+    "bytes_out",
+    "drops",
+    "last_seen",
+    "metrics_url",
+)
 
 
 def _ago(when: object) -> str:
