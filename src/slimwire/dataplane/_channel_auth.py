@@ -16,6 +16,10 @@ do I send now?".
   again once 80 % of its lifetime has passed, so a reconnect never presents an expired token.
 * ``static_jwt`` (client): a token file, re-read when its mtime or size changes (a sidecar
   rotates it) and at least every ``duration``.
+
+The TLS contexts of listeners and links live here too (:func:`server_ssl_context`,
+:func:`client_ssl_context`): TLS is the other half of channel security, and mTLS is a listener
+with a client CA.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import hmac
 import json
 import logging
 import os
+import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from slimwire.auth import JwkKey, JwksFile, JwtSigner, JwtVerifier, StaticKeys, parse_jwks
 from slimwire.auth._jwks import JwsAlgorithm, KeySource, PublicKey
-from slimwire.config import AuthConfig
+from slimwire.config import AuthConfig, TlsConfig
 from slimwire.errors import AuthError, ConfigError
 
 __all__ = [
@@ -50,6 +56,8 @@ __all__ = [
     "authorization_header",
     "build_client_auth",
     "build_server_auth",
+    "client_ssl_context",
+    "server_ssl_context",
 ]
 
 _log = logging.getLogger(__name__)
@@ -319,3 +327,63 @@ def build_client_auth(
     if cfg.kind != "none":
         raise ConfigError(f"{where}.type: {cfg.kind!r} is not a client auth")
     return None
+
+
+def _tls_base(purpose: ssl.Purpose, tls: TlsConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(purpose)
+    if tls.tls_version == "tls1.3":
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    else:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.has_cert:
+        _load_cert_chain(ctx, tls)
+    return ctx
+
+
+def _load_cert_chain(ctx: ssl.SSLContext, tls: TlsConfig) -> None:
+    """``load_cert_chain`` reads files only: inline PEM goes through a private temp dir that
+    is gone as soon as the context holds the key."""
+    if not (tls.cert_pem or tls.key_pem):
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        return
+    with tempfile.TemporaryDirectory(prefix="slimwire-tls-") as tmp:
+        cert, key = tls.cert_file, tls.key_file
+        for name, pem in (("cert.pem", tls.cert_pem), ("key.pem", tls.key_pem)):
+            if pem:
+                path = f"{tmp}/{name}"
+                with open(path, "w", encoding="ascii", opener=_private) as f:
+                    f.write(pem)
+                cert, key = (path, key) if name == "cert.pem" else (cert, path)
+        ctx.load_cert_chain(cert, key)
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def server_ssl_context(tls: TlsConfig) -> ssl.SSLContext | None:
+    """A listener's TLS; with a client CA (``client_ca``) it is mTLS: a client must present a
+    certificate chaining to that CA, or the handshake fails."""
+    if tls.insecure:
+        return None
+    ctx = _tls_base(ssl.Purpose.CLIENT_AUTH, tls)
+    if tls.requires_client_cert:
+        ctx.load_verify_locations(
+            cafile=tls.client_ca_file or None, cadata=tls.client_ca_pem or None
+        )
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def client_ssl_context(tls: TlsConfig, endpoint: str) -> ssl.SSLContext | None:
+    """A link's TLS (https:// endpoints): the server is verified against ``ca_file``/
+    ``ca_source`` (or the system roots), and our cert/key is presented for mTLS."""
+    if not endpoint.startswith("https://"):
+        return None
+    ctx = _tls_base(ssl.Purpose.SERVER_AUTH, tls)
+    if tls.ca_file or tls.ca_pem:
+        ctx.load_verify_locations(cafile=tls.ca_file or None, cadata=tls.ca_pem or None)
+    if tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx

@@ -17,10 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import ssl as _ssl
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,7 +29,13 @@ from slimwire.errors import GrpcError, LinkNegotiationError, SlimwireError
 from slimwire.link import ClientNegotiation, LinkConnectionType, LinkInfo, ServerNegotiation
 from slimwire.names import NULL_ID
 
-from ._channel_auth import ChannelServerAuth, build_client_auth, build_server_auth
+from ._channel_auth import (
+    ChannelServerAuth,
+    build_client_auth,
+    build_server_auth,
+    client_ssl_context,
+    server_ssl_context,
+)
 from ._forwarder import Forwarder
 from ._types import ConnInfo, ConnState, SubscriptionEntry, conn_type_from_link
 
@@ -78,66 +81,6 @@ class _Stream(Protocol):
     async def drain(self) -> None: ...
     async def close(self, status: int = 0, message: str = "") -> None: ...
     def abort(self, status: int = _CANCELLED, message: str = "") -> None: ...
-
-
-def _tls_base(purpose: _ssl.Purpose, tls: TlsConfig) -> _ssl.SSLContext:
-    ctx = _ssl.create_default_context(purpose)
-    if tls.tls_version == "tls1.3":
-        ctx.minimum_version = _ssl.TLSVersion.TLSv1_3
-    else:
-        ctx.minimum_version = _ssl.TLSVersion.TLSv1_2
-    if tls.has_cert:
-        _load_cert_chain(ctx, tls)
-    return ctx
-
-
-def _load_cert_chain(ctx: _ssl.SSLContext, tls: TlsConfig) -> None:
-    """``load_cert_chain`` reads files only: inline PEM goes through a private temp dir that
-    is gone as soon as the context holds the key."""
-    if not (tls.cert_pem or tls.key_pem):
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-        return
-    with tempfile.TemporaryDirectory(prefix="slimwire-tls-") as tmp:
-        cert, key = tls.cert_file, tls.key_file
-        for name, pem in (("cert.pem", tls.cert_pem), ("key.pem", tls.key_pem)):
-            if pem:
-                path = f"{tmp}/{name}"
-                with open(path, "w", encoding="ascii", opener=_private) as f:
-                    f.write(pem)
-                cert, key = (path, key) if name == "cert.pem" else (cert, path)
-        ctx.load_cert_chain(cert, key)
-
-
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
-
-
-def _server_ssl(tls: TlsConfig) -> _ssl.SSLContext | None:
-    """A listener's TLS; with a client CA (``client_ca``) it is mTLS: a client must present a
-    certificate chaining to that CA, or the handshake fails."""
-    if tls.insecure:
-        return None
-    ctx = _tls_base(_ssl.Purpose.CLIENT_AUTH, tls)
-    if tls.requires_client_cert:
-        ctx.load_verify_locations(
-            cafile=tls.client_ca_file or None, cadata=tls.client_ca_pem or None
-        )
-        ctx.verify_mode = _ssl.CERT_REQUIRED
-    return ctx
-
-
-def _client_ssl(tls: TlsConfig, endpoint: str) -> _ssl.SSLContext | None:
-    """A link's TLS (https:// endpoints): the server is verified against ``ca_file``/
-    ``ca_source`` (or the system roots), and our cert/key is presented for mTLS."""
-    if not endpoint.startswith("https://"):
-        return None
-    ctx = _tls_base(_ssl.Purpose.SERVER_AUTH, tls)
-    if tls.ca_file or tls.ca_pem:
-        ctx.load_verify_locations(cafile=tls.ca_file or None, cadata=tls.ca_pem or None)
-    if tls.insecure_skip_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = _ssl.CERT_NONE
-    return ctx
 
 
 _LINK_TYPES = {
@@ -217,7 +160,7 @@ class Node:
                 {DATAPLANE_PATH: self._make_handler(scfg, auth)},
                 scfg.host,
                 scfg.port,
-                ssl=_server_ssl(scfg.tls),
+                ssl=server_ssl_context(scfg.tls),
                 max_message_size=self.config.max_message_size,
                 window_size=_WINDOW,
                 keepalive_interval=scfg.keepalive_time or None,
@@ -684,7 +627,7 @@ class _ClientLink:
                 stream = await transport.open_stream(
                     cfg.endpoint,
                     DATAPLANE_PATH,
-                    ssl=_client_ssl(cfg.tls, cfg.endpoint),
+                    ssl=client_ssl_context(cfg.tls, cfg.endpoint),
                     headers=headers,
                     **({"server_hostname": cfg.server_name} if cfg.server_name else {}),
                     window_size=_WINDOW,
