@@ -47,12 +47,18 @@ class SessionConfig:
     max_retries: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     mls: bool = False
+    integrity_percent: int = 100
+    """With MLS: how often (percent) a received message's sealed AAD is checked against its
+    header (the reference's ``header_integrity_validation_percent``; 0 = never). The initiator
+    sends it in the JoinRequest; a joiner takes it from there (clamped to 100)."""
 
     def __post_init__(self) -> None:
         if self.interval is not None and not self.interval > 0:
             raise ValueError("interval must be positive")
         if self.max_retries is not None and self.max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if self.integrity_percent < 0:
+            raise ValueError("integrity_percent must be >= 0")
 
     @classmethod
     def p2p(
@@ -109,4 +115,6 @@ class SessionConfig:
         if join.HasField("timer_settings"):
             interval = max(join.timer_settings.timeout, 1) / 1000.0
             retries = join.timer_settings.max_retries
-        return cls(kind, interval, retries, dict(metadata), join.HasField("mls_settings"))
+        mls = join.HasField("mls_settings")
+        percent = min(join.mls_settings.header_integrity_validation_percent, 100) if mls else 100
+        return cls(kind, interval, retries, dict(metadata), mls, percent)

@@ -278,7 +278,7 @@ class GroupSession(GroupPresence):
         self.channel.fill_proto(join.channel)
         self.control.fill_proto(join.control)
         if self.crypto is not None:
-            join.mls_settings.header_integrity_validation_percent = 100
+            join.mls_settings.header_integrity_validation_percent = self.config.integrity_percent
         self._new_request(
             source,
             JOIN_REQUEST,

@@ -116,11 +116,11 @@ class SessionLayer:
             app.blob = crypto.encrypt(app.blob, header_aad(pub))
         self._out.append(msg)
 
-    def _crypto(self) -> GroupCrypto:
+    def _crypto(self, config: SessionConfig) -> GroupCrypto:
         # imported on first use: sessions without MLS never load the MLS stack
         from slimwire.session._mls import MlsCrypto
 
-        return MlsCrypto(self._provider, self._verifier)
+        return MlsCrypto(self._provider, self._verifier, integrity_percent=config.integrity_percent)
 
     def emit(self, event: SessionEvent) -> None:
         self._events.append(event)
@@ -146,7 +146,7 @@ class SessionLayer:
         session_id = self._new_id()
         session = P2PSession(self, session_id, config, initiator=True, peer=peer)
         if config.mls:
-            session.crypto = self._crypto()
+            session.crypto = self._crypto(config)
         self._sessions[session_id] = session
         session.start(now)
         return session_id
@@ -166,7 +166,7 @@ class SessionLayer:
             self, session_id, config, channel.without_id(), self._provider.identity.token_id
         )
         if config.mls:
-            session.crypto = self._crypto()
+            session.crypto = self._crypto(config)
         self._sessions[session_id] = session
         session.start(now)
         return session_id
@@ -354,7 +354,7 @@ class SessionLayer:
         if config.mls:
             if not self._fresh(session, msg):
                 return
-            session.crypto = self._crypto()
+            session.crypto = self._crypto(config)
         self._sessions[session.session_id] = session
         session.accept(msg, now)
 

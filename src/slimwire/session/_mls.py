@@ -4,31 +4,75 @@ The MLS credential is a Basic credential whose identity is a full identity token
 signature key is the key named by that token's ``pubkey`` claim (the app's signing key), as in
 the reference; a peer's credential is accepted only if its token verifies and names the leaf's
 key. Application data is sealed as a PrivateMessage whose authenticated data is the message's
-``HeaderIntegrityAad``; the receiver compares it with the AAD rebuilt from what it received.
+``HeaderIntegrityAad``; the receiver compares it with the AAD rebuilt from what it received,
+*inside* the MLS open (``expected_aad``), so a message whose header was altered is refused
+before its key is consumed and the genuine copy (an RTX reply, say) still opens.
+
+A member's app id (its name id) is ``XXH3_128`` of its token id: the shared-secret token's id,
+or the JWT's ``sub`` claim (slim-wire.md section 1.3). Both kinds of credential occur in one
+group (authority-issued JWTs next to shared-secret apps), so finding a member's leaf reads
+either.
 """
 
 from __future__ import annotations
 
-from slimwire.auth import KeyAlgorithm, TokenProvider, TokenVerifier, parse_token
+import random
+
+from slimwire.auth import (
+    KeyAlgorithm,
+    TokenProvider,
+    TokenVerifier,
+    decode_unverified,
+    parse_token,
+)
 from slimwire.errors import AuthError, MlsError
 from slimwire.mls import Group, MlsClient
 from slimwire.names import app_id_from_token_id
 
-__all__ = ["NO_MLS_EPOCH", "MlsCrypto"]
+__all__ = ["NO_MLS_EPOCH", "MlsCrypto", "credential_token_id"]
 
 NO_MLS_EPOCH = (1 << 64) - 1
+
+
+def credential_token_id(identity: bytes) -> str | None:
+    """The token id an MLS credential's identity token names, or None if it is neither a
+    shared-secret token nor a JWT with a string ``sub``.
+
+    The JWT is read **without** verifying it: this only maps a leaf to an app id, and every
+    credential in the group was verified (``_validate``) when its member was added.
+    """
+    try:
+        text = identity.decode()
+    except UnicodeDecodeError:
+        return None
+    try:
+        return parse_token(text).token_id
+    except AuthError:
+        pass
+    try:
+        _header, claims, _signing_input, _signature = decode_unverified(text)
+    except AuthError:
+        return None
+    sub = claims.get("sub")
+    return sub if isinstance(sub, str) and sub else None
 
 
 class MlsCrypto:
     """One session's MLS state (create or join a group, add, commits, seal and open)."""
 
-    __slots__ = ("_client", "_group", "_verifier")
+    __slots__ = ("_client", "_group", "_verifier", "integrity_percent")
 
-    def __init__(self, provider: TokenProvider, verifier: TokenVerifier) -> None:
+    def __init__(
+        self, provider: TokenProvider, verifier: TokenVerifier, *, integrity_percent: int = 100
+    ) -> None:
+        """``integrity_percent``: how often (in percent) the AAD of a received message is
+        checked against its header, the reference's ``header_integrity_validation_percent``
+        (0: never, 100 or more: always)."""
         key = provider.identity.signing_key
         if key.algorithm is not KeyAlgorithm.P256:
             raise MlsError("MLS needs a P-256 signing key (ciphersuite 0x0002)")
         self._verifier = verifier
+        self.integrity_percent = max(0, min(100, integrity_percent))
         self._client = MlsClient(
             provider.token().encode(),
             key.private_bytes,
@@ -74,11 +118,8 @@ class MlsCrypto:
 
     def _leaf_of_app(self, group: Group, name_id: int) -> int:
         for member in group.members:
-            try:
-                token_id = parse_token(member.identity.decode()).token_id
-            except (AuthError, UnicodeDecodeError):
-                continue
-            if app_id_from_token_id(token_id) == name_id:
+            token_id = credential_token_id(member.identity)
+            if token_id is not None and app_id_from_token_id(token_id) == name_id:
                 return member.leaf_index
         raise MlsError("no member with that name id")
 
@@ -101,8 +142,15 @@ class MlsCrypto:
     def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
         return self._require().encrypt(plaintext, aad)
 
+    def _checks_aad(self) -> bool:
+        percent = self.integrity_percent
+        return percent >= 100 or (percent > 0 and random.randrange(100) < percent)
+
     def decrypt(self, ciphertext: bytes, aad: bytes) -> bytes:
-        plaintext, received_aad, _sender = self._require().decrypt(ciphertext)
-        if received_aad != aad:
-            raise MlsError("header integrity check failed: the AAD does not match the header")
+        """Open a message; with the integrity check on, one whose authenticated data is not
+        ``aad`` raises MlsError and leaves its message key unused."""
+        expected = aad if self._checks_aad() else None
+        plaintext, _received_aad, _sender = self._require().decrypt(
+            ciphertext, expected_aad=expected
+        )
         return plaintext

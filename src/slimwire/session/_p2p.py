@@ -107,7 +107,7 @@ class P2PSession(SessionBase):
         if timers is not None:
             join.timer_settings.CopyFrom(timers)
         if self.crypto is not None:
-            join.mls_settings.header_integrity_validation_percent = 100
+            join.mls_settings.header_integrity_validation_percent = self.config.integrity_percent
         self._new_request(
             source,
             JOIN_REQUEST,
