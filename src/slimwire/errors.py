@@ -101,3 +101,18 @@ class ControlPlaneError(SlimwireError):
 
 class RegistrationRefused(ControlPlaneError, AuthError):
     """A controller refused a node's registration (wrong or missing domain credentials)."""
+
+
+class PublishDenied(SessionError):
+    """A node's policy refused one of our publishes (its *denial notice*). ``reason`` is the
+    node's text; ``session_id`` and ``message_id`` name the refused message when the node knew
+    them (None otherwise)."""
+
+    def __init__(
+        self, reason: str, session_id: int | None = None, message_id: int | None = None
+    ) -> None:
+        where = f" (session {session_id}, message {message_id})" if session_id is not None else ""
+        super().__init__(f"publish denied by the node: {reason}{where}")
+        self.reason = reason
+        self.session_id = session_id
+        self.message_id = message_id

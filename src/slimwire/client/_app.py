@@ -35,6 +35,7 @@ from slimwire.client._session import Session
 from slimwire.errors import (
     ConnectionClosed,
     LinkNegotiationError,
+    PublishDenied,
     SessionError,
     SlimwireError,
     SlimwireTimeout,
@@ -43,6 +44,7 @@ from slimwire.errors import (
 )
 from slimwire.link import ClientNegotiation, HeaderMac, LinkConnectionType
 from slimwire.names import Name
+from slimwire.policy import DenialNotice, parse_denial_notice
 from slimwire.session import (
     DEFAULT_TOKEN_REUSE,
     DeliveryFailed,
@@ -262,12 +264,42 @@ class App:
                 log.exception("session layer failed on a message; dropped")
         elif kind == "subscription_ack":
             ack = msg.subscription_ack
+            if ack.subscription_id == 0:  # never one of ours (_subscription_id() is >= 1)
+                notice = parse_denial_notice(ack)
+                if notice is not None:
+                    self._on_denied(notice)
+                return
             fut = self._sub_acks.pop(ack.subscription_id, None)
             if fut is not None and not fut.done():
                 if ack.success:
                     fut.set_result(None)
                 else:
                     fut.set_exception(SubscriptionError(ack.error or "subscription refused"))
+
+    def _on_denied(self, notice: DenialNotice) -> None:
+        """A node's policy refused one of our publishes: tell the session it belonged to.
+
+        A session still being opened fails at once (its discovery or join was refused, so
+        waiting for the timeout would only hide why); an open one raises the denial from its
+        next ``receive()``/``publish()``, or from ``publish(wait=True)`` on that message.
+        """
+        sid = notice.session_id
+        error = PublishDenied(notice.error, sid, notice.message_id)
+        if sid is None:
+            log.warning("%s; it names no session", error)
+            return
+        fut = self._opening.pop(sid, None)
+        if fut is not None:
+            log.warning("%s", error)
+            if not fut.done():
+                fut.set_exception(error)
+            self._layer.close(sid, self._loop.time())
+            return
+        session = self._sessions.get(sid)
+        if session is None:
+            log.warning("%s; no open session to report it to", error)
+            return
+        session._on_denied(error)
 
     def _header_ok(self, header: pb.SLIMHeader) -> bool:
         """Verify the node's header MAC, remembering headers whose exact bytes verified.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from slimwire.errors import DeliveryFailed, SessionClosed, SlimwireTimeout
+from slimwire.errors import DeliveryFailed, PublishDenied, SessionClosed, SlimwireTimeout
 from slimwire.names import Name
 from slimwire.session import ReceivedMessage, SessionConfig
 
@@ -18,6 +19,12 @@ if TYPE_CHECKING:
     from slimwire.client._app import App
 
 __all__ = ["Message", "Session"]
+
+log = logging.getLogger(__name__)
+
+DENIED_REMEMBERED = 256
+"""Refused message ids remembered per session, so the notices for a refused message's
+retransmissions are not reported again."""
 
 Payload = bytes | bytearray | memoryview | str
 
@@ -85,6 +92,10 @@ class Session:
 
     Received messages queue up until read with :meth:`receive` or ``async for``; a
     :class:`SessionClosed` is raised once the session is closed and the queue is empty.
+
+    When the node's policy refuses one of our publishes, the next :meth:`receive` or
+    :meth:`publish` raises :class:`PublishDenied` (once), or ``publish(wait=True)`` of that
+    message does; the session stays open (the policy may change, other messages may pass).
     """
 
     def __init__(
@@ -104,6 +115,8 @@ class Session:
         self._flushes: list[tuple[set[int], asyncio.Future[None]]] = []
         self._closed: str | None = None
         self._closed_event = asyncio.Event()
+        self._denied: PublishDenied | None = None
+        self._denied_ids: deque[int | None] = deque(maxlen=DENIED_REMEMBERED)
         self.lost: list[tuple[Name, int]] = []
         """Messages the peer sent that will never arrive (id reported by reliable delivery)."""
 
@@ -173,10 +186,15 @@ class Session:
 
         ``to`` sends to one member of a group only (unsequenced). With ``wait=True`` on a
         reliable session, return only once every receiver acknowledged it (raises
-        :class:`DeliveryFailed` after every retry failed).
+        :class:`DeliveryFailed` after every retry failed, :class:`PublishDenied` if the node's
+        policy refused it). Raises :class:`PublishDenied` if an earlier publish of this session
+        was refused and not reported yet (this message is then not sent).
         """
         if self._closed is not None:
             raise SessionClosed(f"session {self.session_id} is closed: {self._closed}")
+        if self._denied is not None:
+            denied, self._denied = self._denied, None
+            raise denied
         target = Name.parse(to) if isinstance(to, str) else to
         mid = self._app._publish(self, _as_bytes(payload), payload_type, metadata, target)
         if wait and self.config.reliable and mid is not None and mid in self._unacked:
@@ -216,6 +234,26 @@ class Session:
             fut.set_exception(DeliveryFailed(f"message {mid} to {self.peer} was not acknowledged"))
             fut.exception()  # retrieved: the waiter may have timed out already
 
+    def _on_denied(self, error: PublishDenied) -> None:
+        """The node refused our message ``error.message_id``: fail its waiter, or keep the
+        error for the next receive()/publish(). Reported once per message (retransmissions of a
+        reliable message are refused again, each with its own notice)."""
+        mid = error.message_id
+        if mid is not None and mid in self._denied_ids:
+            log.debug("%s (again)", error)
+            return
+        self._denied_ids.append(mid)
+        log.warning("%s", error)
+        if mid is not None:
+            self._settled(mid)
+            fut = self._ack_waiters.pop(mid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(error)
+                fut.exception()  # retrieved: the waiter may have timed out already
+                return
+        self._denied = error
+        self._wake()
+
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every reliable message sent so far is acknowledged (or failed)."""
         if not self._unacked:
@@ -240,12 +278,20 @@ class Session:
             self._waiter.set_result(None)
 
     async def receive(self, timeout: float | None = None) -> Message:
-        """The next message; raises :class:`SlimwireTimeout` or :class:`SessionClosed`."""
+        """The next message; raises :class:`SlimwireTimeout`, :class:`SessionClosed`, or
+        :class:`PublishDenied` when the node refused one of our publishes since the last
+        receive()/publish() (reported once)."""
+        if self._denied is not None:
+            denied, self._denied = self._denied, None
+            raise denied
         if self._inbox:  # the common case under load: no clock, no future
             return self._inbox.popleft()
         loop = asyncio.get_running_loop()
         end = None if timeout is None else loop.time() + timeout
         while not self._inbox:
+            if self._denied is not None:
+                denied, self._denied = self._denied, None
+                raise denied
             if self._closed is not None:
                 raise SessionClosed(f"session {self.session_id} is closed: {self._closed}")
             left = None if end is None else end - loop.time()
