@@ -213,6 +213,30 @@ class SessionBase:
         )
         return self._request(msg, expected, now, purpose, **data)
 
+    def _send_join_request(
+        self, target: Name, now: float, channel: Name | None = None, control: Name | None = None
+    ) -> None:
+        """JOIN_REQUEST to ``target``: our timers, the group's channel names (groups only) and
+        the MLS settings (present iff the session runs MLS), with the session metadata."""
+        join = pb.JoinRequestPayload()
+        timers = self.config.timer_settings()
+        if timers is not None:
+            join.timer_settings.CopyFrom(timers)
+        if channel is not None and control is not None:
+            channel.fill_proto(join.channel)
+            control.fill_proto(join.control)
+        if self.crypto is not None:
+            join.mls_settings.header_integrity_validation_percent = self.config.integrity_percent
+        self._new_request(
+            target,
+            JOIN_REQUEST,
+            command(join_request=join),
+            expected=[target],
+            now=now,
+            purpose="join",
+            metadata=self.config.metadata,
+        )
+
     def _reply(self, request: pb.Message, mtype: int, cmd: pb.CommandPayload) -> None:
         src = name_from_proto(request.publish.header.source)
         self._send(self._build(src, mtype, request.publish.session.message_id, cmd=cmd))

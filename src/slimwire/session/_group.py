@@ -271,23 +271,7 @@ class GroupSession(GroupPresence):
         if task is None or task.kind != "add":
             return
         task.member = source
-        join = pb.JoinRequestPayload()
-        timers = self.config.timer_settings()
-        if timers is not None:
-            join.timer_settings.CopyFrom(timers)
-        self.channel.fill_proto(join.channel)
-        self.control.fill_proto(join.control)
-        if self.crypto is not None:
-            join.mls_settings.header_integrity_validation_percent = self.config.integrity_percent
-        self._new_request(
-            source,
-            JOIN_REQUEST,
-            command(join_request=join),
-            expected=[source],
-            now=now,
-            purpose="join",
-            metadata=self.config.metadata,
-        )
+        self._send_join_request(source, now, self.channel, self.control)
 
     def _on_join_reply(self, msg: pb.Message, now: float) -> None:
         task = self._task

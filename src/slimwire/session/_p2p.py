@@ -102,21 +102,7 @@ class P2PSession(SessionBase):
     def _on_discovery_reply(self, source: Name, now: float) -> None:
         self.peer = source
         self.state = SessionState.JOINING
-        join = pb.JoinRequestPayload()
-        timers = self.config.timer_settings()
-        if timers is not None:
-            join.timer_settings.CopyFrom(timers)
-        if self.crypto is not None:
-            join.mls_settings.header_integrity_validation_percent = self.config.integrity_percent
-        self._new_request(
-            source,
-            JOIN_REQUEST,
-            command(join_request=join),
-            expected=[source],
-            now=now,
-            purpose="join",
-            metadata=self.config.metadata,
-        )
+        self._send_join_request(source, now)
 
     def _on_join_reply(self, msg: pb.Message, now: float) -> None:
         welcome = pb.GroupWelcomePayload()
