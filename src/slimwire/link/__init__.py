@@ -44,6 +44,7 @@ from slimwire.link._wire import (
     encode_name,
     header_fields,
     name_cache_clear,
+    read_varint,
     walk_header,
 )
 
@@ -77,5 +78,6 @@ __all__ = [
     "link_prefix",
     "name_cache_clear",
     "parse_frame",
+    "read_varint",
     "walk_header",
 ]

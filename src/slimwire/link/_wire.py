@@ -105,6 +105,10 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise DecodeError("varint too long")
 
 
+read_varint = _varint
+"""Public name of the raw protobuf varint reader, for other raw-bytes parsers (policy)."""
+
+
 class HeaderFields(NamedTuple):
     """A SLIMHeader as the MAC and the forwarder see it, read from its serialized bytes."""
 

@@ -44,6 +44,7 @@ from google.protobuf.message import DecodeError
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.errors import AuthError
 from slimwire.link import FrameKind, parse_frame
+from slimwire.link import read_varint as _varint
 from slimwire.names import format_id
 from slimwire.policy._model import Action, Decision, NameKey, NamePattern
 
@@ -93,20 +94,6 @@ class _Ctx(NamedTuple):
     session_message_type: int
     session_id: int
     message_id: int
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise DecodeError("varint too long")
 
 
 def _fields(buf: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
