@@ -35,7 +35,7 @@ from slimwire.session._events import (
 from slimwire.session._ids import random_control_id
 from slimwire.session._replay import ControlReplayGuard
 from slimwire.session._timers import Timers
-from slimwire.session._wire import build_publish, command, name_from_proto
+from slimwire.session._wire import LEAVING_SESSION, TRUE, build_publish, command, name_from_proto
 
 __all__ = ["Host", "SessionBase", "SessionState"]
 
@@ -235,6 +235,18 @@ class SessionBase:
             now=now,
             purpose="join",
             metadata=self.config.metadata,
+        )
+
+    def _send_leaving(self, to: Name, now: float) -> None:
+        """LEAVE_REQUEST marked LEAVING_SESSION: we leave on our own and ``to`` must answer."""
+        self._new_request(
+            to,
+            LEAVE_REQUEST,
+            command(leave_request=pb.LeaveRequestPayload()),
+            expected=[to],
+            now=now,
+            purpose="close",
+            metadata={LEAVING_SESSION: TRUE},
         )
 
     def _reply(self, request: pb.Message, mtype: int, cmd: pb.CommandPayload) -> None:

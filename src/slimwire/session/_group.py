@@ -60,7 +60,7 @@ from slimwire.session._presence import (
     UPDATE_PARTICIPANT_STATE,
     GroupPresence,
 )
-from slimwire.session._wire import LEAVING_SESSION, TRUE, command, name_from_proto
+from slimwire.session._wire import command, name_from_proto
 
 __all__ = ["GroupSession"]
 
@@ -518,15 +518,7 @@ class GroupSession(GroupPresence):
                 fanout=MULTICAST_FANOUT,
             )
         else:
-            self._new_request(
-                self.moderator,
-                LEAVE_REQUEST,
-                command(leave_request=pb.LeaveRequestPayload()),
-                expected=[self.moderator],
-                now=now,
-                purpose="close",
-                metadata={LEAVING_SESSION: TRUE},
-            )
+            self._send_leaving(self.moderator, now)
 
     # -- requests -----------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from slimwire.session._base import (
 )
 from slimwire.session._config import SessionConfig
 from slimwire.session._events import SessionEstablished
-from slimwire.session._wire import LEAVING_SESSION, TRUE, command, name_from_proto
+from slimwire.session._wire import command, name_from_proto
 
 __all__ = ["P2PSession", "SessionState"]
 
@@ -220,15 +220,7 @@ class P2PSession(SessionBase):
                 fanout=MULTICAST_FANOUT,
             )
         else:
-            self._new_request(
-                self.peer,
-                LEAVE_REQUEST,
-                command(leave_request=pb.LeaveRequestPayload()),
-                expected=[self.peer],
-                now=now,
-                purpose="close",
-                metadata={LEAVING_SESSION: TRUE},
-            )
+            self._send_leaving(self.peer, now)
 
     def _on_peer_close(self, msg: pb.Message, mtype: int) -> None:
         if mtype == GROUP_CLOSE:
