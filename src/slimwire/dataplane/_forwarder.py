@@ -28,15 +28,17 @@ from slimwire._constants import UNICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.errors import SubscriptionError
 from slimwire.link import Frame, FrameKind, HeaderMac, Outbound, Relay, parse_frame
-from slimwire.names import NULL_ID, component_hash, format_id
+from slimwire.names import NULL_ID, format_id
 
 from ._announce import SEEN_SUB_IDS_MAX, Announcer
 from ._connections import Conn, ConnectionTable
+from ._prefilter import PolicyPreFilter
+from ._route_hooks import RouteHooks
 from ._subscriptions import SubscriptionTable
 from ._types import ConnInfo, ConnState, ConnType, DropReason, RouteKey, SubscriptionEntry
 
 if TYPE_CHECKING:
-    from slimwire.policy import Decision, NodeAuthorizer
+    from slimwire.policy import NodeAuthorizer
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Forwarder"]
 
@@ -68,11 +70,6 @@ def _name_key(name: pb.Name) -> RouteKey:
         enc.component_2,
         (nid.id_0 << 64 | nid.id_1) if enc.HasField("name_id") else NULL_ID,
     )
-
-
-def _route_key(strings: tuple[str, str, str], name_id: int) -> RouteKey:
-    h = component_hash
-    return RouteKey(h(strings[0]), h(strings[1]), h(strings[2]), name_id)
 
 
 def _display(name: pb.Name) -> str:
@@ -127,7 +124,7 @@ def _valid_header(header: pb.SLIMHeader) -> bool:
     )
 
 
-class Forwarder:
+class Forwarder(RouteHooks, PolicyPreFilter):
     """Connection table + subscription table + the forwarding rules.
 
     ``node_id`` is this node's id; ``max_message_size`` bounds any received message (a larger
@@ -424,22 +421,6 @@ class Forwarder:
         if self.table.single_candidate(key, conn.conn_id, exclude_peer):
             conn.route_cache[key] = target
         return target
-
-    def _authorize(self, conn: Conn, batch: list[bytes]) -> list[bytes]:
-        """The policy pre-filter for an app link (``slimwire.policy._enforce``): what it
-        refuses is answered and counted here and never reaches routing."""
-        authorizer = self.authorizer
-        assert authorizer is not None
-        mac = conn.mac if conn.verifies else None
-
-        def refuse(decision: Decision, kind: FrameKind, reply: bytes | None) -> None:
-            conn.count_drop(DropReason.DENIED, f"policy: {decision.reason}")
-            if reply is not None and conn.state is _UP:
-                self._emit(conn, reply)
-
-        return authorizer.filter_batch(
-            conn.conn_id, batch, refuse, mac.verify_frame if mac is not None else None
-        )
 
     def _frame_mac_failed(self, conn: Conn, frame: Frame) -> None:
         tagged = bool(frame.header_mac)
@@ -792,36 +773,3 @@ class Forwarder:
         if len(self._pending_acks) > SEEN_SUB_IDS_MAX:  # next hops that never ack
             for old in list(itertools.islice(self._pending_acks, SEEN_SUB_IDS_MAX // 2)):
                 del self._pending_acks[old]
-
-    # -- routes a control plane sets (slimwire.control) -------------------------------------
-
-    def add_route(self, strings: tuple[str, str, str], name_id: int, conn_id: int) -> int:
-        """Forward ``strings``/``name_id`` over ``conn_id`` as if that link had subscribed to
-        it: what the reference does for a controller's route (a datapath Subscribe with
-        ``recv_from`` = the conn). The name is announced onward like any other subscription.
-        Returns the subscription id :meth:`remove_route` takes; ``LookupError`` without an
-        up connection ``conn_id``."""
-        conn = self.conns.get(conn_id)
-        if conn is None or conn.state is not _UP:
-            raise LookupError(f"connection not found: {conn_id}")
-        key = _route_key(strings, name_id)
-        sid = self._announcer.fresh_id()
-        self.table.add(key, strings, conn_id, conn.conn_type, sid)
-        self._announcer.update(key, strings)
-        return sid
-
-    def remove_route(
-        self, strings: tuple[str, str, str], name_id: int, conn_id: int, subscription_id: int
-    ) -> bool:
-        """Undo :meth:`add_route`; False when the table no longer holds it (its link went
-        down since, which removed it already)."""
-        conn = self.conns.get(conn_id)
-        if conn is None:
-            return False
-        key = _route_key(strings, name_id)
-        try:
-            self.table.remove(key, conn_id, conn.conn_type, subscription_id)
-        except SubscriptionError:
-            return False
-        self._announcer.update(key, strings)
-        return True
