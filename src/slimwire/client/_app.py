@@ -5,8 +5,9 @@ the app's own name *with its id* and waits for the SubscriptionAck. Then one rea
 the node's messages to the sans-IO :class:`~slimwire.session.SessionLayer`, one timer task
 sleeps until its next deadline, and every layer call is followed by :meth:`App._pump`, which
 stamps the link MAC on the layer's output and hands it to the stream (the transport coalesces
-everything queued in one loop tick into one write, with TCP_NODELAY: no Nagle stalls). A lost
-link is re-dialled with backoff under the same link id, and the subscriptions are replayed.
+everything queued in one loop tick into one write, with TCP_NODELAY: no Nagle stalls; see
+:mod:`._link` for the ACKs a reference node needs). A lost link is re-dialled with backoff under
+the same link id, and the subscriptions are replayed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import socket
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
 from typing import Any
@@ -31,6 +31,7 @@ from slimwire.auth import (
     TokenProvider,
     TokenVerifier,
 )
+from slimwire.client._link import quickack, quickack_socket
 from slimwire.client._session import Session
 from slimwire.errors import (
     ConnectionClosed,
@@ -75,29 +76,6 @@ MAC_CACHE_SIZE = 1024
 PUBLISH_BATCH = 64
 """Publishes queued in the session layer before they are handed to the stream at once."""
 """Distinct headers remembered as verified, and signed tags kept, per link."""
-
-
-def _socket_of(stream: Stream) -> Any:
-    """The TCP socket under a stream, when the transport exposes one (not in memory)."""
-    if not hasattr(socket, "TCP_QUICKACK"):  # Linux only
-        return None
-    proto = getattr(stream, "_proto", None)
-    transport = getattr(proto, "transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return None
-    return sock
-
-
-def _quickack(sock: Any) -> None:
-    """ACK what we just read at once instead of after the delayed-ACK timer (40 ms on Linux).
-
-    The reference node writes with Nagle on: when it forwards two small messages in a row (an
-    MSG_ACK, then the reply), the second waits for our ACK of the first. Without this, a
-    reliable request/reply through a reference node takes ~88 ms; with it, ~1 ms.
-    """
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
 def _subscription_id() -> int:
@@ -150,6 +128,7 @@ class App:
         self._link_id: str | None = None
         self._reconnect = reconnect
         self._stream: Stream | None = None
+        self._ack_sock: Any = None  # set when the node needs our reads ACKed at once (._link)
         self._mac: HeaderMac | None = None
         self._verified: set[bytes] = set()
         self._tags: dict[bytes, bytes] = {}
@@ -207,6 +186,7 @@ class App:
             stream.abort()
             raise
         self._stream = stream
+        self._ack_sock = quickack_socket(stream)
         self._mac = info.mac if info.needs_mac else None
         self._verified.clear()
         self._tags.clear()
@@ -224,11 +204,11 @@ class App:
         while not self._closed:
             stream = self._stream
             if stream is not None:
-                sock = _socket_of(stream)
+                sock = self._ack_sock
                 try:
                     while batch := await stream.recv():
                         if sock is not None:
-                            _quickack(sock)
+                            quickack(sock)
                         for raw in batch:
                             self._on_raw(raw)
                         self._pump()
