@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 from collections.abc import Iterable
 
 import h2.config
@@ -61,6 +62,13 @@ DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
 """MAX_FRAME_SIZE we advertise (the reference node advertises 4 MiB too)."""
 _MAX_WINDOW = 2**31 - 1
 _MIN_FRAME, _MAX_FRAME = 16384, 2**24 - 1
+
+_FRAME_HEADER = struct.Struct(">BHBBI").unpack_from
+"""An HTTP/2 frame header: length (high byte, low 16 bits), type, flags, stream id."""
+_H2_ONLY_DATA_FLAGS = 0x01 | 0x08
+"""END_STREAM, PADDED: DATA frames with either go through h2."""
+_FastData = tuple[int, bytes]
+"""A DATA frame accounted by the fast path: stream id, payload."""
 
 _GRPC_CT = "application/grpc"
 USER_AGENT = "slimwire-grpc/0.1 (h2)"
@@ -150,6 +158,9 @@ class GrpcConnection:
         self._streams: dict[int, _StreamState] = {}
         self._dirty: dict[int, _StreamState] = {}
         self._last_inbound_id = 0
+        self.fast_path = True
+        """Account plain DATA frames ourselves instead of through h2 (see _split_frames);
+        off only to compare the two paths in tests."""
         self.terminated = False
         self.goaway_received = False
         self.goaway_sent = False
@@ -173,20 +184,26 @@ class GrpcConnection:
         """Feed bytes read from the socket; return what happened."""
         if self.terminated:
             return []
+        fast = self.fast_path and not self._skip and not self._partial_header
         if not self._frame_lengths_ok(data):
             return self._fail_connection(
                 h2.errors.ErrorCodes.FRAME_SIZE_ERROR, "peer announced an oversized frame"
             )
         try:
-            h2_events = self._h2.receive_data(data)
+            items = self._split_frames(data) if fast else self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return self._fail_connection(int(code), f"HTTP/2 protocol error: {exc}")
         out: list[Event] = []
         window = False
-        for ev in h2_events:
-            if isinstance(ev, h2.events.DataReceived):
-                self._on_data(ev, out)
+        for ev in items:
+            if type(ev) is tuple:
+                sid, payload = ev
+                self._on_data(sid, payload, len(payload), out)
+            elif isinstance(ev, h2.events.DataReceived):
+                self._on_data(
+                    ev.stream_id or 0, ev.data or b"", ev.flow_controlled_length or 0, out
+                )
             elif isinstance(ev, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
                 window = True
             elif isinstance(ev, h2.events.RequestReceived):
@@ -205,11 +222,45 @@ class GrpcConnection:
                 out.append(PingAcked(ev.ping_data or b""))
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self._on_goaway(ev, out)
-            elif isinstance(ev, h2.events.InformationalResponseReceived):
-                pass
         if window:
             out.append(WindowUpdated())
         return out
+
+    def _split_frames(self, data: bytes) -> list[h2.events.Event | _FastData]:
+        """Hand ``data`` to h2, except the DATA frames h2 would only account and report.
+
+        Called at a frame boundary (h2 holds no partial frame). Plain DATA frames (no padding,
+        no END_STREAM) on a stream h2 accepts them on are accounted by
+        :meth:`H2Connection.take_data` and come back as ``(stream_id, payload)``; every other
+        frame goes to h2 unchanged and in order, in runs between those DATA frames, and so do
+        the DATA frames ``take_data`` declines (h2 then raises or resets exactly as it would).
+        The result is in wire order, and h2's state after the call is what one
+        ``h2.receive_data(data)`` would leave: the caller reacts to the items only afterwards,
+        as it does to h2's events, so the two paths cannot diverge.
+        """
+        h2c = self._h2
+        take = h2c.take_data
+        n = len(data)
+        pos = start = 0
+        items: list[h2.events.Event | _FastData] = []
+        while pos + 9 <= n:
+            hi, lo, ftype, flags, sid = _FRAME_HEADER(data, pos)
+            body = pos + 9
+            end = body + (hi << 16 | lo)
+            if end > n:
+                break
+            if ftype == 0 and not flags & _H2_ONLY_DATA_FLAGS:
+                if start < pos:
+                    items += h2c.receive_data(data[start:pos])
+                    start = pos
+                sid &= 0x7FFFFFFF
+                if take(sid, end - body):
+                    items.append((sid, data[body:end]))
+                    start = end
+            pos = end
+        if start < n:
+            items += h2c.receive_data(data[start:] if start else data)
+        return items
 
     def _frame_lengths_ok(self, data: bytes) -> bool:
         """Check every frame header passing by against our max frame size.
@@ -301,15 +352,13 @@ class GrpcConnection:
             return
         out.append(ResponseReceived(st.stream_id, headers))
 
-    def _on_data(self, ev: h2.events.DataReceived, out: list[Event]) -> None:
-        sid = ev.stream_id or 0
-        flow = ev.flow_controlled_length or 0
+    def _on_data(self, sid: int, data: bytes, flow: int, out: list[Event]) -> None:
         st = self._streams.get(sid)
         if st is None or st.dead:
             if flow:
                 self._ack(sid, flow)
             return
-        msgs = st.decoder.feed(ev.data or b"")
+        msgs = st.decoder.feed(data)
         if msgs:
             out.append(MessagesReceived(sid, msgs, flow))
         elif flow:
@@ -584,6 +633,12 @@ class GrpcConnection:
     @property
     def open_streams(self) -> int:
         return len(self._streams)
+
+    @property
+    def wants_flush(self) -> bool:
+        """Whether :meth:`flush` has anything to do: control frames queued in h2, stream data
+        queued, or a failed connection for the driver to close. Drivers flush only then."""
+        return bool(self._dirty) or bool(self._h2._data_to_send) or self.terminated
 
     @property
     def has_pending_output(self) -> bool:

@@ -117,9 +117,11 @@ class H2Stream(Stream):
 
     def _consumed(self) -> None:
         if self._unacked:
-            self._proto.core.consumed(self.stream_id, self._unacked)
+            core = self._proto.core
+            core.consumed(self.stream_id, self._unacked)
             self._unacked = 0
-            self._proto.schedule_flush()
+            if core.wants_flush:  # h2 returns credit in big WINDOW_UPDATEs, rarely
+                self._proto.schedule_flush()
 
 
 class H2Protocol(asyncio.Protocol):
@@ -205,7 +207,11 @@ class H2Protocol(asyncio.Protocol):
                     self._ping_deadline = None
             elif isinstance(ev, ConnectionTerminated):
                 self._on_terminated(ev)
-        self.schedule_flush()
+        # Only when there is something to write (acks, WINDOW_UPDATEs, responses, data a
+        # window update released, a failure to close on): a DATA frame alone writes nothing,
+        # and an empty flush costs a loop callback per read.
+        if self._flush_handle is None and self.core.wants_flush:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def pause_writing(self) -> None:
         self._paused = True
