@@ -44,6 +44,8 @@ class Conn:
         "require_mac",
         "route_cache",
         "route_epoch",
+        "rtx_replies",
+        "rtx_requests",
         "sign_mac",
         "state",
         "verifies",
@@ -86,6 +88,9 @@ class Conn:
         self.msgs_out = 0
         self.bytes_out = 0
         self.drops: dict[DropReason, int] = {}
+        # session-layer retransmissions received (counted only when the forwarder is asked to)
+        self.rtx_requests = 0
+        self.rtx_replies = 0
         self.bad_mac_run = 0
         self.out: list[bytes] = []
         # unicast routes from this link: destination key -> target row (see Forwarder)
@@ -135,6 +140,8 @@ class Conn:
             msgs_out=self.msgs_out,
             bytes_out=self.bytes_out,
             drops=dict(self.drops),
+            rtx_requests=self.rtx_requests,
+            rtx_replies=self.rtx_replies,
         )
 
 

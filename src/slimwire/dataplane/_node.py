@@ -276,6 +276,18 @@ class Node:
     def connections(self) -> list[ConnInfo]:
         return self.forwarder.connections()
 
+    @property
+    def count_retransmissions(self) -> bool:
+        """Whether each link's received session retransmissions (RTX requests and replies)
+        are counted into :meth:`connections`. Off by default: it costs ~0.3-0.5 µs per
+        message, so it is turned on where the figures are read (``slimwire node --metrics``,
+        a node under a controller)."""
+        return self.forwarder.count_rtx
+
+    @count_retransmissions.setter
+    def count_retransmissions(self, on: bool) -> None:
+        self.forwarder.count_rtx = on
+
     def subscriptions(self) -> list[SubscriptionEntry]:
         return self.forwarder.subscriptions()
 

@@ -107,6 +107,10 @@ class ConnInfo:
     msgs_out: int
     bytes_out: int
     drops: dict[DropReason, int] = field(default_factory=dict)
+    rtx_requests: int = 0
+    """Session ``RTX_REQUEST``s received on this link (0 unless the node counts them)."""
+    rtx_replies: int = 0
+    """Session ``RTX_REPLY``s received on this link (0 unless the node counts them)."""
 
 
 @dataclass(frozen=True, slots=True)
