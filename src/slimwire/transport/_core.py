@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import h2.config
 import h2.errors
@@ -151,7 +151,7 @@ class GrpcConnection:
             values[h2.settings.SettingCodes.ENABLE_PUSH] = 0
         self._h2.local_settings = h2.settings.Settings(client=client_side, initial_values=values)
         self._h2.max_inbound_frame_size = max_frame_size
-        # Frame-header walk (see _frame_lengths_ok): bytes to skip to the next header (the
+        # Frame-header walk (see _check_frame_lengths): bytes to skip to the next header (the
         # client preface first, on the server side) and a header split across reads.
         self._skip = 0 if client_side else 24
         self._partial_header = b""
@@ -184,13 +184,17 @@ class GrpcConnection:
         """Feed bytes read from the socket; return what happened."""
         if self.terminated:
             return []
-        fast = self.fast_path and not self._skip and not self._partial_header
-        if not self._frame_lengths_ok(data):
+        boundary = self._check_frame_lengths(data)
+        if boundary < 0:
             return self._fail_connection(
                 h2.errors.ErrorCodes.FRAME_SIZE_ERROR, "peer announced an oversized frame"
             )
+        items: Sequence[h2.events.Event | _FastData]
         try:
-            items = self._split_frames(data) if fast else self._h2.receive_data(data)
+            if self.fast_path and boundary < len(data):
+                items = self._split_frames(data, boundary)
+            else:
+                items = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return self._fail_connection(int(code), f"HTTP/2 protocol error: {exc}")
@@ -226,10 +230,11 @@ class GrpcConnection:
             out.append(WindowUpdated())
         return out
 
-    def _split_frames(self, data: bytes) -> list[h2.events.Event | _FastData]:
+    def _split_frames(self, data: bytes, pos: int) -> list[h2.events.Event | _FastData]:
         """Hand ``data`` to h2, except the DATA frames h2 would only account and report.
 
-        Called at a frame boundary (h2 holds no partial frame). Plain DATA frames (no padding,
+        ``data[:pos]`` completes the frame h2 holds part of (if any) and goes to h2 first;
+        a frame boundary is at ``pos``. From there, plain DATA frames (no padding,
         no END_STREAM) on a stream h2 accepts them on are accounted by
         :meth:`H2Connection.take_data` and come back as ``(stream_id, payload)``; every other
         frame goes to h2 unchanged and in order, in runs between those DATA frames, and so do
@@ -241,8 +246,10 @@ class GrpcConnection:
         h2c = self._h2
         take = h2c.take_data
         n = len(data)
-        pos = start = 0
         items: list[h2.events.Event | _FastData] = []
+        if pos:
+            items += h2c.receive_data(data[:pos])
+        start = pos
         while pos + 9 <= n:
             hi, lo, ftype, flags, sid = _FRAME_HEADER(data, pos)
             body = pos + 9
@@ -262,8 +269,10 @@ class GrpcConnection:
             items += h2c.receive_data(data[start:] if start else data)
         return items
 
-    def _frame_lengths_ok(self, data: bytes) -> bool:
-        """Check every frame header passing by against our max frame size.
+    def _check_frame_lengths(self, data: bytes) -> int:
+        """Check every frame header passing by against our max frame size; return the offset
+        of the first frame boundary in ``data`` (``len(data)`` or more if there is none), or
+        -1 if a frame is too long.
 
         ``h2`` only checks a frame's length once the whole frame is buffered, so a peer that
         announces a 16 MiB frame would make us buffer 16 MiB first. Walking the headers here
@@ -277,23 +286,24 @@ class GrpcConnection:
             head = self._partial_header + data[:take]
             if len(head) < 9:
                 self._partial_header = head
-                return True
+                return n
             self._partial_header = b""
             length = int.from_bytes(head[:3], "big")
             if length > limit:
-                return False
+                return -1
             pos = take + length
+        first = pos
         while pos + 9 <= n:
             length = int.from_bytes(data[pos : pos + 3], "big")
             if length > limit:
-                return False
+                return -1
             pos += 9 + length
         if pos < n:
             self._partial_header = data[pos:]
             self._skip = 0
         else:
             self._skip = pos - n
-        return True
+        return first
 
     def _fail_connection(self, code: int, reason: str) -> list[Event]:
         log.debug("closing connection: %s", reason)

@@ -1,0 +1,360 @@
+"""The inbound DATA fast path of GrpcConnection gives exactly what h2 alone gives.
+
+Two cores, one with ``fast_path`` on and one with it off, read the same bytes: random frame
+sequences (DATA of random sizes on open, unknown and closed streams, padded DATA, END_STREAM,
+WINDOW_UPDATE, PING, SETTINGS, HEADERS split across CONTINUATION, RST_STREAM, raw garbage),
+cut at random points into reads. After every read both must report the same events, write the
+same bytes (WINDOW_UPDATEs, PING ACKs, resets, GOAWAY) and hold the same flow-control windows and
+stream states in h2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import h2.config
+import h2.connection
+import hpack
+import hyperframe.frame as hf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from slimwire.transport import GrpcConnection, encode_messages
+from slimwire.transport._events import Event, MessagesReceived, RequestReceived
+
+PATH = "/dataplane.proto.v1.DataPlaneService/OpenChannel"
+REQUEST = [
+    (":method", "POST"),
+    (":scheme", "http"),
+    (":path", PATH),
+    (":authority", "x"),
+    ("content-type", "application/grpc"),
+    ("te", "trailers"),
+]
+RESPONSE = [(":status", "200"), ("content-type", "application/grpc")]
+TRAILERS = [("grpc-status", "0")]
+SIZES = [0, 1, 7, 100, 555, 1500, 3000, 40, 9000, 2]
+
+
+def stream_bytes(sid: int) -> bytes:
+    """A gRPC byte stream for ``sid``: messages of assorted sizes (some over the limit)."""
+    msgs = [bytes([sid % 256, i % 256]) * (SIZES[i % len(SIZES)] // 2) for i in range(60)]
+    return encode_messages(msgs)
+
+
+def normal(events: list[Event]) -> list[Any]:
+    """Events as comparable values (exceptions by type and text)."""
+    out: list[Any] = []
+    for ev in events:
+        fields = []
+        for f in dataclasses.fields(ev):
+            v = getattr(ev, f.name)
+            fields.append((type(v).__name__, str(v)) if isinstance(v, Exception) else v)
+        out.append((type(ev).__name__, *fields))
+    return out
+
+
+def h2_state(conn: GrpcConnection) -> Any:
+    h2c: h2.connection.H2Connection = conn._h2
+    w = h2c._inbound_flow_control_window_manager
+    streams = {
+        sid: (
+            s.state_machine.state,
+            s._inbound_window_manager.current_window_size,
+            s._inbound_window_manager.max_window_size,
+            s._inbound_window_manager._bytes_processed,
+            s._actual_content_length,
+            s.outbound_flow_control_window,
+        )
+        for sid, s in h2c.streams.items()
+    }
+    return (
+        h2c.state_machine.state,
+        w.current_window_size,
+        w.max_window_size,
+        w._bytes_processed,
+        h2c.outbound_flow_control_window,
+        streams,
+        # After a connection error the unread rest is moot (nothing is read any more).
+        None if conn.terminated else bytes(h2c.incoming_buffer._data),
+        conn.terminated,
+        sorted(conn._streams),
+    )
+
+
+class Twins:
+    """The same connection twice, fast path on and off, fed identically."""
+
+    def __init__(self, client_side: bool) -> None:
+        self.conns = []
+        for fast in (True, False):
+            c = GrpcConnection(client_side=client_side, window_size=65535, max_message_size=4000)
+            c.fast_path = fast
+            c.initiate()
+            self.conns.append(c)
+        self.client_side = client_side
+        self.deferred: list[tuple[int, int]] = []
+        self.first_output = self.flush()
+
+    def flush(self) -> bytes:
+        a, b = (c.flush() for c in self.conns)
+        assert a == b
+        return a
+
+    def feed(self, chunk: bytes, consume: bool) -> list[Event]:
+        fast, slow = (c.receive_data(chunk) for c in self.conns)
+        assert normal(fast) == normal(slow)
+        for ev in fast:
+            if isinstance(ev, RequestReceived):
+                for c in self.conns:
+                    c.send_response_headers(ev.stream_id)
+            elif isinstance(ev, MessagesReceived):
+                self.deferred.append((ev.stream_id, ev.flow_bytes))
+        if consume:
+            for sid, n in self.deferred:
+                for c in self.conns:
+                    c.consumed(sid, n)
+            self.deferred.clear()
+        self.flush()
+        assert h2_state(self.conns[0]) == h2_state(self.conns[1])
+        return fast
+
+
+class Peer:
+    """Builds the frames the other side sends (anything, valid or not)."""
+
+    def __init__(self, client_side_under_test: bool) -> None:
+        self.encoder = hpack.Encoder()
+        self.next_sid = 1
+        self.offsets: dict[int, int] = {}
+        self.data: dict[int, bytes] = {}
+        self.answered: set[int] = set()
+        self.under_test_is_client = client_side_under_test
+
+    def payload(self, sid: int, size: int) -> bytes:
+        if sid not in self.data:
+            self.data[sid] = stream_bytes(sid)
+            self.offsets[sid] = 0
+        off = self.offsets[sid]
+        chunk = self.data[sid][off : off + size]
+        self.offsets[sid] = off + len(chunk)
+        return chunk
+
+    def headers(self, sid: int, split: bool) -> list[hf.Frame]:
+        if self.under_test_is_client:
+            end = sid in self.answered
+            block = TRAILERS if end else RESPONSE
+            self.answered.add(sid)
+        else:
+            end = False
+            block = REQUEST
+        data = self.encoder.encode(block)
+        flags = {"END_STREAM"} if end else set()
+        if not split or len(data) < 2:
+            return [hf.HeadersFrame(sid, data=data, flags=flags | {"END_HEADERS"})]
+        half = len(data) // 2
+        return [
+            hf.HeadersFrame(sid, data=data[:half], flags=flags),
+            hf.ContinuationFrame(sid, data=data[half:], flags={"END_HEADERS"}),
+        ]
+
+
+SIDS = st.sampled_from([1, 1, 1, 3, 3, 5, 7])
+OPEN_SIDS = st.sampled_from([1, 3])
+
+plain_data = st.tuples(st.just("data"), OPEN_SIDS, st.integers(0, 3000), st.just(None))
+rare = st.one_of(
+    st.tuples(
+        st.just("data"),
+        SIDS,
+        st.integers(0, 20000),
+        st.sampled_from([None, 0, 1, 30]),  # pad length
+    ),
+    st.tuples(st.just("end"), SIDS, st.integers(0, 600)),
+    st.tuples(st.just("window"), st.sampled_from([0, 1, 3, 9]), st.integers(1, 100000)),
+    st.tuples(st.just("ping"), st.binary(min_size=8, max_size=8)),
+    st.tuples(st.just("settings"), st.integers(0, 200000)),
+    st.tuples(st.just("headers"), SIDS, st.booleans()),
+    st.tuples(st.just("open"), st.booleans()),
+    st.tuples(st.just("rst"), SIDS, st.integers(0, 13)),
+    st.tuples(st.just("garbage"), st.binary(min_size=1, max_size=40)),
+)
+# Mostly well-formed traffic (the fast path's case), with everything else mixed in.
+action = st.integers(0, 9).flatmap(lambda i: plain_data if i < 7 else rare)
+
+
+def build(peer: Peer, actions: list[tuple[Any, ...]]) -> bytes:
+    out: list[bytes] = []
+    for a in actions:
+        kind = a[0]
+        frames: list[hf.Frame] = []
+        if kind == "data":
+            _, sid, size, pad = a
+            f = hf.DataFrame(sid, data=peer.payload(sid, size))
+            if pad is not None:
+                f.flags.add("PADDED")
+                f.pad_length = pad
+            frames.append(f)
+        elif kind == "end":
+            _, sid, size = a
+            frames.append(hf.DataFrame(sid, data=peer.payload(sid, size), flags={"END_STREAM"}))
+        elif kind == "window":
+            frames.append(hf.WindowUpdateFrame(a[1], window_increment=a[2]))
+        elif kind == "ping":
+            frames.append(hf.PingFrame(0, opaque_data=a[1]))
+        elif kind == "settings":
+            frames.append(
+                hf.SettingsFrame(0, settings={hf.SettingsFrame.INITIAL_WINDOW_SIZE: a[1]})
+            )
+        elif kind == "headers":
+            frames += peer.headers(a[1], a[2])
+        elif kind == "open":  # the next new stream (server under test) / a response
+            sid = peer.next_sid
+            peer.next_sid += 2
+            frames += peer.headers(sid, a[1])
+        elif kind == "rst":
+            frames.append(hf.RstStreamFrame(a[1], error_code=a[2]))
+        elif kind == "garbage":
+            out.append(a[1])
+        out += [f.serialize() for f in frames]
+    return b"".join(out)
+
+
+def cut(blob: bytes, points: list[int]) -> list[bytes]:
+    marks = sorted({p % (len(blob) + 1) for p in points} | {0, len(blob)})
+    return [blob[a:b] for a, b in itertools.pairwise(marks) if b > a]
+
+
+def client_setup(twins: Twins) -> None:
+    """The client under test opens streams 1, 3 and 5 (all with a request sent)."""
+    for _ in range(3):
+        outs = [c.start_request(PATH, "x") for c in twins.conns]
+        assert outs[0][0] == outs[1][0]
+    twins.flush()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    client_side=st.booleans(),
+    actions=st.lists(action, max_size=40),
+    points=st.lists(st.integers(0, 10**6), max_size=12),
+    consume=st.lists(st.booleans(), min_size=1, max_size=8),
+    garbage_free=st.booleans(),
+)
+def test_fast_path_matches_h2(
+    client_side: bool,
+    actions: list[tuple[Any, ...]],
+    points: list[int],
+    consume: list[bool],
+    garbage_free: bool,
+) -> None:
+    if garbage_free:
+        actions = [a for a in actions if a[0] != "garbage"]
+    twins = Twins(client_side)
+    peer = Peer(client_side)
+    # The peer's preface (and SETTINGS), as a real h2 endpoint of the other role writes it.
+    raw = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=not client_side, header_encoding=None)
+    )
+    raw.initiate_connection()
+    preface = raw.data_to_send()
+    if client_side:
+        client_setup(twins)
+    # Streams 1 and 3 get going first: request headers (server under test) or response
+    # headers (client under test).
+    blob = preface + build(peer, [("open", False), ("open", True), *actions])
+    for i, chunk in enumerate(cut(blob, points)):
+        twins.feed(chunk, consume[i % len(consume)])
+
+
+def server_with_stream(fast: bool = True) -> tuple[GrpcConnection, hpack.Encoder]:
+    """A server core with stream 1 open (request headers received, response sent)."""
+    conn = GrpcConnection(client_side=False, window_size=65535)
+    conn.fast_path = fast
+    conn.initiate()
+    raw = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    raw.initiate_connection()
+    enc = hpack.Encoder()
+    head = hf.HeadersFrame(1, data=enc.encode(REQUEST), flags={"END_HEADERS"})
+    events = conn.receive_data(raw.data_to_send() + head.serialize())
+    assert type(events[0]) is RequestReceived
+    conn.send_response_headers(1)
+    conn.flush()
+    return conn, enc
+
+
+class CountingH2:
+    """Counts the reads that reach h2's own ``receive_data``."""
+
+    def __init__(self, conn: GrpcConnection) -> None:
+        self.calls: list[bytes] = []
+        real = conn._h2.receive_data
+
+        def receive_data(data: bytes) -> list[Any]:
+            self.calls.append(bytes(data))
+            return real(data)
+
+        conn._h2.receive_data = receive_data  # type: ignore[method-assign]
+
+
+def test_plain_data_frames_skip_h2_and_need_no_flush() -> None:
+    conn, _ = server_with_stream()
+    counter = CountingH2(conn)
+    frames = [hf.DataFrame(1, data=encode_messages([b"a" * 100, b"b" * 7])) for _ in range(3)]
+    events = conn.receive_data(b"".join(f.serialize() for f in frames))
+    assert [m for e in events if isinstance(e, MessagesReceived) for m in e.messages] == [
+        b"a" * 100,
+        b"b" * 7,
+    ] * 3
+    assert counter.calls == []
+    assert not conn.wants_flush  # nothing to write: a driver schedules no flush
+    window = conn._h2._inbound_flow_control_window_manager.current_window_size
+    assert window == 2 * 65535 - 3 * 117
+    assert conn._h2.streams[1]._inbound_window_manager.current_window_size == 65535 - 3 * 117
+    conn.ping(b"12345678")
+    assert conn.wants_flush
+
+
+def test_read_starting_mid_frame_resumes_the_fast_path_at_the_next_frame() -> None:
+    conn, _ = server_with_stream()
+    counter = CountingH2(conn)
+    one = hf.DataFrame(1, data=encode_messages([b"x" * 50])).serialize()
+    two = hf.DataFrame(1, data=encode_messages([b"y" * 60])).serialize()
+    assert conn.receive_data(one[:20]) == []  # partial: h2 buffers it
+    events = conn.receive_data(one[20:] + two)
+    assert [m for e in events if isinstance(e, MessagesReceived) for m in e.messages] == [
+        b"x" * 50,
+        b"y" * 60,
+    ]
+    assert counter.calls == [one[:20], one[20:]]  # the second frame never reached h2
+
+
+def test_window_overrun_fails_the_connection_like_h2() -> None:
+    outcomes = []
+    for fast in (True, False):
+        conn, _ = server_with_stream(fast)
+        blob = b"".join(
+            hf.DataFrame(1, data=encode_messages([b"z" * 16000])).serialize() for _ in range(5)
+        )
+        events = conn.receive_data(blob)
+        outcomes.append((normal(events), conn.flush()))
+    assert outcomes[0] == outcomes[1]
+    (event,) = outcomes[0][0]
+    assert event[0] == "ConnectionTerminated"
+    assert event[1] == 3  # FLOW_CONTROL_ERROR
+
+
+def test_data_on_a_reset_stream_is_answered_like_h2() -> None:
+    outcomes = []
+    for fast in (True, False):
+        conn, _ = server_with_stream(fast)
+        conn.reset(1)
+        conn.flush()
+        frame = hf.DataFrame(1, data=encode_messages([b"late"])).serialize()
+        events = conn.receive_data(frame)
+        outcomes.append((normal(events), conn.flush(), conn.terminated))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1]  # h2 answers with RST_STREAM (STREAM_CLOSED)
+    assert not outcomes[0][2]
