@@ -5,7 +5,9 @@ on disk (re-read when its mtime changes) or a JWKS URL (an authority's
 ``/.well-known/jwks.json``). A URL source is fetched lazily, cached for ``ttl`` seconds and
 refetched early when a token names a ``kid`` it does not know - that is how key rotation reaches
 verifiers without a restart. Refetches on unknown kids are rate limited, so a stream of tokens
-with random kids cannot turn a verifier into an amplifier against the issuer.
+with random kids cannot turn a verifier into an amplifier against the issuer. On an event
+loop's thread a URL source never fetches inline: it serves what it has and fetches in the
+background (see :class:`JwksUrl`), so a new kid cannot stall the loop.
 
 Only the algorithms :mod:`slimwire.auth._jwt` signs with are understood: EC P-256 (ES256), OKP
 Ed25519 (EdDSA) and RSA (RS256). A key's JWK type pins its algorithm: an RSA key is never used to
@@ -14,9 +16,11 @@ check an EC or HMAC signature, whatever the token header claims.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import enum
+import http.client
 import json
 import logging
 import os
@@ -26,9 +30,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -271,17 +276,36 @@ class JwksFile:
 class JwksUrl:
     """A JWKS fetched over HTTP(S) with ``urllib`` and cached.
 
-    ``keys()`` fetches on first use and when the cache is older than ``ttl``; ``refresh()``
-    (called by the verifier on an unknown kid) refetches at most once per ``min_interval``.
-    Fetching blocks; async callers use :meth:`JwtVerifier.averify`, which runs it in a thread.
+    The keys are fetched on first use, when the cache is older than ``ttl`` and when the
+    verifier meets an unknown kid (:meth:`refresh`, at most once per ``min_interval``: tokens
+    with random kids must not turn us into an amplifier against the issuer).
+
+    **Where the fetch runs.** The session layer and the node's policy engine are sans-IO and
+    call the synchronous ``JwtVerifier.verify`` on the event loop's thread, so a fetch there
+    would stall every connection for up to ``timeout`` seconds, and a forged kid would be a
+    cheap way to do it. So on a thread that runs an asyncio event loop (``blocking=None``, the
+    default) nothing here does network I/O: the cached keys are served, and a missing or
+    expired cache or an unknown kid starts **one background fetch** (a daemon thread; never
+    more than one in flight) while the token at hand is refused with "...; JWKS refresh
+    scheduled". Its sender's retry (or a reliable session's retransmission) then finds the
+    keys. After ``ttl`` the old keys keep being served while the new ones load
+    (stale-while-revalidate), and a failed fetch keeps the old keys. Elsewhere (CLI tools,
+    worker threads, :meth:`JwtVerifier.averify`) a fetch blocks the caller, as it always did.
+    ``blocking=True``/``False`` forces one behaviour.
+
+    Apps and nodes should ``await prefetch()`` at start-up, so that the first tokens they see
+    verify at once instead of being refused while the keys load.
     """
 
     __slots__ = (
         "_fetched_at",
+        "_inflight",
         "_keys",
         "_last_attempt",
+        "_last_error",
         "_lock",
         "_opener",
+        "blocking",
         "clock",
         "min_interval",
         "timeout",
@@ -298,6 +322,7 @@ class JwksUrl:
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         opener: Callable[[str, float], bytes] | None = None,
+        blocking: bool | None = None,
     ) -> None:
         scheme = urllib.parse.urlsplit(url).scheme
         if scheme not in ("http", "https"):
@@ -307,37 +332,188 @@ class JwksUrl:
         self.min_interval = min_interval
         self.timeout = timeout
         self.clock = clock
+        self.blocking = blocking
         self._opener = opener or _http_get
         self._keys: tuple[JwkKey, ...] = ()
         self._fetched_at: float | None = None
         self._last_attempt: float | None = None
+        self._last_error: str | None = None
+        self._inflight: Future[_Outcome] | None = None
+        # Held only to read or swap state, never across a fetch: the event loop's thread
+        # takes it too, and must never wait for the network.
         self._lock = threading.Lock()
 
-    def _fetch(self) -> bool:
-        with self._lock:
-            now = self.clock()
-            if self._last_attempt is not None and now - self._last_attempt < self.min_interval:
-                return False
-            self._last_attempt = now
-            try:
-                keys = parse_jwks(self._opener(self.url, self.timeout))
-            except (OSError, AuthError, urllib.error.URLError) as exc:
-                log.warning("JWKS %s not fetched: %s", self.url, exc)
-                return False
-            changed = {k.kid for k in keys} != {k.kid for k in self._keys}
-            self._keys, self._fetched_at = keys, now
-            return changed
+    # -- KeySource -----------------------------------------------------------------------
 
     def keys(self, kid: str | None) -> Sequence[JwkKey]:
-        if self._fetched_at is None or self.clock() - self._fetched_at > self.ttl:
-            self._fetch()
+        if self._stale():
+            if self._may_block():
+                self._fetch_now(rate_limited=True)
+            else:
+                self._fetch_in_background()
         return _select(self._keys, kid)
 
     def refresh(self) -> bool:
-        return self._fetch()
+        """Refetch (rate limited); whether the key set changed. Off a loop's thread this
+        blocks; on it, the fetch is started in the background and this returns False."""
+        if self._may_block():
+            return self._fetch_now(rate_limited=True)
+        self._fetch_in_background()
+        return False
+
+    # -- for callers -----------------------------------------------------------------------
+
+    async def prefetch(self) -> None:
+        """Fetch the keys now, off the event loop, and wait for them; await it at start-up.
+
+        Not rate limited (it is the application's own call, not a token's doing); joins a
+        fetch already in flight. Raises :class:`AuthError` with the reason when the fetch
+        fails - callers that would rather start anyway log it: verification then retries in
+        the background.
+        """
+        claim = self._claim(rate_limited=False)
+        assert claim is not None  # only a rate-limited claim can be refused
+        future, mine = claim
+        if mine:
+            self._spawn(future)
+        outcome = await asyncio.wrap_future(future)
+        if outcome.error is not None:
+            raise AuthError(f"JWKS {self.url} not fetched: {outcome.error}")
+
+    @property
+    def refreshing(self) -> bool:
+        """Whether a fetch is in flight."""
+        return self._inflight is not None
+
+    def refresh_status(self) -> str | None:
+        """Why a key may be missing right now, for the verifier's refusal; None if nothing is
+        pending and the last fetch worked (the key is then simply not published)."""
+        with self._lock:
+            if self._inflight is not None:
+                return "JWKS refresh scheduled"
+            if self._last_error is None or self._last_attempt is None:
+                return None
+            wait = max(0.0, self.min_interval - (self.clock() - self._last_attempt))
+            return f"last JWKS fetch failed ({self._last_error}); next attempt in {wait:.0f}s"
+
+    # -- the fetch -------------------------------------------------------------------------
+
+    def _may_block(self) -> bool:
+        if self.blocking is not None:
+            return self.blocking
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return True
+        return False
+
+    def _stale(self) -> bool:
+        fetched = self._fetched_at
+        return fetched is None or self.clock() - fetched > self.ttl
+
+    def _claim(self, *, rate_limited: bool) -> tuple[Future[_Outcome], bool] | None:
+        """The fetch to wait for: the one in flight (False), or a new one that the caller must
+        run (True); None when rate limited."""
+        with self._lock:
+            if self._inflight is not None:
+                return self._inflight, False
+            now = self.clock()
+            last = self._last_attempt
+            if rate_limited and last is not None and now - last < self.min_interval:
+                return None
+            self._last_attempt = now
+            future: Future[_Outcome] = Future()
+            # RUNNING cannot be cancelled: an awaiting prefetch() that is cancelled must not
+            # cancel the fetch under the feet of the thread that completes it.
+            future.set_running_or_notify_cancel()
+            self._inflight = future
+            return future, True
+
+    def _fetch_now(self, *, rate_limited: bool) -> bool:
+        claim = self._claim(rate_limited=rate_limited)
+        if claim is None:
+            return False
+        future, mine = claim
+        if mine:
+            self._run(future)
+        try:
+            # a fetch may take a connect and a read timeout; never wait for ever on another's
+            return future.result(timeout=None if mine else 2 * self.timeout + 1).changed
+        except TimeoutError:
+            return False
+
+    def _fetch_in_background(self) -> None:
+        claim = self._claim(rate_limited=True)
+        if claim is not None and claim[1]:
+            log.debug("JWKS %s: fetch scheduled in the background", self.url)
+            self._spawn(claim[0])
+
+    def _spawn(self, future: Future[_Outcome]) -> None:
+        thread = threading.Thread(target=self._run, args=(future,), name="jwks-fetch", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had (interpreter shutting down)
+            self._finish(future, None, f"cannot start a fetch thread: {exc}")
+
+    def _run(self, future: Future[_Outcome]) -> None:
+        """Fetch, store and complete ``future``, on whichever thread may block."""
+        try:
+            keys = parse_jwks(self._opener(self.url, self.timeout))
+        except _FETCH_ERRORS as exc:
+            self._finish(future, None, str(exc) or type(exc).__name__)
+        except BaseException as exc:
+            # A bug, not a network failure: still end the fetch, or no other would ever start.
+            with self._lock:
+                self._inflight = None
+            log.exception("JWKS %s: fetch failed unexpectedly", self.url)
+            future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._finish(future, keys, None)
+
+    def _finish(
+        self, future: Future[_Outcome], keys: tuple[JwkKey, ...] | None, error: str | None
+    ) -> None:
+        with self._lock:
+            changed = keys is not None and {k.kid for k in keys} != {k.kid for k in self._keys}
+            if keys is not None:
+                self._keys, self._fetched_at = keys, self._last_attempt
+            self._last_error = error
+            self._inflight = None
+        if error is not None:
+            log.warning(
+                "JWKS %s not fetched: %s (next attempt no sooner than %gs)",
+                self.url,
+                error,
+                self.min_interval,
+            )
+        elif changed:
+            log.info("JWKS %s: key ids now %s", self.url, sorted(k.kid for k in keys or ()))
+        future.set_result(_Outcome(changed, error))
 
     def __repr__(self) -> str:
         return f"JwksUrl({self.url!r}, kids={[k.kid for k in self._keys]})"
+
+
+class _Outcome(NamedTuple):
+    """How one fetch ended: whether the key ids changed, or why it failed."""
+
+    changed: bool
+    error: str | None
+
+
+_FETCH_ERRORS = (OSError, AuthError, http.client.HTTPException, ValueError)
+
+
+@runtime_checkable
+class _BackgroundSource(Protocol):
+    """A key source that may be loading keys in the background (:class:`JwksUrl`): the
+    verifier asks it why a key is missing and lets callers load it ahead of time."""
+
+    def refresh_status(self) -> str | None: ...
+
+    async def prefetch(self) -> None: ...
 
 
 def _http_get(url: str, timeout: float) -> bytes:

@@ -50,6 +50,7 @@ from slimwire.auth._jwks import (
     KeySource,
     PublicKey,
     StaticKeys,
+    _BackgroundSource,
     algorithm_for_key,
     b64url,
     b64url_decode,
@@ -359,7 +360,11 @@ class JwtVerifier:
     def verify(self, token: str) -> TokenClaims:
         """The token's claims, or :class:`AuthError` saying why it is refused.
 
-        May block on a JWKS URL fetch (first use, TTL expiry, unknown kid); see :meth:`averify`.
+        With a :class:`JwksUrl`, a key fetch (first use, TTL expiry, unknown kid) blocks when
+        this runs off an event loop; on a loop's thread it never does: the fetch runs in the
+        background and the token is refused now ("...; JWKS refresh scheduled"), to be accepted
+        when its sender retries. :meth:`prefetch` at start-up avoids that for the first tokens;
+        :meth:`averify` waits for the keys without blocking the loop.
         """
         cached = self._cached(token)
         if cached is not None:
@@ -375,6 +380,14 @@ class JwtVerifier:
         if cached is not None:
             return cached
         return await asyncio.to_thread(self.verify, token)
+
+    async def prefetch(self) -> None:
+        """Load the key source's keys ahead of time (a JWKS URL: fetch it now, off the loop);
+        a no-op for sources that need no loading. Apps and nodes await it at start-up, so that
+        their first tokens are not refused while the keys load. Raises :class:`AuthError` when
+        the fetch fails (the caller may log it and go on: fetches are retried)."""
+        if isinstance(self.source, _BackgroundSource):
+            await self.source.prefetch()
 
     def _cached(self, token: str) -> TokenClaims | None:
         claims = self._cache.get(token)
@@ -418,10 +431,20 @@ class JwtVerifier:
         if kid is not None and not isinstance(kid, str):
             raise AuthError("malformed JWT: kid is not a string")
         candidates = [k for k in self.source.keys(kid) if k.algorithm is alg]
-        if not candidates and self.source.refresh():
-            # An unknown kid is how rotation shows up: fetch the JWKS again, once.
+        if not candidates:
+            # An unknown kid is how rotation shows up: fetch the JWKS again, once. Look again
+            # even when refresh() reports no change of its own: a fetch that another thread
+            # (or a JWKS URL's background fetch) just finished may have brought the key.
+            self.source.refresh()
             candidates = [k for k in self.source.keys(kid) if k.algorithm is alg]
         if not candidates:
+            note = (
+                self.source.refresh_status() if isinstance(self.source, _BackgroundSource) else None
+            )
+            if note is not None:
+                # On an event loop the source fetches in the background: say so, so that the
+                # log line tells a key rotation (retry soon) from a forged kid or a dead JWKS.
+                raise AuthError(f"JWT refused: unknown key id {kid!r} (no {alg.value} key); {note}")
             raise AuthError(f"JWT refused: no {alg.value} key for kid {kid!r}")
         if not any(_verify(k, signature, signing_input) for k in candidates):
             raise AuthError("JWT signature does not verify")
