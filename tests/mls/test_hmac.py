@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slimwire.mls._codec import Writer
-from slimwire.mls._hmac import HmacKey, hmac_digest, hmac_digests
+from slimwire.mls._hmac import HmacKey, hmac_digest, hmac_digests, hmac_triple
 from slimwire.mls._hpke import hkdf_expand
 from slimwire.mls._suites import cipher_suite, supported_suites
 
@@ -27,6 +27,8 @@ def test_hmac_matches_the_standard_library(name: str, key: bytes, messages: list
     expected = [hmac.digest(key, m, name) for m in messages]
     assert [hmac_digest(name, key, m) for m in messages] == expected
     assert hmac_digests(name, key, *messages) == expected
+    three = (messages * 3)[:3]
+    assert hmac_triple(name, key, *three) == tuple(hmac.digest(key, m, name) for m in three)
     mac = HmacKey(name, key)
     assert [mac.digest(m) for m in messages] == expected
     assert [mac.digest(m) for m in messages] == expected  # the pads are reusable

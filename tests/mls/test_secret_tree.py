@@ -115,6 +115,27 @@ def test_taking_keys_matches_a_tree_that_only_consumes(
         assert tree.to_bytes() == plain.to_bytes()
 
 
+@pytest.mark.parametrize("suite_id", [1, 2, 4, 7])
+def test_a_senders_next_key_is_the_receivers_key(suite_id: int) -> None:
+    """next_key (the sender's one-step shortcut) hands out the generations a receiver derives
+    with prepare/consume, in order from 0, interleaved with the other ratchet and leaves,
+    and leaves the tree in the same state; persisted midway, it carries on."""
+    suite = cipher_suite(suite_id)
+    sender, receiver = (SecretTree(suite, SECRET, 8) for _ in range(2))
+    for i in range(12):
+        for leaf, kind in ((5, APP), (5, HS), (2, APP)):
+            if kind is HS and i % 3:
+                continue
+            key = sender.next_key(leaf, kind)
+            assert key == receiver.key_for(leaf, kind, key.generation)
+            assert key.generation == (i if kind is APP else i // 3)
+        assert sender.to_bytes() == receiver.to_bytes()
+        if i == 6:
+            sender = SecretTree.from_bytes(suite, sender.to_bytes())
+    with pytest.raises(SecretTreeError):  # a generation a sender used is gone for it too
+        sender.key_for(5, APP, 3)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_decoding_arbitrary_bytes(data: bytes) -> None:

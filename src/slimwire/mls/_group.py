@@ -31,7 +31,6 @@ from slimwire.mls._framing import (
     FramingError,
     open_private_content,
     open_sender_data,
-    protect_private,
     protect_public,
     unprotect_public,
     verify_content_signature,
@@ -558,23 +557,10 @@ class Group:
     def encrypt(self, plaintext: bytes, aad: bytes = b"") -> bytes:
         """A PrivateMessage carrying ``plaintext``, with ``aad`` as its authenticated_data."""
         self._require_active()
-        state = self._state
-        me = state.leaf_index
-        key = state.secret_tree.next_key(me, RatchetType.APPLICATION)
-        framed = FramedContent(
-            state.context.group_id, state.epoch, Sender.member(me), aad, bytes(plaintext)
-        )
-        message = protect_private(
-            state.suite,
-            framed,
-            state.context,
-            signature_private_key=state.signature_private_key,
-            sender_data_secret=state.secrets.sender_data_secret,
-            generation=key.generation,
-            key=key.key,
-            nonce=key.nonce,
-        )
-        return MLSMessage(message).to_bytes()
+        fast = self._fast
+        if fast is None or fast.state is not self._state:
+            fast = self._fast_path()
+        return fast.encrypt(bytes(plaintext), bytes(aad))
 
     def _fast_path(self) -> FastPath:
         """The hot path's constants for the current state (they are per epoch, but a state

@@ -16,11 +16,19 @@ anything else, which the caller then hands to the general path (and its error me
 cryptographic checks are the same, in the same order, and the message key is consumed from the
 secret tree only once everything (signature and expected AAD included) has passed; tests check
 both paths agree.
+
+Sending is the mirror image (:meth:`FastPath.encrypt`): the FramedContentTBS, the
+PrivateMessageContent, both AADs and the MLSMessage are joined from per-epoch byte strings and
+the two per-message fields (authenticated data and application data), with the signing key
+loaded once. There is nothing to fall back from: every application message of an active group
+has this one shape, and the bytes are exactly those of :func:`_framing.protect_private` (a
+test compares them under a deterministic signature scheme).
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 import struct
 
 from cryptography.exceptions import InvalidTag
@@ -28,12 +36,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from slimwire.errors import MlsError
 from slimwire.mls._codec import DecodeError, Writer, encode_varint
-from slimwire.mls._framing import DecryptionError, FramingError, SignatureError
+from slimwire.mls._framing import DecryptionError, FramingError, SignatureError, padding_for
 from slimwire.mls._group_state import GroupState
 from slimwire.mls._hmac import HmacKey
 from slimwire.mls._hpke import AeadId
 from slimwire.mls._secret_tree import RatchetType
-from slimwire.mls._suites import Verifier, encoded_label, expand_info_prefix
+from slimwire.mls._suites import Signer, Verifier, encoded_label, expand_info_prefix
 
 __all__ = ["FastPath", "check_aad"]
 
@@ -82,11 +90,16 @@ class FastPath:
         "_context",
         "_guard_shift",
         "_head",
+        "_leaf",
+        "_leaf_field",
         "_sample_field",
         "_sample_len",
         "_sd_aad",
         "_sd_key_mac",
         "_sd_nonce_mac",
+        "_send_head",
+        "_send_len",
+        "_signer",
         "_sizes",
         "_tbs_head",
         "_tbs_len",
@@ -123,6 +136,13 @@ class FastPath:
             ChaCha20Poly1305 if suite.aead.id == AeadId.CHACHA20_POLY1305 else AESGCM
         )
         self._verifiers: dict[int, Verifier] = {}
+        # sending: our leaf, the TBS head with it as the sender, the signing key (loaded on
+        # the first send: a member that only receives never pays for it)
+        self._leaf = state.leaf_index
+        self._leaf_field = self._leaf.to_bytes(4, "big")
+        self._send_head = _HEADER + group_field + _MEMBER + self._leaf_field
+        self._send_len = len(self._send_head) + len(_APPLICATION) + len(self._context)
+        self._signer: Signer | None = None
 
     def _verifier(self, leaf: int) -> Verifier:
         verify = self._verifiers.get(leaf)
@@ -137,6 +157,60 @@ class FastPath:
                 verify = _refuse
             self._verifiers[leaf] = verify
         return verify
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
+        """The MLSMessage (PrivateMessage) carrying ``plaintext`` with ``aad`` as its
+        authenticated data, from our leaf, under our next application key (consumed first:
+        a key is never used twice, even if something below fails)."""
+        key = self._tree.next_key(self._leaf, _APP)
+        sign = self._signer
+        if sign is None:
+            state = self.state
+            sign = self._signer = state.suite.signer(state.signature_private_key)
+        aad_field = encode_varint(len(aad)) + aad
+        app_field = encode_varint(len(plaintext)) + plaintext
+        label, _ = self._tbs_head
+        signature = sign(
+            b"".join(
+                (
+                    label,
+                    encode_varint(self._send_len + len(aad_field) + len(app_field)),
+                    self._send_head,
+                    aad_field,
+                    _APPLICATION,
+                    app_field,
+                    self._context,
+                )
+            )
+        )
+        # PrivateMessageContent: application data, signature (no confirmation tag), padding
+        content = app_field + encode_varint(len(signature)) + signature
+        content += bytes(padding_for(len(content)))
+        guard = os.urandom(4)
+        nk, nn = self._sizes
+        nonce = int.from_bytes(key.nonce, "big") ^ int.from_bytes(guard, "big") << self._guard_shift
+        cipher = self._cipher
+        # PrivateContentAAD: group id, epoch, content type (the sender-data AAD), then ours
+        ciphertext = cipher(key.key).encrypt(
+            nonce.to_bytes(nn, "big"), content, self._sd_aad + aad_field
+        )
+        sample = ciphertext[: self._sample_len]
+        tail = encode_varint(len(sample)) + sample + b"\x01"
+        sender_data = cipher(self._sd_key_mac.digest(tail)[:nk]).encrypt(
+            self._sd_nonce_mac.digest(tail)[:nn],
+            self._leaf_field + key.generation.to_bytes(4, "big") + guard,
+            self._sd_aad,
+        )
+        return b"".join(
+            (
+                self._head,
+                aad_field,
+                encode_varint(len(sender_data)),
+                sender_data,
+                encode_varint(len(ciphertext)),
+                ciphertext,
+            )
+        )
 
     def decrypt(self, data: bytes, expected_aad: bytes | None) -> tuple[bytes, bytes, int] | None:
         """(application data, authenticated data, sender leaf) of an application

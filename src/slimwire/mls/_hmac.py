@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-__all__ = ["HmacKey", "hmac_digest", "hmac_digests"]
+__all__ = ["HmacKey", "hmac_digest", "hmac_digests", "hmac_triple"]
 
 _Hash = Callable[[bytes], "hashlib._Hash"]
 
@@ -55,6 +55,25 @@ def hmac_digests(hash_name: str, key: bytes, *messages: bytes) -> list[bytes]:
     for m in messages:  # a loop, not a comprehension: no extra frame on this hot path
         out.append(new(opad + new(ipad + m).digest()).digest())
     return out
+
+
+def hmac_triple(
+    hash_name: str, key: bytes, m1: bytes, m2: bytes, m3: bytes
+) -> tuple[bytes, bytes, bytes]:
+    """The HMACs of three messages under one key used for nothing else: one secret-tree
+    ratchet step (key, nonce, next secret), the per-message derivation of every sender and
+    receiver. Unrolled, without the list and loop of :func:`hmac_digests`: about 0.5 µs of
+    its 3 µs here, the rest being the six hashes themselves."""
+    new, block = _HASHES[hash_name]
+    if len(key) > block:
+        key = new(key).digest()
+    key = key.ljust(block, b"\0")
+    ipad, opad = key.translate(_TRANS_36), key.translate(_TRANS_5C)
+    return (
+        new(opad + new(ipad + m1).digest()).digest(),
+        new(opad + new(ipad + m2).digest()).digest(),
+        new(opad + new(ipad + m3).digest()).digest(),
+    )
 
 
 class HmacKey:

@@ -31,7 +31,7 @@ from typing import NamedTuple
 from slimwire.errors import MlsError
 from slimwire.mls import _tree_math as tm
 from slimwire.mls._codec import DecodeError, Reader, Writer, decode_all
-from slimwire.mls._hmac import hmac_digests
+from slimwire.mls._hmac import hmac_triple
 from slimwire.mls._suites import CipherSuite, expand_info_prefix
 
 __all__ = [
@@ -173,7 +173,7 @@ class SecretTree:
             hash_name, nk, nn = self._sizes
             tail = generation.to_bytes(4, "big") + b"\x01"
             key_prefix, nonce_prefix, secret_prefix = self._step_prefixes
-            aead_key, nonce, secret = hmac_digests(
+            aead_key, nonce, secret = hmac_triple(
                 hash_name,
                 before.secret,
                 key_prefix + tail,
@@ -259,9 +259,22 @@ class SecretTree:
         return pending.key
 
     def next_key(self, leaf: int, kind: RatchetType) -> MessageKey:
-        """The next key for sending from ``leaf`` (our own leaf)."""
-        ratchet = self._ratchets.get(_index(leaf, kind))
-        return self.key_for(leaf, kind, 0 if ratchet is None else ratchet.generation)
+        """The next key for sending from ``leaf`` (our own leaf), used up at once: the sender
+        has nothing to check before using it, so it is never taken in two steps."""
+        index = leaf << 1 | (kind is RatchetType.APPLICATION)  # _index
+        ratchet = self._ratchets.get(index)
+        if ratchet is None or ratchet.generation > _MAX_GENERATION:
+            return self.key_for(leaf, kind, 0 if ratchet is None else ratchet.generation)
+        # every message after the first: one step of our ratchet, as in prepare + consume
+        hash_name, nk, nn = self._sizes
+        generation = ratchet.generation
+        tail = generation.to_bytes(4, "big") + b"\x01"
+        key_prefix, nonce_prefix, secret_prefix = self._step_prefixes
+        aead_key, nonce, secret = hmac_triple(
+            hash_name, ratchet.secret, key_prefix + tail, nonce_prefix + tail, secret_prefix + tail
+        )
+        self._ratchets[index] = tuple.__new__(_Ratchet, (generation + 1, secret, ratchet.skipped))
+        return tuple.__new__(MessageKey, (generation, aead_key[:nk], nonce[:nn]))
 
     # -- derivations ------------------------------------------------------------------------
 
@@ -294,7 +307,7 @@ class SecretTree:
         hash_name, nk, nn = self._sizes
         tail = generation.to_bytes(4, "big") + b"\x01"
         key_prefix, nonce_prefix, secret_prefix = self._step_prefixes
-        key, nonce, next_secret = hmac_digests(
+        key, nonce, next_secret = hmac_triple(
             hash_name, secret, key_prefix + tail, nonce_prefix + tail, secret_prefix + tail
         )
         return MessageKey(generation, key[:nk], nonce[:nn]), next_secret  # Nh: a whole HMAC

@@ -46,6 +46,7 @@ __all__ = [
     "CryptoError",
     "KeyedSecret",
     "SignatureScheme",
+    "Signer",
     "UnsupportedCipherSuite",
     "Verifier",
     "cipher_suite",
@@ -121,6 +122,21 @@ def _sign(scheme: SignatureScheme, private_key: bytes, message: bytes) -> bytes:
 
 Verifier = Callable[[bytes, bytes], bool]
 """``verify(message, signature) -> bool`` under one loaded public key."""
+
+Signer = Callable[[bytes], bytes]
+"""``sign(message) -> signature`` under one loaded private key."""
+
+
+def _signer(scheme: SignatureScheme, private_key: bytes) -> Signer:
+    key = _sig_private(scheme, bytes(private_key))
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        ecdsa_key, algorithm = key, _EC_CURVES[scheme][1]
+
+        def sign_ecdsa(message: bytes) -> bytes:
+            return ecdsa_key.sign(message, algorithm)
+
+        return sign_ecdsa
+    return key.sign
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -319,6 +335,11 @@ class CipherSuite:
         """:meth:`verify` bound to one public key, for a caller that verifies many messages
         of one sender (the key is decoded once; :class:`CryptoError` if it is malformed)."""
         return _verifier(self.signature_scheme, bytes(public_key))
+
+    def signer(self, private_key: bytes) -> Signer:
+        """:meth:`sign` bound to one private key, for a sender that signs every message it
+        sends (no cache lookup per message; :class:`CryptoError` if the key is malformed)."""
+        return _signer(self.signature_scheme, private_key)
 
     def sign_with_label(self, private_key: bytes, label: bytes, content: bytes) -> bytes:
         return _sign(self.signature_scheme, private_key, labeled_content(label, content))
