@@ -3,19 +3,18 @@
 Everything is read from tables the node keeps anyway (the connection table's per-link counters,
 the subscription table, the policy counters), so serving it costs the data path nothing: a
 scrape snapshots them. The text is built by pure functions (:func:`render_metrics`,
-:func:`health`, :func:`parse_request`); :class:`MetricsServer` is the thin asyncio HTTP/1.1
-driver. ``slimwire node --metrics HOST:PORT`` starts one.
+:func:`health`, :func:`parse_request`); :class:`MetricsServer` serves them with the package's
+one small HTTP/1.1 server (:mod:`slimwire._http`). ``slimwire node --metrics HOST:PORT`` starts one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from slimwire import _http
 from slimwire.errors import ConfigError
 
 __all__ = [
@@ -33,7 +32,10 @@ MAX_REQUEST = 8192
 """Bytes of request line and headers we read; a scraper sends a few hundred."""
 READ_TIMEOUT = 5.0
 """A client that has not sent its request by then is dropped (no idle sockets held open)."""
+_LIMITS = _http.Limits(head=MAX_REQUEST, body=4096)
 
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 _SERVED: dict[int, str] = {}
 """id(node) -> the URL of the MetricsServer serving it, so the control agent can advertise it to
@@ -56,17 +58,12 @@ def parse_request(head: bytes) -> Request:
     if len(head) > MAX_REQUEST:
         raise ValueError("request head too large")
     try:
-        text = head.decode("ascii")
-    except UnicodeDecodeError:
-        raise ValueError("request head is not ASCII") from None
-    line = text.split("\r\n", 1)[0]
-    parts = line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise ValueError(f"bad request line {line[:80]!r}")
-    method, target, _version = parts
-    if not method.isalpha() or not method.isupper() or not target.startswith("/"):
-        raise ValueError(f"bad request line {line[:80]!r}")
-    return Request(method, target.split("?", 1)[0])
+        parsed = _http.parse_request(head + b"\r\n\r\n", _LIMITS)
+    except _http.HttpError as exc:
+        raise ValueError(str(exc)) from None
+    if parsed is None:  # a Content-Length with no body after it
+        raise ValueError("request has a body")
+    return Request(parsed[0].method, parsed[0].path)
 
 
 def _label(value: object) -> str:
@@ -173,19 +170,20 @@ class MetricsServer:
     def __init__(self, node: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         self.node = node
         self.host, self.port = host, port
-        self._server: asyncio.Server | None = None
+        self._server: _http.HttpServer | None = None
 
     def __repr__(self) -> str:
         return f"MetricsServer({self.host}:{self.port})"
 
     async def start(self) -> None:
+        server = _http.HttpServer(
+            self._handle, self.host, self.port, request_timeout=READ_TIMEOUT, limits=_LIMITS
+        )
         try:
-            self._server = await asyncio.start_server(
-                self._handle, self.host, self.port, limit=MAX_REQUEST
-            )
+            await server.start()
         except OSError as exc:
             raise ConfigError(f"metrics endpoint {self.host}:{self.port}: {exc}") from exc
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server, self.port = server, server.port
         if self.node is not None:
             _SERVED[id(self.node)] = self.url
         log.info("metrics on %s", self.url)
@@ -198,11 +196,9 @@ class MetricsServer:
     async def close(self) -> None:
         if self.node is not None and _SERVED.get(id(self.node)) == self.url:
             del _SERVED[id(self.node)]
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close()
 
     async def __aenter__(self) -> MetricsServer:
         await self.start()
@@ -211,37 +207,21 @@ class MetricsServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _respond(self, request: Request) -> tuple[str, str, bytes]:
+    def _respond(self, request: Request) -> _http.Response:
         node = self.node
         conns = node.connections()
         subs = len(node.subscriptions())
         if request.method != "GET":
-            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+            return _http.Response(405, b"GET only\n")
         if request.path == "/metrics":
             policy = node.policy_counters() if hasattr(node, "policy_counters") else None
             text = render_metrics(str(node.node_id), conns, subs, policy)
-            return "200 OK", "text/plain; version=0.0.4; charset=utf-8", text.encode()
+            return _http.Response(200, text.encode(), PROMETHEUS_TEXT)
         if request.path in ("/healthz", "/health"):
             up = bool(getattr(node, "_started", True)) and not getattr(node, "_stopping", False)
             body = json.dumps(health(str(node.node_id), conns, subs, up)).encode() + b"\n"
-            return ("200 OK" if up else "503 Service Unavailable"), "application/json", body
-        return "404 Not Found", "text/plain", b"try /metrics or /healthz\n"
+            return _http.Response(200 if up else 503, body, "application/json")
+        return _http.Response(404, b"try /metrics or /healthz\n")
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(READ_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-            status, ctype, body = self._respond(parse_request(head[:-4]))
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            writer.close()
-            return
-        except ValueError:
-            status, ctype, body = "400 Bad Request", "text/plain", b"bad request\n"
-        writer.write(
-            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: close\r\n\r\n".encode()
-            + body
-        )
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
+    async def _handle(self, request: _http.HttpRequest, _tls: object) -> _http.Response:
+        return self._respond(Request(request.method, request.path))

@@ -5,7 +5,8 @@ Two endpoints: ``GET /.well-known/jwks.json`` (public keys, cacheable) and ``POS
 client, plus ``name``, ``public_key`` (base64), optional ``did``; JSON out: ``token``,
 ``expires_at``, ``subject``, ``kid``). One request per connection, ``Content-Length`` bodies
 only, strict size limits: the authority answers a handful of requests per app per token lifetime,
-so simplicity beats keep-alive. The request parser is sans-IO (:func:`parse_request`).
+so simplicity beats keep-alive. The HTTP itself (parser, server, client) is the package's one
+small implementation, :mod:`slimwire._http`; this module is the authority's endpoints on it.
 
 TLS: with ``client_ca`` the server asks for a client certificate (optional, so secret-based
 clients can use the same port); a certificate that does not chain to ``client_ca`` fails the
@@ -19,11 +20,11 @@ import contextlib
 import json
 import logging
 import ssl
-import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from slimwire import _http
+from slimwire._http import HttpError, HttpRequest
 from slimwire.authority._service import Authority, RequestError, TokenRequest
 from slimwire.errors import AuthError, RemoteProtocolError, TransportError
 
@@ -40,99 +41,29 @@ log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    413: "Content Too Large",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-}
-
-
-class HttpError(RemoteProtocolError):
-    """A malformed or unacceptable HTTP request; ``status`` is the answer to send."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    method: str
-    path: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
+_LIMITS = _http.Limits(head=MAX_HEADER_BYTES, body=MAX_BODY_BYTES)
 
 
 def parse_request(data: bytes) -> tuple[HttpRequest, int] | None:
     """Parse one request from the start of ``data``: ``(request, bytes used)``, or None while
     incomplete. Raises :class:`HttpError` for anything malformed or over the limits."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        if len(data) > MAX_HEADER_BYTES:
-            raise HttpError(431, "request header too large")
-        return None
-    if end > MAX_HEADER_BYTES:
-        raise HttpError(431, "request header too large")
-    try:
-        head = data[:end].decode("ascii")
-    except UnicodeDecodeError:
-        raise HttpError(400, "request header is not ASCII") from None
-    lines = head.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0") or not parts[0].isalpha():
-        raise HttpError(400, "bad request line")
-    method, target, _ = parts
-    if not target.startswith("/"):
-        raise HttpError(400, "bad request target")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or any(c in name for c in " \t"):
-            raise HttpError(400, "bad header line")
-        key = name.lower()
-        if key in headers and key in ("content-length", "transfer-encoding"):
-            raise HttpError(400, f"duplicate {name}")
-        headers[key] = value.strip()
-    if "transfer-encoding" in headers:
-        raise HttpError(501, "transfer-encoding is not supported")
-    length_text = headers.get("content-length", "0")
-    if not length_text.isdigit() or len(length_text) > 9:
-        raise HttpError(400, "bad content-length")
-    length = int(length_text)
-    if length > MAX_BODY_BYTES:
-        raise HttpError(413, "request body too large")
-    start = end + 4
-    if len(data) < start + length:
-        return None
-    path = urllib.parse.urlsplit(target).path
-    return HttpRequest(method, path, headers, data[start : start + length]), start + length
+    return _http.parse_request(data, _LIMITS)
 
 
-def _response(status: int, payload: Mapping[str, Any], extra: str = "") -> bytes:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n"
-        f"{extra}\r\n"
+def _json(status: int, payload: Mapping[str, Any]) -> _http.Response:
+    return _http.Response(
+        status, json.dumps(payload, separators=(",", ":")).encode(), "application/json"
     )
-    return head.encode() + body
 
 
-def _peer_cn(writer: asyncio.StreamWriter) -> str | None:
-    obj = writer.get_extra_info("ssl_object")
+def _json_error(exc: HttpError) -> _http.Response:
+    return _json(exc.status, {"error": str(exc)})
+
+
+def _peer_cn(obj: ssl.SSLObject | None) -> str | None:
     if obj is None:
         return None
-    cert = obj.getpeercert()
+    cert: Any = obj.getpeercert()  # typeshed's subject type is looser than the real one
     if not cert:
         return None
     for rdn in cert.get("subject", ()):
@@ -174,7 +105,7 @@ class AuthorityServer:
             self._ssl = ctx
         elif client_ca is not None:
             raise ValueError("mTLS (client_ca) needs a server certificate")
-        self._server: asyncio.Server | None = None
+        self._server: _http.HttpServer | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     @property
@@ -184,8 +115,17 @@ class AuthorityServer:
         return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, ssl=self._ssl)
-        self.port = self._server.sockets[0].getsockname()[1]
+        server = _http.HttpServer(
+            self._handle,
+            self.host,
+            self.port,
+            ssl_context=self._ssl,
+            request_timeout=self.request_timeout,
+            limits=_LIMITS,
+            error=_json_error,
+        )
+        await server.start()
+        self._server, self.port = server, server.port
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
         log.info("authority listening on %s", self.url)
 
@@ -194,9 +134,9 @@ class AuthorityServer:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close()
 
     async def __aenter__(self) -> AuthorityServer:
         await self.start()
@@ -217,32 +157,10 @@ class AuthorityServer:
             except Exception:  # keep serving; the error is logged
                 log.exception("authority housekeeping failed")
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                buf = b""
-                parsed = None
-                while parsed is None:
-                    chunk = await reader.read(8192)
-                    if not chunk:
-                        return
-                    buf += chunk
-                    parsed = parse_request(buf)
-            # Off the loop: a secret check is a deliberate ~50 ms of scrypt, plus SQLite.
-            status, payload = await asyncio.to_thread(self._dispatch, parsed[0], _peer_cn(writer))
-        except HttpError as exc:
-            status, payload = exc.status, {"error": str(exc)}
-        except (TimeoutError, ConnectionError, ssl.SSLError) as exc:
-            log.debug("authority connection dropped: %s", exc)
-            writer.close()
-            return
-        try:
-            writer.write(_response(status, payload))
-            await writer.drain()
-        except (ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
+    async def _handle(self, req: HttpRequest, tls: ssl.SSLObject | None) -> _http.Response:
+        # Off the loop: a secret check is a deliberate ~50 ms of scrypt, plus SQLite.
+        status, payload = await asyncio.to_thread(self._dispatch, req, _peer_cn(tls))
+        return _json(status, payload)
 
     def _dispatch(self, req: HttpRequest, cert_cn: str | None) -> tuple[int, dict[str, Any]]:
         if req.path == "/.well-known/jwks.json":
@@ -282,44 +200,28 @@ async def http_request(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 10.0,
 ) -> tuple[int, Any]:
-    """One HTTP/1.1 request with a JSON body; ``(status, decoded JSON)``. Raises
-    :class:`TransportError` when the connection or TLS fails."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    tls = parts.scheme == "https"
-    if tls and ssl_context is None:
-        ssl_context = ssl.create_default_context()
-    port = parts.port or (443 if tls else 80)
+    """One HTTP/1.1 request with a JSON body; ``(status, decoded JSON)`` (None when the answer
+    is not JSON). Raises :class:`TransportError` when the connection or TLS fails or the
+    answer is not HTTP."""
     data = json.dumps(body).encode() if body is not None else b""
-    host_header = parts.netloc
-    head = (
-        f"{method} {parts.path or '/'} HTTP/1.1\r\nHost: {host_header}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
+    headers = {"Content-Type": "application/json"} if body is not None else {}
     try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                parts.hostname, port, ssl=ssl_context if tls else None
-            )
-            try:
-                writer.write(head.encode() + data)
-                await writer.drain()
-                raw = await reader.read(MAX_BODY_BYTES + MAX_HEADER_BYTES)
-            finally:
-                writer.close()
-    except (OSError, ssl.SSLError, TimeoutError) as exc:
-        raise TransportError(f"{method} {url} failed: {exc}") from exc
-    head_bytes, sep, payload = raw.partition(b"\r\n\r\n")
-    status_line = head_bytes.split(b"\r\n", 1)[0].split(b" ")
-    if not sep or len(status_line) < 2 or not status_line[1].isdigit():
-        raise TransportError(f"{method} {url}: no valid HTTP response")
+        answer = await _http.request(
+            method,
+            url,
+            data,
+            headers=headers,
+            ssl_context=ssl_context,
+            timeout=timeout,
+            max_body=MAX_BODY_BYTES,
+        )
+    except RemoteProtocolError as exc:
+        raise TransportError(f"{method} {url}: {exc}") from exc
     try:
-        decoded = json.loads(payload) if payload else None
-    except ValueError:
+        decoded = json.loads(answer.body) if answer.body else None
+    except (ValueError, UnicodeDecodeError):
         decoded = None
-    return int(status_line[1]), decoded
+    return answer.status, decoded
 
 
 async def request_token(

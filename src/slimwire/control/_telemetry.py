@@ -31,7 +31,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from slimwire.metrics import MetricsServer, Request, _Family
+from slimwire import _http
+from slimwire.errors import SlimwireError
+from slimwire.metrics import PROMETHEUS_TEXT, MetricsServer, Request, _Family
 
 __all__ = [
     "ControllerMetricsServer",
@@ -195,41 +197,19 @@ def figures_from_samples(samples: Iterable[Sample], scraped_at: float) -> NodeFi
 
 
 async def http_get(url: str, timeout: float, max_body: int = MAX_BODY) -> str:
-    """GET ``url`` (plain http) and return the body of a 200; raises :class:`OSError` /
-    :class:`ValueError` / :class:`TimeoutError` otherwise. One request per connection."""
+    """GET ``url`` (plain http) and return the body of a 200. Raises :class:`ValueError` for a
+    URL that is not ``http://`` or a status other than 200, :class:`TransportError` when the
+    connection fails or ``timeout`` runs out, :class:`RemoteProtocolError` for a response that
+    is not HTTP or is over ``max_body``."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"only http:// metrics URLs are scraped, got {url!r}")
-    port = parts.port or 80
-    path = parts.path or "/"
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(parts.hostname, port)
-        try:
-            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-            writer.write(
-                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                "Accept: text/plain\r\nConnection: close\r\n\r\n".encode()
-            )
-            await writer.drain()
-            data = await reader.read(max_body + 4096)
-            while data and len(data) <= max_body + 4096:
-                more = await reader.read(max_body + 4096 - len(data) + 1)
-                if not more:
-                    break
-                data += more
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        raise ValueError("no HTTP response head")
-    status = head.split(b"\r\n", 1)[0].split(b" ")
-    if len(status) < 2 or status[1] != b"200":
-        raise ValueError(f"HTTP status {b' '.join(status[1:]).decode(errors='replace')}")
-    if len(body) > max_body:
-        raise ValueError("metrics body too large")
-    return body.decode("utf-8", errors="replace")
+    answer = await _http.request(
+        "GET", url, headers={"Accept": "text/plain"}, timeout=timeout, max_body=max_body
+    )
+    if answer.status != 200:
+        raise ValueError(f"HTTP status {answer.status}")
+    return answer.body.decode("utf-8", errors="replace")
 
 
 class TelemetryScraper:
@@ -263,7 +243,7 @@ class TelemetryScraper:
             try:
                 text = await http_get(url, self.timeout)
                 figures = figures_from_samples(parse_prometheus(text), self._clock())
-            except (OSError, ValueError, TimeoutError) as exc:
+            except (SlimwireError, ValueError) as exc:
                 self.errors[node_id] = str(exc) or type(exc).__name__
                 log.debug("telemetry scrape of %s (%s) failed: %s", node_id, url, exc)
                 return None
@@ -344,12 +324,11 @@ class ControllerMetricsServer(MetricsServer):
         super().__init__(None, host, port)
         self._render = render
 
-    def _respond(self, request: Request) -> tuple[str, str, bytes]:
+    def _respond(self, request: Request) -> _http.Response:
         if request.method != "GET":
-            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+            return _http.Response(405, b"GET only\n")
         if request.path == "/metrics":
-            body = self._render().encode()
-            return "200 OK", "text/plain; version=0.0.4; charset=utf-8", body
+            return _http.Response(200, self._render().encode(), PROMETHEUS_TEXT)
         if request.path in ("/healthz", "/health"):
-            return "200 OK", "application/json", b'{"status": "ok"}\n'
-        return "404 Not Found", "text/plain", b"try /metrics or /healthz\n"
+            return _http.Response(200, b'{"status": "ok"}\n', "application/json")
+        return _http.Response(404, b"try /metrics or /healthz\n")
