@@ -34,6 +34,7 @@ __all__ = [
     "BackoffConfig",
     "ClientConfig",
     "NodeConfig",
+    "OpenTelemetryConfig",
     "ServerConfig",
     "TlsConfig",
     "default_config",
@@ -604,6 +605,70 @@ _DATAPLANE_KEYS = {
 
 
 @dataclass(frozen=True, slots=True)
+class OpenTelemetryConfig:
+    """``tracing.opentelemetry``, in the reference's shape (``enabled``, ``grpc: {endpoint}``,
+    ``service_name``, ``service_version``, ``environment``, ``metrics_interval_secs``).
+
+    slimwire exports spans over OTLP/HTTP (protobuf), the exporter of its ``[otel]`` extra, so
+    ``endpoint`` is a collector's OTLP/HTTP receiver (``http://collector:4318``; the
+    ``/v1/traces`` path is added when missing). The reference's key ``grpc.endpoint`` is read
+    as the same address; ``endpoint`` (ours) wins when both are given. ``sample_ratio`` (ours,
+    default 1.0 as in the reference) applies to traces a message starts without a parent."""
+
+    enabled: bool = False
+    endpoint: str = "http://localhost:4318"
+    service_name: str = "slim-data-plane"
+    service_version: str = "v0.1.0"
+    environment: str = "development"
+    sample_ratio: float = 1.0
+
+
+def _opentelemetry(raw: object, where: str) -> OpenTelemetryConfig | None:
+    defaults = OpenTelemetryConfig()
+    if raw is None:
+        return None
+    section = _mapping(raw, where)
+    _check_keys(
+        section,
+        {
+            "enabled",
+            "grpc",
+            "endpoint",
+            "service_name",
+            "service_version",
+            "environment",
+            "metrics_interval_secs",
+            "sample_ratio",
+        },
+        where,
+    )
+    endpoint = defaults.endpoint
+    grpc = _mapping(section.get("grpc"), f"{where}.grpc")
+    if grpc.get("endpoint"):
+        endpoint = _str(grpc["endpoint"], f"{where}.grpc.endpoint")
+    if section.get("endpoint"):
+        endpoint = _str(section["endpoint"], f"{where}.endpoint")
+    if "://" not in endpoint:
+        endpoint = "http://" + endpoint
+    ratio = section.get("sample_ratio", 1.0)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+        raise ConfigError(f"{where}.sample_ratio: expected a number from 0 to 1")
+    return OpenTelemetryConfig(
+        enabled=_bool(section.get("enabled", False), f"{where}.enabled"),
+        endpoint=endpoint,
+        service_name=_str(
+            section.get("service_name", defaults.service_name), f"{where}.service_name"
+        ),
+        service_version=_str(
+            section.get("service_version", defaults.service_version),
+            f"{where}.service_version",
+        ),
+        environment=_str(section.get("environment", defaults.environment), f"{where}.environment"),
+        sample_ratio=float(ratio),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything a node needs; the slimwire-only knobs live under ``dataplane``:
     ``max_message_size`` (bytes, default 4 MiB), ``slow_consumer_timeout`` (how long a
@@ -625,6 +690,9 @@ class NodeConfig:
     authorization: AuthorizationConfig | None = None
     """``services.slim/N.authorization``: the policy the node enforces on its apps (None: no
     checks, as in the reference). See ``slimwire.policy._config``."""
+    opentelemetry: OpenTelemetryConfig | None = None
+    """``tracing.opentelemetry`` when given: a span per forwarded message that carries a W3C
+    ``traceparent`` (see ``slimwire.tracing``); off unless ``enabled``."""
     control: Mapping[str, Any] | None = field(default=None, compare=False)
     """The whole ``services.slim/N`` section when it has a ``controller`` (None otherwise):
     ``slimwire.control.start_node_control`` reads what it needs from it (controller clients and
@@ -701,6 +769,7 @@ def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> Nod
         drain_timeout=drain,
         ignored=tuple(ignored),
         authorization=_authorization(svc.get("authorization"), f"{where}.authorization"),
+        opentelemetry=_opentelemetry(tracing.get("opentelemetry"), "tracing.opentelemetry"),
         control=_control(svc, f"{where}.controller") if controlled else None,
     )
 

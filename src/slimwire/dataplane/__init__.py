@@ -28,6 +28,7 @@ __all__ = [
     "ConnType",
     "DropReason",
     "Forwarder",
+    "MessageTracer",
     "Node",
     "NodeProcess",
     "RouteKey",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -28,14 +27,25 @@ from slimwire._constants import UNICAST_FANOUT
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.errors import SubscriptionError
 from slimwire.link import Frame, FrameKind, HeaderMac, Outbound, Relay, parse_frame
-from slimwire.names import NULL_ID, format_id
+from slimwire.names import NULL_ID
 
 from ._announce import SEEN_SUB_IDS_MAX, Announcer
 from ._connections import Conn, ConnectionTable
+from ._messages import (
+    _as_is,
+    _display,
+    _grpc_framed,
+    _key_text,
+    _name_key,
+    _rest_decodes,
+    _strings,
+    _valid_header,
+)
 from ._prefilter import PolicyPreFilter
 from ._route_hooks import RouteHooks
 from ._rtx import count_retransmissions
 from ._subscriptions import SubscriptionTable
+from ._traced import MessageTracer, TracedPath
 from ._types import ConnInfo, ConnState, ConnType, DropReason, RouteKey, SubscriptionEntry
 
 if TYPE_CHECKING:
@@ -51,9 +61,7 @@ BAD_MAC_LIMIT = 100
 """Bad MACs in a row (with no good one between) after which a link is closed: a correct peer
 never sends one, so a long run means a broken or hostile peer rather than a tampered message."""
 
-_GRPC_PREFIX = struct.Struct(">BI").pack
 _FromString = pb.Message.FromString
-_PublishFromString = pb.Publish.FromString
 _PUBLISH = FrameKind.PUBLISH
 _LOCAL = ConnType.LOCAL
 _PEER = ConnType.PEER
@@ -62,70 +70,7 @@ _APP_TYPES = (ConnType.LOCAL, ConnType.EDGE)
 _UP = ConnState.UP
 
 
-def _name_key(name: pb.Name) -> RouteKey:
-    enc = name.name
-    nid = enc.name_id
-    return RouteKey(
-        enc.component_0,
-        enc.component_1,
-        enc.component_2,
-        (nid.id_0 << 64 | nid.id_1) if enc.HasField("name_id") else NULL_ID,
-    )
-
-
-def _display(name: pb.Name) -> str:
-    """``org/ns/svc/<id>`` for logs (only computed when a message is dropped)."""
-    key = _name_key(name)
-    return "/".join((*_strings(name), format_id(key.id)))
-
-
-def _key_text(key: tuple[int, int, int, int]) -> str:
-    return f"[{key[0]:x}, {key[1]:x}, {key[2]:x}, {format_id(key[3])}]"
-
-
-def _strings(name: pb.Name) -> tuple[str, str, str]:
-    s = name.str_name
-    return (s.str_component_0, s.str_component_1, s.str_component_2)
-
-
-def _grpc_framed(data: bytes) -> bytes:
-    """``data`` with its 5-byte gRPC message prefix (see ``framed_outputs``)."""
-    return _GRPC_PREFIX(0, len(data)) + data
-
-
-def _as_is(data: bytes) -> bytes:
-    return data
-
-
-def _rest_decodes(frame: Frame) -> bool:
-    """Whether what the raw fast path did not read (session header, content, metadata) is valid
-    protobuf, as the reference's full decode requires; an app must never receive from us a
-    message that its own decoder would reject (which would cost it its link)."""
-    raw = frame.raw
-    try:
-        if frame.header_tag_at == frame.body_start:
-            _PublishFromString(raw[frame.header_end : frame.body_end])
-        else:
-            _PublishFromString(
-                raw[frame.body_start : frame.header_tag_at] + raw[frame.header_end : frame.body_end]
-            )
-        if frame.body_tag_at or frame.body_end != len(raw):
-            _FromString(raw[: frame.body_tag_at] + raw[frame.body_end :])
-    except DecodeError:
-        return False
-    return True
-
-
-def _valid_header(header: pb.SLIMHeader) -> bool:
-    return (
-        header.HasField("source")
-        and header.source.HasField("name")
-        and header.HasField("destination")
-        and header.destination.HasField("name")
-    )
-
-
-class Forwarder(RouteHooks, PolicyPreFilter):
+class Forwarder(RouteHooks, PolicyPreFilter, TracedPath):
     """Connection table + subscription table + the forwarding rules.
 
     ``node_id`` is this node's id; ``max_message_size`` bounds any received message (a larger
@@ -139,7 +84,9 @@ class Forwarder(RouteHooks, PolicyPreFilter):
     Edge) publish and subscribe; None (the default) costs one attribute test per batch.
     ``count_rtx`` counts the session retransmissions (RTX requests and replies) each link
     receives, at ~0.3-0.5 µs per message (``_rtx``): a node turns it on when its figures are
-    read (``/metrics``, a controller); it can be flipped at any time.
+    read (``/metrics``, a controller); it can be flipped at any time. ``tracer`` (a
+    :class:`slimwire.tracing.NodeTracer`) makes a span for each message with a ``traceparent``
+    (``_traced``); None (the default) costs one attribute test per batch.
     """
 
     def __init__(
@@ -154,8 +101,10 @@ class Forwarder(RouteHooks, PolicyPreFilter):
         rng: random.Random | None = None,
         authorizer: NodeAuthorizer | None = None,
         count_rtx: bool = False,
+        tracer: MessageTracer | None = None,
     ) -> None:
         self.node_id = node_id
+        self.tracer = tracer
         self.count_rtx = count_rtx
         self.authorizer = authorizer
         self.max_message_size = max_message_size
@@ -343,6 +292,13 @@ class Forwarder(RouteHooks, PolicyPreFilter):
                 conn.rtx_replies += replies
         if self.authorizer is not None and conn.conn_type in _APP_TYPES:
             batch = self._authorize(conn, batch)
+        if self.tracer is not None:
+            self._receive_traced(conn, batch)
+        else:
+            self._route(conn, batch)
+
+    def _route(self, conn: Conn, batch: list[bytes]) -> None:
+        """Route a received batch: the loop :meth:`receive_batch` describes."""
         limit = self.max_message_size
         epoch = (self.table.generation, self._conn_epoch)
         if conn.route_epoch != epoch:

@@ -37,6 +37,7 @@ from ._channel_auth import (
     server_ssl_context,
 )
 from ._forwarder import Forwarder
+from ._traced import MessageTracer
 from ._types import ConnInfo, ConnState, SubscriptionEntry, conn_type_from_link
 
 if TYPE_CHECKING:
@@ -99,10 +100,19 @@ class Node:
     same link id, our subscriptions replayed after each reconnect).
     """
 
-    def __init__(self, config: NodeConfig | None = None, *, transport: Any = None) -> None:
+    def __init__(
+        self,
+        config: NodeConfig | None = None,
+        *,
+        transport: Any = None,
+        tracer: MessageTracer | None = None,
+    ) -> None:
         """``transport`` is anything with the :mod:`slimwire.transport` module's
         ``start_server`` and ``open_stream`` (default: that module, real sockets); a
-        :class:`slimwire.transport.MemoryNetwork` runs a whole mesh in one process."""
+        :class:`slimwire.transport.MemoryNetwork` runs a whole mesh in one process.
+        ``tracer`` (a :class:`slimwire.tracing.NodeTracer`) makes a span per message that
+        carries a ``traceparent``; by default one is made from ``tracing.opentelemetry`` when
+        it is enabled, and none otherwise (tracing then costs nothing)."""
         if transport is None:
             from slimwire import transport as default_transport
 
@@ -128,6 +138,7 @@ class Node:
             relay_peer_publishes=not any(s.endswith(".peers") for s in cfg.ignored),
             framed_outputs=True,  # copies built with their gRPC prefix: see _flush
             authorizer=self.authorizer,
+            tracer=tracer if tracer is not None else self._config_tracer(),
         )
         self._streams: dict[int, _Stream] = {}
         self._servers: list[Any] = []
@@ -175,6 +186,19 @@ class Node:
         if self.policy_store is not None:
             self._start_policy_reload()
 
+    def _config_tracer(self) -> MessageTracer | None:
+        otel = self.config.opentelemetry
+        if otel is None or not otel.enabled:
+            return None
+        from slimwire.tracing import start_node_tracing
+
+        return start_node_tracing(otel, self.node_id)
+
+    @property
+    def tracer(self) -> MessageTracer | None:
+        """The tracer making this node's spans (None: tracing is off)."""
+        return self.forwarder.tracer
+
     async def stop(self, grace: float | None = None) -> None:
         """Drain and stop: send pending output, end every stream with OK trailers, close."""
         if self._stopping:
@@ -203,6 +227,10 @@ class Node:
             t.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
+        shutdown = getattr(self.forwarder.tracer, "shutdown", None)
+        if shutdown is not None:  # flush the spans still batched (the exporter may block)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(shutdown)
         _log.info("node %s stopped", self.node_id)
 
     # -- authorization -----------------------------------------------------------------------
