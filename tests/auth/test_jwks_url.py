@@ -406,3 +406,55 @@ def test_a_dead_endpoint_fails_cleanly_in_both_modes() -> None:
             _verifier(source).verify(token)
 
     asyncio.run(on_loop())
+
+
+async def test_averify_joins_the_background_fetch_in_flight(server: _Server) -> None:
+    k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
+    server.publish(k1)
+    server.gate.clear()
+    source = JwksUrl(server.url)
+    verifier = _verifier(source)
+    token = k1.sign(_claims())
+    with pytest.raises(AuthError, match="refresh scheduled"):
+        verifier.verify(token)
+    await _until(lambda: server.held == 1, "the server holds the JWKS request")
+    # averify's worker thread may block: it waits for the fetch in flight, not a second one.
+    task = asyncio.create_task(verifier.averify(token))
+    await asyncio.sleep(0.02)
+    assert not task.done()
+    server.gate.set()
+    async with asyncio.timeout(5):
+        assert (await task).subject == "alice"
+    assert server.hits == 1
+
+
+async def test_an_opener_bug_does_not_wedge_the_source(caplog: pytest.LogCaptureFixture) -> None:
+    """An unexpected exception (not a network failure) ends the fetch all the same: it is
+    logged, raised to a blocking caller, and the next fetch can start."""
+    k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
+    calls: list[str] = []
+
+    def opener(url: str, timeout: float) -> bytes:
+        calls.append(url)
+        if len(calls) < 3:
+            raise RuntimeError("opener bug")
+        return json.dumps(jwks_document([k1.public])).encode()
+
+    mono = Clock(0.0)
+    source = JwksUrl("http://127.0.0.1:9/jwks.json", min_interval=5, clock=mono, opener=opener)
+    verifier = _verifier(source)
+    token = k1.sign(_claims())
+    with caplog.at_level(logging.ERROR, logger="slimwire.auth._jwks"):
+        with pytest.raises(AuthError, match=r"refresh scheduled|unexpected RuntimeError"):
+            verifier.verify(token)
+        await _until(lambda: not source.refreshing, "the failed fetch ended")
+    assert "fetch failed unexpectedly" in caplog.text
+    with pytest.raises(AuthError, match=r"last JWKS fetch failed \(unexpected RuntimeError"):
+        verifier.verify(token)
+    mono.now = 5.0
+    with pytest.raises(RuntimeError, match="opener bug"):
+        await asyncio.to_thread(source.refresh)
+    assert not source.refreshing
+    mono.now = 10.0
+    assert (await verifier.averify(token)).subject == "alice"
+    assert len(calls) == 3

@@ -463,9 +463,10 @@ class JwksUrl:
             self._finish(future, None, str(exc) or type(exc).__name__)
         except BaseException as exc:
             # A bug, not a network failure: still end the fetch, or no other would ever start.
+            self._last_error = f"unexpected {type(exc).__name__}: {exc}"
+            log.exception("JWKS %s: fetch failed unexpectedly", self.url)
             with self._lock:
                 self._inflight = None
-            log.exception("JWKS %s: fetch failed unexpectedly", self.url)
             future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
@@ -480,7 +481,7 @@ class JwksUrl:
             if keys is not None:
                 self._keys, self._fetched_at = keys, self._last_attempt
             self._last_error = error
-            self._inflight = None
+        # Logged before the fetch counts as ended, so whoever saw it end also sees the log.
         if error is not None:
             log.warning(
                 "JWKS %s not fetched: %s (next attempt no sooner than %gs)",
@@ -490,6 +491,8 @@ class JwksUrl:
             )
         elif changed:
             log.info("JWKS %s: key ids now %s", self.url, sorted(k.kid for k in keys or ()))
+        with self._lock:
+            self._inflight = None
         future.set_result(_Outcome(changed, error))
 
     def __repr__(self) -> str:
