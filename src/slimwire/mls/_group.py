@@ -556,7 +556,6 @@ class Group:
 
     def encrypt(self, plaintext: bytes, aad: bytes = b"") -> bytes:
         """A PrivateMessage carrying ``plaintext``, with ``aad`` as its authenticated_data."""
-        self._require_active()
         fast = self._fast
         if fast is None or fast.state is not self._state:
             fast = self._fast_path()
@@ -564,7 +563,10 @@ class Group:
 
     def _fast_path(self) -> FastPath:
         """The hot path's constants for the current state (they are per epoch, but a state
-        value is the cheapest thing to compare)."""
+        value is the cheapest thing to compare). Made only for a state we may send and
+        receive in: a state value never changes, so a hot path that exists and is for the
+        current state means :meth:`_require_active` passed, and is not asked again."""
+        self._require_active()
         fast = self._fast = FastPath(self._state)
         return fast
 
@@ -574,7 +576,6 @@ class Group:
         """Open an application message: (plaintext, authenticated_data, sender leaf). With
         ``expected_aad``, a message whose authenticated data differs is refused like a forged
         one (its key is not consumed)."""
-        self._require_active()
         fast = self._fast
         if fast is None or fast.state is not self._state:
             fast = self._fast_path()
