@@ -155,6 +155,10 @@ class GrpcConnection:
         # client preface first, on the server side) and a header split across reads.
         self._skip = 0 if client_side else 24
         self._partial_header = b""
+        # A plain DATA frame the fast path accounted at its header and is still reading: its
+        # stream and the payload bytes still to come (see _split_frames).
+        self._rx_sid = 0
+        self._rx_left = 0
         self._streams: dict[int, _StreamState] = {}
         self._dirty: dict[int, _StreamState] = {}
         self._last_inbound_id = 0
@@ -191,7 +195,7 @@ class GrpcConnection:
             )
         items: Sequence[h2.events.Event | _FastData]
         try:
-            if self.fast_path and boundary < len(data):
+            if self.fast_path and (boundary < len(data) or self._rx_left):
                 items = self._split_frames(data, boundary)
             else:
                 items = self._h2.receive_data(data)
@@ -233,37 +237,48 @@ class GrpcConnection:
     def _split_frames(self, data: bytes, pos: int) -> list[h2.events.Event | _FastData]:
         """Hand ``data`` to h2, except the DATA frames h2 would only account and report.
 
-        ``data[:pos]`` completes the frame h2 holds part of (if any) and goes to h2 first;
-        a frame boundary is at ``pos``. From there, plain DATA frames (no padding,
-        no END_STREAM) on a stream h2 accepts them on are accounted by
-        :meth:`H2Connection.take_data` and come back as ``(stream_id, payload)``; every other
-        frame goes to h2 unchanged and in order, in runs between those DATA frames, and so do
-        the DATA frames ``take_data`` declines (h2 then raises or resets exactly as it would).
-        The result is in wire order, and h2's state after the call is what one
-        ``h2.receive_data(data)`` would leave: the caller reacts to the items only afterwards,
-        as it does to h2's events, so the two paths cannot diverge.
+        ``data[:pos]`` finishes the frame begun in an earlier read: the rest of a DATA frame
+        we are streaming (below), or the frame h2 holds part of, which goes to h2. A frame
+        boundary is at ``pos``. From there, plain DATA frames (no padding, no END_STREAM) on a
+        stream h2 accepts them on are accounted by :meth:`H2Connection.take_data` and come back
+        as ``(stream_id, payload)``; every other frame goes to h2 unchanged and in order, in
+        runs between those DATA frames, and so do the DATA frames ``take_data`` declines (h2
+        then raises or resets exactly as it would). The caller reacts to the items only
+        afterwards, as it does to h2's events, so h2's state is what one
+        ``h2.receive_data(data)`` would leave.
+
+        One difference, on purpose: a plain DATA frame cut by the end of the read is accounted
+        in full at its header (the peer spent that window when it sent the header) and its
+        payload is passed on as it arrives, instead of h2 buffering it (and copying it twice)
+        until the frame is complete. Large frames always span reads under load, and messages
+        inside them arrive earlier.
         """
         h2c = self._h2
         take = h2c.take_data
         n = len(data)
         items: list[h2.events.Event | _FastData] = []
         if pos:
-            items += h2c.receive_data(data[:pos])
+            if self._rx_left:
+                items.append((self._rx_sid, data[:pos]))
+                self._rx_left = max(pos - n, 0)
+            else:
+                items += h2c.receive_data(data[:pos])
         start = pos
         while pos + 9 <= n:
             hi, lo, ftype, flags, sid = _FRAME_HEADER(data, pos)
             body = pos + 9
             end = body + (hi << 16 | lo)
-            if end > n:
-                break
             if ftype == 0 and not flags & _H2_ONLY_DATA_FLAGS:
                 if start < pos:
                     items += h2c.receive_data(data[start:pos])
                     start = pos
                 sid &= 0x7FFFFFFF
                 if take(sid, end - body):
-                    items.append((sid, data[body:end]))
-                    start = end
+                    start = min(end, n)
+                    if body < start:
+                        items.append((sid, data[body:start]))
+                    if end > n:
+                        self._rx_sid, self._rx_left = sid, end - n
             pos = end
         if start < n:
             items += h2c.receive_data(data[start:] if start else data)
