@@ -121,6 +121,11 @@ def render_metrics(
     drops = _Family(
         "slimwire_link_drops_total", "counter", "Messages dropped on a link, by reason."
     )
+    rtx = _Family(
+        "slimwire_link_retransmissions_total",
+        "counter",
+        "Session retransmissions received on a link (kind: RTX request or reply).",
+    )
     for c in connections:
         ctype = c.conn_type.name.lower()
         state = c.state.value
@@ -135,9 +140,11 @@ def render_metrics(
             family.add(getattr(c, field), **labels)
         for reason, n in sorted(c.drops.items(), key=lambda kv: kv[0].value):
             drops.add(n, **labels, reason=reason.value)
+        rtx.add(getattr(c, "rtx_requests", 0), **labels, kind="request")
+        rtx.add(getattr(c, "rtx_replies", 0), **labels, kind="reply")
     for (ctype, state), n in sorted(counts.items()):
         conns.add(n, type=ctype, state=state)
-    families = [info, subs, conns, *per_link.values(), drops]
+    families = [info, subs, conns, *per_link.values(), drops, rtx]
     if policy:
         decisions = _Family(
             "slimwire_policy_decisions_total", "counter", "Authorization decisions by action."
@@ -186,6 +193,10 @@ class MetricsServer:
         self._server, self.port = server, server.port
         if self.node is not None:
             _SERVED[id(self.node)] = self.url
+            if hasattr(self.node, "count_retransmissions"):
+                # the figures are read from now on: count what they show (off by default,
+                # it costs the forwarder a little per message)
+                self.node.count_retransmissions = True
         log.info("metrics on %s", self.url)
 
     @property

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from slimwire._proto import data_plane_pb2 as pb
 from slimwire.config import NodeConfig, ServerConfig
 from slimwire.control._controller import Controller
 from slimwire.control._store import Store
@@ -27,9 +28,9 @@ from slimwire.control._telemetry import (
 )
 from slimwire.control._wiring import start_node_control
 from slimwire.dataplane import Node
-from slimwire.metrics import MetricsServer, _Family
+from slimwire.metrics import MetricsServer, _Family, served_metrics_url
 from slimwire.names import Name
-from tests.dataplane._client import RawClient
+from tests.dataplane._client import RawClient, publish_msg
 
 LO = ("127.0.0.1", 0)
 
@@ -103,6 +104,9 @@ def test_figures_are_totals_over_links() -> None:
             'slimwire_link_drops_total{conn="1",reason="no_route"} 3',
             'slimwire_link_drops_total{conn="2",reason="no_route"} 1',
             'slimwire_link_drops_total{conn="2",reason="bad_mac"} 2',
+            'slimwire_link_retransmissions_total{conn="1",kind="request"} 2',
+            'slimwire_link_retransmissions_total{conn="2",kind="request"} 1',
+            'slimwire_link_retransmissions_total{conn="2",kind="reply"} 4',
             "unrelated_metric NaN",
         ]
     )
@@ -110,7 +114,11 @@ def test_figures_are_totals_over_links() -> None:
     assert (f.subscriptions, f.connections, f.connections_up) == (4, 3, 2)
     assert (f.messages_in, f.messages_out, f.bytes_in, f.bytes_out) == (12, 0, 0, 100)
     assert dict(f.drops) == {"no_route": 4, "bad_mac": 2}
+    assert dict(f.retransmissions) == {"request": 3, "reply": 4}
     assert f.to_json()["last_seen"] == 42.0
+    assert f.to_json()["retransmissions"] == {"reply": 4, "request": 3}
+    text = render_controller_metrics(1, 1, {}, {}, {"n1": f})
+    assert _value(text, "slimwire_controller_node_retransmissions", node="n1", kind="reply") == 4
 
 
 def _value(text: str, name: str, **labels: str) -> float:
@@ -186,10 +194,19 @@ async def test_node_figures_reach_ctl_and_controller_metrics() -> None:
             await rx.received(5)
             # an unroutable publish is a drop the node counts, and the controller must see it
             tx.publish(Name("org", "ns", "nobody", 9), b"lost")
+            # session retransmissions through the node: an RTX request from tx, a reply to it
+            tx.send(_rtx(Name("org", "ns", "tx", 2), Name("org", "ns", "rx", 1), 3))
+            tx.send(_rtx(Name("org", "ns", "tx", 2), Name("org", "ns", "rx", 1), 4))
+            tx.send(_rtx(Name("org", "ns", "tx", 2), Name("org", "ns", "rx", 1), 4))
 
             def seen() -> bool:
                 f = controller.telemetry.latest.get("t1")
-                return f is not None and f.messages_out >= 5 and sum(f.drops.values()) >= 1
+                return (
+                    f is not None
+                    and f.messages_out >= 8
+                    and sum(f.drops.values()) >= 1
+                    and sum(f.retransmissions.values()) >= 3
+                )
 
             await _until(seen)
             figures = controller.telemetry.latest["t1"]
@@ -207,6 +224,7 @@ async def test_node_figures_reach_ctl_and_controller_metrics() -> None:
             assert tel["messages_out"] >= 5
             assert tel["connections"] == 2
             assert tel["drops"]["no_route"] >= 1
+            assert tel["retransmissions"] == {"reply": 2, "request": 1}
             assert tel["metrics_url"] == f"http://127.0.0.1:{metrics.port}/metrics"
             assert tel["last_seen"] > 0
 
@@ -215,17 +233,20 @@ async def test_node_figures_reach_ctl_and_controller_metrics() -> None:
             lines = out.splitlines()
             assert lines[2].split() == [
                 "NODE_ID", "DOMAIN", "STATUS", "ENDPOINT", "PUBLIC_ENDPOINT", "CONNS", "SUBS",
-                "MSGS_IN", "MSGS_OUT", "BYTES_IN", "BYTES_OUT", "DROPS", "LAST_SEEN",
+                "MSGS_IN", "MSGS_OUT", "BYTES_IN", "BYTES_OUT", "DROPS", "RTX", "LAST_SEEN",
             ]  # fmt: skip
             cells = lines[4].split()
             assert cells[:3] == ["t1", "d1", "Connected"]
             assert int(cells[8]) >= 5
             assert "no_route=" in cells[11]
+            assert cells[12] == "1/2"
 
             text = await http_get(f"http://127.0.0.1:{controller.metrics_port}/metrics", 5.0)
             assert _value(text, "slimwire_controller_nodes_connected") == 1
             assert _value(text, "slimwire_controller_node_messages_out", node="t1") >= 5
             assert _value(text, "slimwire_controller_node_drops", node="t1", reason="no_route") >= 1
+            rtx = _value(text, "slimwire_controller_node_retransmissions", node="t1", kind="reply")
+            assert rtx == 2
         finally:
             await rx.close()
             await tx.close()
@@ -234,6 +255,74 @@ async def test_node_figures_reach_ctl_and_controller_metrics() -> None:
         # a node that left is not scraped any more; its last figures stay, with their time
         assert controller._telemetry_targets() == {}
         assert "t1" in controller.telemetry.latest
+
+
+def _rtx(src: Name, dst: Name, kind: int) -> pb.Message:
+    msg = publish_msg(src, dst, b"again")
+    msg.publish.session.session_message_type = kind  # type: ignore[assignment]
+    return msg
+
+
+async def test_a_node_under_a_controller_reports_figures_without_metrics_flag() -> None:
+    """No ``--metrics``: the node agent starts the endpoint the controller scrapes by itself,
+    and counts retransmissions because someone reads them now."""
+    controller = Controller(Store(), southbound=LO, northbound=LO, telemetry_interval=0.2)
+    cfg = NodeConfig(node_id="t2", servers=(ServerConfig(host="127.0.0.1", port=0),))
+    async with controller, Node(cfg) as node:
+        assert not node.count_retransmissions
+        service = {
+            "node_id": "t2",
+            "domain_name": "d1",
+            "dataplane": {"servers": [{"endpoint": "127.0.0.1:0"}]},
+            "controller": {
+                "clients": [{"endpoint": f"http://127.0.0.1:{controller.southbound_port}"}]
+            },
+        }
+        control = await start_node_control(node, service)
+        rx = await RawClient.connect(node.url, Name("org", "ns", "rx", 1))
+        tx = await RawClient.connect(node.url, Name("org", "ns", "tx", 2))
+        try:
+            assert control.metrics is not None
+            assert node.count_retransmissions
+            await _until(lambda: "t2" in controller.connected_nodes())
+            assert controller._telemetry_targets() == {"t2": control.metrics.url}
+            await rx.subscribe()
+            tx.send(_rtx(tx.name, rx.name, 3))
+            rx.send(_rtx(rx.name, tx.name, 4))  # no route back to tx: counted all the same
+            await rx.received(1)
+
+            def seen() -> bool:
+                f = controller.telemetry.latest.get("t2")
+                return f is not None and sum(f.retransmissions.values()) >= 2
+
+            await _until(seen)
+            srv = ["--server", f"127.0.0.1:{controller.northbound_port}", "--timeout", "10"]
+            code, out = await _ctl(*srv, "-o", "json", "node", "list")
+            assert code == 0, out
+            (row,) = json.loads(out)
+            assert row["telemetry"]["retransmissions"] == {"reply": 1, "request": 1}
+            assert row["telemetry"]["metrics_url"] == control.metrics.url
+        finally:
+            await rx.close()
+            await tx.close()
+            await control.aclose()
+        assert served_metrics_url(node) is None  # closed with the control
+
+
+async def test_telemetry_can_be_left_off() -> None:
+    cfg = NodeConfig(node_id="t3", servers=(ServerConfig(host="127.0.0.1", port=0),))
+    async with Node(cfg) as node:
+        service = {
+            "node_id": "t3",
+            "controller": {"clients": [{"endpoint": "http://127.0.0.1:9"}]},
+        }
+        control = await start_node_control(node, service, telemetry=False)
+        try:
+            assert control.metrics is None
+            assert served_metrics_url(node) is None
+            assert not node.count_retransmissions
+        finally:
+            await control.aclose()
 
 
 async def test_unreachable_metrics_endpoint_is_bounded() -> None:

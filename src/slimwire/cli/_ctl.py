@@ -386,9 +386,10 @@ def _telemetry(n: Any) -> dict[str, Any] | None:
             for key, value in figures.items():
                 if isinstance(value, float) and value.is_integer() and key != "last_seen":
                     figures[key] = int(value)
-            drops = figures.get("drops")
-            if isinstance(drops, dict):
-                figures["drops"] = {k: int(v) for k, v in drops.items()}
+            for counts in ("drops", "retransmissions"):
+                by_kind = figures.get(counts)
+                if isinstance(by_kind, dict):
+                    figures[counts] = {k: int(v) for k, v in by_kind.items()}
             figures["metrics_url"] = meta.get(METRICS_KEY, "")
             order = {k: i for i, k in enumerate(_TELEMETRY_ORDER)}
             return dict(sorted(figures.items(), key=lambda kv: order.get(kv[0], len(order))))
@@ -404,6 +405,7 @@ _TELEMETRY_ORDER = (
     "bytes_in",
     "bytes_out",
     "drops",
+    "retransmissions",
     "last_seen",
     "metrics_url",
 )
@@ -453,14 +455,19 @@ def _nodes(nodes: list[Any], js: bool) -> str:
     cells = [[str(v) for k, v in r.items() if k != "telemetry"] for r in rows]
     if any(f is not None for f in figures):
         # slimctl's columns first; ours only when the controller reported figures
-        headers += [*_FIGURE_COLUMNS, "DROPS", "LAST_SEEN"]
+        headers += [*_FIGURE_COLUMNS, "DROPS", "RTX", "LAST_SEEN"]
         for row_cells, f in zip(cells, figures, strict=True):
             if f is None:
-                row_cells.extend(["-"] * (len(_FIGURE_COLUMNS) + 2))
+                row_cells.extend(["-"] * (len(_FIGURE_COLUMNS) + 3))
                 continue
             row_cells.extend(str(f.get(key, "-")) for key in _FIGURE_COLUMNS.values())
             drops = f.get("drops") or {}
             row_cells.append(",".join(f"{k}={v}" for k, v in sorted(drops.items()) if v) or "0")
+            rtx = f.get("retransmissions")
+            # requests/replies received (a controller older than this shows "-")
+            row_cells.append(
+                f"{rtx.get('request', 0)}/{rtx.get('reply', 0)}" if isinstance(rtx, dict) else "-"
+            )
             row_cells.append(_ago(f.get("last_seen")))
     return text + _table(headers, cells)
 

@@ -51,6 +51,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="serve Prometheus /metrics and /healthz here (plain HTTP; port 0 picks one)",
     )
     p.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="under a controller, do not start a /metrics endpoint for it to scrape (by "
+        "default one is started on the data plane's host and a free port unless --metrics)",
+    )
+    p.add_argument(
+        "--otel-endpoint",
+        metavar="URL",
+        help="trace messages that carry a W3C traceparent: send OpenTelemetry spans to this "
+        "OTLP/HTTP collector (e.g. http://localhost:4318; overrides tracing.opentelemetry)",
+    )
+    p.add_argument(
         "--profile",
         metavar="FILE",
         help="run under cProfile and write the stats to FILE on stop (for performance work)",
@@ -90,6 +102,16 @@ def run(args: argparse.Namespace) -> int:
             cfg = dataclasses.replace(cfg, clients=cfg.clients + links)
         if args.node_id:
             cfg = dataclasses.replace(cfg, node_id=args.node_id)
+        if args.otel_endpoint:
+            from slimwire.config import OpenTelemetryConfig
+
+            otel = cfg.opentelemetry or OpenTelemetryConfig()
+            endpoint = args.otel_endpoint
+            if "://" not in endpoint:
+                endpoint = "http://" + endpoint
+            cfg = dataclasses.replace(
+                cfg, opentelemetry=dataclasses.replace(otel, enabled=True, endpoint=endpoint)
+            )
     except ConfigError as exc:
         logging.basicConfig(format="%(levelname)s %(message)s")
         log.error("%s", exc)
@@ -112,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         profiler.enable()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return int(runner.run(_serve(cfg, args.metrics)))
+            return int(runner.run(_serve(cfg, args.metrics, telemetry=not args.no_telemetry)))
     except OSError as exc:
         log.error("cannot start node: %s", exc)
         return 1
@@ -122,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             profiler.dump_stats(args.profile)
 
 
-async def _serve(cfg: object, metrics: str | None = None) -> int:
+async def _serve(cfg: object, metrics: str | None = None, *, telemetry: bool = True) -> int:
     from slimwire.config import NodeConfig
     from slimwire.dataplane import Node
     from slimwire.errors import ConfigError
@@ -134,7 +156,11 @@ async def _serve(cfg: object, metrics: str | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    node = Node(cfg)
+    try:
+        node = Node(cfg)  # tracing without the [otel] extra is refused here
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     await node.start()
     control = None
     monitor = None
@@ -156,7 +182,7 @@ async def _serve(cfg: object, metrics: str | None = None) -> int:
             from slimwire.control import start_node_control
 
             try:
-                control = await start_node_control(node, cfg.control)
+                control = await start_node_control(node, cfg.control, telemetry=telemetry)
             except ConfigError as exc:
                 log.error("%s", exc)
                 return 2

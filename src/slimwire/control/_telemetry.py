@@ -149,6 +149,8 @@ class NodeFigures:
     drops: Mapping[str, int] = field(default_factory=dict)
     scraped_at: float = 0.0
     """Wall-clock time of the scrape these figures come from (the node's "last seen")."""
+    retransmissions: Mapping[str, int] = field(default_factory=dict)
+    """Session retransmissions the node's links received, by kind (``request``/``reply``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -160,6 +162,7 @@ class NodeFigures:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "drops": dict(sorted(self.drops.items())),
+            "retransmissions": dict(sorted(self.retransmissions.items())),
             "last_seen": self.scraped_at,
         }
 
@@ -180,6 +183,7 @@ def figures_from_samples(samples: Iterable[Sample], scraped_at: float) -> NodeFi
     """Totals of a node's ``/metrics`` (the names :func:`slimwire.metrics.render_metrics` uses)."""
     sums = dict.fromkeys(_SUMS.values(), 0)
     drops: dict[str, int] = {}
+    rtx: dict[str, int] = {}
     conns = up = subs = 0
     for s in samples:
         if s.name in _SUMS:
@@ -187,13 +191,18 @@ def figures_from_samples(samples: Iterable[Sample], scraped_at: float) -> NodeFi
         elif s.name == "slimwire_link_drops_total":
             reason = dict(s.labels).get("reason", "unknown")
             drops[reason] = drops.get(reason, 0) + _count(s.value)
+        elif s.name == "slimwire_link_retransmissions_total":
+            kind = dict(s.labels).get("kind", "unknown")
+            rtx[kind] = rtx.get(kind, 0) + _count(s.value)
         elif s.name == "slimwire_connections":
             conns += _count(s.value)
             if dict(s.labels).get("state") == "up":
                 up += _count(s.value)
         elif s.name == "slimwire_subscriptions":
             subs = _count(s.value)
-    return NodeFigures(conns, up, subs, **sums, drops=drops, scraped_at=scraped_at)
+    return NodeFigures(
+        conns, up, subs, **sums, drops=drops, scraped_at=scraped_at, retransmissions=rtx
+    )
 
 
 async def http_get(url: str, timeout: float, max_body: int = MAX_BODY) -> str:
@@ -305,14 +314,22 @@ def render_controller_metrics(
         )
     }
     drops = _Family("slimwire_controller_node_drops", "gauge", "A node's drops by reason.")
+    rtx = _Family(
+        "slimwire_controller_node_retransmissions",
+        "gauge",
+        "Session retransmissions a node's links received, by kind, last scrape.",
+    )
     for node_id, f in sorted(figures.items()):
         for key, fam in per_node.items():
             value = f.scraped_at if key == "last_seen_seconds" else getattr(f, key)
             fam.add(value, node=node_id)
         for reason, n in sorted(f.drops.items()):
             drops.add(n, node=node_id, reason=reason)
+        for kind, n in sorted(f.retransmissions.items()):
+            rtx.add(n, node=node_id, kind=kind)
     fams.extend(per_node.values())
     fams.append(drops)
+    fams.append(rtx)
     return "\n".join(line for f in fams for line in f.render()) + "\n"
 
 

@@ -35,7 +35,7 @@ from slimwire.control._agent import Agent
 from slimwire.control._node_port import NodeAdapter
 from slimwire.control._store import ConnDetail
 from slimwire.errors import AuthError, ConfigError, TransportError
-from slimwire.metrics import served_metrics_url
+from slimwire.metrics import MetricsServer, served_metrics_url
 from slimwire.transport import Server
 
 __all__ = ["NodeControl", "start_node_control"]
@@ -50,6 +50,9 @@ class NodeControl:
     agents: list[Agent] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
     provider: AuthorityTokenProvider | None = None
+    metrics: MetricsServer | None = None
+    """The ``/metrics`` endpoint started for the controller's telemetry (None when the node
+    already served one, or telemetry was turned off)."""
 
     async def aclose(self) -> None:
         if self.provider is not None:
@@ -58,6 +61,8 @@ class NodeControl:
             await agent.stop()
         for server in self.servers:
             await server.close(grace=1.0)
+        if self.metrics is not None:
+            await self.metrics.close()
 
 
 def _map(raw: object, where: str) -> Mapping[str, Any]:
@@ -142,19 +147,40 @@ def _endpoints(node: Any, service: Mapping[str, Any], metrics_url: str | None) -
     return out
 
 
+async def _telemetry_endpoint(node: Any) -> MetricsServer | None:
+    """A ``/metrics`` server for the controller to scrape, where the node's data plane
+    listens (so it is reachable wherever the node's links are, and exposed no further);
+    None (logged) if it cannot be bound: telemetry must never stop a node from registering."""
+    bound = list(getattr(node, "addresses", []))
+    host = bound[0][0] if bound else "127.0.0.1"
+    server = MetricsServer(node, host or "0.0.0.0", 0)
+    try:
+        await server.start()
+    except ConfigError as exc:
+        log.warning("no telemetry endpoint for the controller: %s", exc)
+        return None
+    log.info("telemetry for the controller on %s", server.url)
+    return server
+
+
 async def start_node_control(
     node: Any,
     service: Mapping[str, Any],
     *,
     credentials: Callable[[], str] | None = None,
     metrics_url: str | None = None,
+    telemetry: bool = True,
 ) -> NodeControl:
     """Register ``node`` (a :class:`slimwire.dataplane.Node`) with every configured controller
     and serve its ControllerService; returns what to close at shutdown.
 
     ``credentials`` overrides the ``auth`` section (e.g. a provider the caller keeps fresh).
     ``metrics_url`` is advertised to the controller for telemetry; by default the URL of a
-    :class:`slimwire.metrics.MetricsServer` already serving ``node``, if any."""
+    :class:`slimwire.metrics.MetricsServer` already serving ``node``, and when there is none
+    (and ``telemetry``) one is started here, on the host of the node's first data-plane
+    server and a free port: the controller's protocol has no telemetry message, so the
+    figures travel by the controller scraping it (see ``_telemetry``), and a node must not
+    need an operator to open an endpoint for its figures to reach the controller."""
     controller = _map(service.get("controller"), "controller")
     node_id = str(service.get("node_id") or node.node_id)
     domain = str(service.get("domain_name") or "")
@@ -164,25 +190,33 @@ async def start_node_control(
         credentials, control.provider = await _credentials(service, domain, node_id)
     if metrics_url is None:
         metrics_url = served_metrics_url(node)
-    endpoints = _endpoints(node, service, metrics_url)
-    agents = []
-    for client in _list(controller.get("clients"), "controller.clients"):
-        url = str(client.get("endpoint", ""))
-        if "://" not in url:
-            tls = _map(client.get("tls"), "controller.clients.tls")
-            url = ("http://" if tls.get("insecure", False) else "https://") + url
-        agent = Agent(port, url, domain=domain, endpoints=endpoints, credentials=credentials)
-        agent.start()
-        agents.append(agent)
-    control.agents = agents
-    servers = _list(controller.get("servers"), "controller.servers")
-    if servers:
-        answering = agents[0] if agents else Agent(port, "", domain=domain, endpoints=endpoints)
-        for server in servers:
-            host, _, p = str(server.get("endpoint", "")).rpartition(":")
-            if not p.isdigit():
-                raise ConfigError("controller.servers.endpoint: expected HOST:PORT")
-            control.servers.append(await answering.serve(host or "0.0.0.0", int(p)))
+    try:
+        if metrics_url is None and telemetry and _list(controller.get("clients"), "clients"):
+            control.metrics = await _telemetry_endpoint(node)
+            metrics_url = control.metrics.url if control.metrics is not None else None
+        if hasattr(node, "count_retransmissions") and metrics_url:
+            node.count_retransmissions = True  # the controller reads them
+        endpoints = _endpoints(node, service, metrics_url)
+        agents = control.agents
+        for client in _list(controller.get("clients"), "controller.clients"):
+            url = str(client.get("endpoint", ""))
+            if "://" not in url:
+                tls = _map(client.get("tls"), "controller.clients.tls")
+                url = ("http://" if tls.get("insecure", False) else "https://") + url
+            agent = Agent(port, url, domain=domain, endpoints=endpoints, credentials=credentials)
+            agent.start()
+            agents.append(agent)
+        servers = _list(controller.get("servers"), "controller.servers")
+        if servers:
+            answering = agents[0] if agents else Agent(port, "", domain=domain, endpoints=endpoints)
+            for server in servers:
+                host, _, p = str(server.get("endpoint", "")).rpartition(":")
+                if not p.isdigit():
+                    raise ConfigError("controller.servers.endpoint: expected HOST:PORT")
+                control.servers.append(await answering.serve(host or "0.0.0.0", int(p)))
+    except BaseException:
+        await control.aclose()  # nothing half-started outlives a refused config
+        raise
     log.info(
         "node %s: %d controller(s), %d control server(s)",
         node_id,
