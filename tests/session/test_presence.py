@@ -144,3 +144,94 @@ def test_state_update_from_a_stranger_is_ignored() -> None:
     out = mod.take()
     assert not out.messages
     assert not [e for e in out.events if isinstance(e, ParticipantStatus)]
+
+
+# -- GROUP_UPDATE acks and members that are away ---------------------------------------------
+
+UPDATE = pb.SESSION_MESSAGE_TYPE_GROUP_UPDATE
+
+
+def _pending_updates(layer, sid: int) -> list:
+    session = layer.session(sid)
+    return [
+        r
+        for r in session.requests.values()
+        if r.message.publish.session.session_message_type == UPDATE
+    ]
+
+
+def _go_away(net: Net, layer, sid: int) -> None:
+    layer.update_state(sid, False, net.now)
+    net.settle()
+    net.layers.remove(layer)  # away and unreachable: it acks nothing
+
+
+def test_leave_update_does_not_wait_for_members_that_are_away() -> None:
+    """As the reference's moderator: acks come from the members it still tracks, so a member
+    leaving while another is away completes at once, and the roster sent marks the away one."""
+    net, (mod, p0, p1, p2), sid = _group(3, mls=False)
+    _go_away(net, p2, sid)
+    start = len(net.sent)
+    p0.close(sid, net.now)
+    net.settle()
+    [update] = [m for m in net.sent[start:] if m.publish.session.session_message_type == UPDATE]
+    payload = update.publish.msg.command_payload.group_update
+    assert payload.op == pb.REMOVE
+    status = {p.name.str_name.str_component_2: p.status for p in payload.participants}
+    assert status == {"moderator": pb.ONLINE, "p0": pb.ONLINE, "p1": pb.ONLINE, "p2": pb.OFFLINE}
+    assert _pending_updates(mod, sid) == []  # p1 acked; p2 (away) and p0 (leaving) not awaited
+    net.advance(5.0)
+    net.settle()
+    assert [m for m in net.sent[start:] if m.publish.session.session_message_type == UPDATE] == [
+        update
+    ]  # never retransmitted
+    assert p0.local.key not in p1.session(sid).roster
+
+
+def test_update_with_nobody_to_wait_for_completes_at_once() -> None:
+    net, (mod, p0, p1), sid = _group(2, mls=False)
+    _go_away(net, p1, sid)
+    start = len(net.sent)
+    p0.close(sid, net.now)
+    net.settle()
+    assert UPDATE in _types(net, start)
+    assert _pending_updates(mod, sid) == []
+    assert set(mod.session(sid).roster) == {mod.local.key, p1.local.key}
+
+
+def test_remove_update_awaits_the_others_only() -> None:
+    """The removed member is not awaited (the reference stops tracking it before the REMOVE);
+    the member that is away is not either."""
+    net, (mod, p0, p1, p2, p3), sid = _group(4, mls=False)
+    _go_away(net, p3, sid)
+    task = mod.remove(sid, p0.local.without_id(), net.now)
+    [update] = _pending_updates(mod, sid)
+    assert set(update.expected) == {p1.local.key, p2.local.key}
+    net.settle()
+    assert TaskDone(sid, task, p0.local) in net.of("moderator", TaskDone)
+
+
+def test_rejoin_update_is_acked_by_the_returning_member_not_by_those_away() -> None:
+    net, (mod, _p0, p1, p2), sid = _group(3, mls=True)
+    p1.update_state(sid, False, net.now)
+    net.settle()
+    p3 = make_layer("p3")
+    net.layers.append(p3)
+    mod.invite(sid, p3.local.without_id(), net.now)  # a commit p1 misses
+    net.settle()
+    _go_away(net, p2, sid)
+    start = len(net.sent)
+    task = p1.update_state(sid, True, net.now)
+    net.settle()
+    [update] = [m for m in net.sent[start:] if m.publish.session.session_message_type == UPDATE]
+    assert update.publish.msg.command_payload.group_update.op == pb.REJOIN
+    mid = update.publish.session.message_id
+    ackers = {
+        m.publish.header.source.str_name.str_component_2
+        for m in net.sent[start:]
+        if m.publish.session.message_id == mid
+        and m.publish.session.session_message_type == pb.SESSION_MESSAGE_TYPE_GROUP_ACK
+    }
+    assert ackers == {"p0", "p1", "p3"}
+    assert _pending_updates(mod, sid) == []  # p2 (away) not awaited
+    assert net.of("p1", TaskDone)[-1] == TaskDone(sid, task, p1.local)

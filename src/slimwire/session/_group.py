@@ -147,7 +147,10 @@ class GroupSession(GroupPresence):
 
     def _roster_proto(self, into: RepeatedCompositeFieldContainer[pb.Participant]) -> None:
         for member in self.roster.values():
-            into.append(participant(member))
+            part = participant(member)
+            if member.key in self.away:  # the reference's group list carries each status
+                part.status = pb.OFFLINE
+            into.append(part)
 
     # -- moderator ----------------------------------------------------------------------------
 
@@ -233,28 +236,36 @@ class GroupSession(GroupPresence):
     def _broadcast_update(
         self, op: int, member: Name, now: float, purpose: str, commit: bytes | None = None
     ) -> None:
+        """GROUP_UPDATE{op, member, the roster as it is now, MLS commit} to the control name.
+
+        The one place acks for an update are decided, as the reference's moderator does: its
+        sender waits for every endpoint it still tracks, and it stops tracking a member that
+        went away (soft close) and one it removes *before* sending the REMOVE. So: every member
+        not away, except the update's subject for ADD (the newcomer gets its welcome instead)
+        and REMOVE (it may still ack; that is ignored). A REJOIN's subject is back before the
+        update and acks it. With nobody left to wait for, the update is sent and done at once
+        (waiting would only run the retries out)."""
         update = pb.GroupUpdatePayload(op=op, participant=participant(member))  # type: ignore[arg-type]
         self._roster_proto(update.participants)
         if commit is not None:
             update.mls.commit_id = self._commit_id
             update.mls.mls_content = commit
-        skip = op == pb.ADD or purpose == "drop-update"  # the newcomer / the silent one
-        others = [
-            m
-            for m in self.members()
-            if (not skip or m.key != member.key) and m.key not in self.away
-        ]
-        self._new_request(
+        subject = member.key if op in (pb.ADD, pb.REMOVE) else None
+        expected = [m for m in self.members() if m.key != subject and m.key not in self.away]
+        req = self._new_request(
             self.control,
             GROUP_UPDATE,
             command(group_update=update),
-            expected=others,
+            expected=expected,
             now=now,
             purpose=purpose,
             fanout=MULTICAST_FANOUT,
         )
-        if self._task is not None:
-            self._task.pending += 1
+        if not expected:
+            mid = req.message.publish.session.message_id
+            del self.requests[mid]
+            self._cancel(("ctrl", mid))
+            self._request_done(req, now)
 
     def _send_leave(self, member: Name, now: float) -> None:
         self._new_request(
@@ -300,8 +311,9 @@ class GroupSession(GroupPresence):
             now=now,
             purpose="welcome",
         )
-        task.pending = 1
-        if len(self.roster) > 2:
+        big = len(self.roster) > 2
+        task.pending = 2 if big else 1  # the welcome's ack, and the update's acks
+        if big:
             self._broadcast_update(pb.ADD, member, now, "add-update", commit)
 
     def _moderator_request_done(self, req: Request, now: float) -> None:
@@ -336,25 +348,11 @@ class GroupSession(GroupPresence):
         self._reply(msg, LEAVE_REPLY, command(leave_reply=pb.LeaveReplyPayload()))
         if source.key not in self.roster:
             return
-        big = len(self.roster) > 2
-        commit = self._mls_remove(self.roster[source.key])
-        if big:
-            update = pb.GroupUpdatePayload(op=pb.REMOVE, participant=participant(source))
-            self._roster_proto(update.participants)
-            if commit is not None:
-                update.mls.commit_id = self._commit_id
-                update.mls.mls_content = commit
-        self._drop_member(source, now)
-        if big and self.members():
-            self._new_request(
-                self.control,
-                GROUP_UPDATE,
-                command(group_update=update),
-                expected=self.members(),
-                now=now,
-                purpose="left-update",
-                fanout=MULTICAST_FANOUT,
-            )
+        member = self.roster[source.key]
+        commit = self._mls_remove(member)
+        if len(self.roster) > 2:
+            self._broadcast_update(pb.REMOVE, member, now, "left-update", commit)
+        self._drop_member(member, now)
 
     # -- member -------------------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ and answers GROUP_ACK. Coming back (``rejoin()``) broadcasts ``ONLINE`` with the
 epoch; a member whose epoch differs answers GROUP_NACK instead. On the first NACK the returning
 member stops the update and sends the moderator ``REJOIN_REQUEST{itself, fresh key package}``;
 the moderator removes and re-adds it in one MLS commit, answers ``REJOIN_REPLY{commit_id,
-welcome}`` (same id) and broadcasts ``GROUP_UPDATE{REJOIN, commit}`` to everyone, and the member
-re-enters the group from the welcome (``session_participant.rs::on_group_nack``,
-``on_rejoin_reply``; ``session_moderator.rs::on_update_participant_state_from_slim``,
-``on_rejoin_request``).
+welcome}`` (same id) and broadcasts ``GROUP_UPDATE{REJOIN, commit}`` (acked by every member
+not away, the returning one included), and the member re-enters the group from the welcome
+(``session_participant.rs::on_group_nack``, ``on_rejoin_reply``;
+``session_moderator.rs::on_update_participant_state_from_slim``, ``on_rejoin_request``).
 
 The rejoin reply is not retried: the member acks it with the id of its own request, which the
 MLS replay guard (like the reference's) refuses as a replay, so waiting for that ack would fail.
@@ -27,10 +27,8 @@ from slimwire.names import Name
 from slimwire.session._base import (
     GROUP_ACK,
     GROUP_NACK,
-    GROUP_UPDATE,
     SessionBase,
     SessionState,
-    participant,
 )
 from slimwire.session._events import ParticipantStatus, TaskDone
 from slimwire.session._wire import command, name_from_proto
@@ -215,20 +213,13 @@ class GroupPresence(SessionBase):
         reply = pb.RejoinReplyPayload(commit_id=self._commit_id, mls_content=welcome)
         self._reply(msg, REJOIN_REPLY, command(rejoin_reply=reply))
         self._set_away(member, False)
-        update = pb.GroupUpdatePayload(op=pb.REJOIN, participant=participant(member))
-        for m in self.roster.values():
-            update.participants.append(participant(m))
-        update.mls.commit_id = self._commit_id
-        update.mls.mls_content = commit
-        self._new_request(
-            self.control,
-            GROUP_UPDATE,
-            command(group_update=update),
-            expected=self.members(),
-            now=now,
-            purpose="rejoin-update",
-            fanout=MULTICAST_FANOUT,
-        )
+        self._broadcast_update(pb.REJOIN, member, now, "rejoin-update", commit)
+
+    def _broadcast_update(
+        self, op: int, member: Name, now: float, purpose: str, commit: bytes | None = None
+    ) -> None:
+        """GROUP_UPDATE to the group (GroupSession's, shared by add, remove, leave, rejoin)."""
+        raise NotImplementedError
 
     def _busy(self) -> bool:
         """Whether a moderator task (invite/remove) is running."""
