@@ -65,6 +65,7 @@ _MIN_FRAME, _MAX_FRAME = 16384, 2**24 - 1
 
 _FRAME_HEADER = struct.Struct(">BHBBI").unpack_from
 """An HTTP/2 frame header: length (high byte, low 16 bits), type, flags, stream id."""
+_U32 = struct.Struct(">I").unpack_from
 _H2_ONLY_DATA_FLAGS = 0x01 | 0x08
 """END_STREAM, PADDED: DATA frames with either go through h2."""
 _FastData = tuple[int, bytes]
@@ -309,7 +310,7 @@ class GrpcConnection:
             pos = take + length
         first = pos
         while pos + 9 <= n:
-            length = int.from_bytes(data[pos : pos + 3], "big")
+            length = _U32(data, pos)[0] >> 8
             if length > limit:
                 return -1
             pos += 9 + length
