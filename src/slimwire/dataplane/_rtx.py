@@ -9,8 +9,9 @@ original and cannot be told apart without per-session state, so they are not cou
 
 The reader walks only the envelope prefix (``Message.publish`` = field 3, then ``header`` =
 field 1, then ``session`` = field 2, as every protobuf encoder writes them) and never raises:
-anything else is simply not a retransmission. It costs ~0.3 µs per message, which is why the
-forwarder runs it only when someone reads the figures (``Forwarder.count_retransmissions``).
+anything else is simply not a retransmission. It costs ~0.3 µs per message (533-byte
+publishes, one core), which is why the forwarder runs it only when the figures are read
+(``Forwarder.count_rtx``).
 """
 
 from __future__ import annotations
@@ -91,31 +92,31 @@ def session_message_type(raw: bytes) -> int:
 def count_retransmissions(batch: Iterable[bytes]) -> tuple[int, int]:
     """(RTX requests, RTX replies) among the messages of ``batch``.
 
-    The loop inlines the common layout (envelope and header lengths of two bytes, i.e.
-    messages from 128 B to 16 KiB, and a one-byte session type) and hands anything else to
-    :func:`session_message_type`; a function call per message would double the cost.
+    Most messages are settled inline: with two-byte envelope and header lengths (messages of
+    128 B to 16 KiB) and a session header that starts ``08 <type> 10 <kind>``, a ``kind``
+    other than 3 or 4 is certainly not a retransmission. Everything else (the rare RTX, other
+    layouts) goes to the exact :func:`session_message_type`. A call per message would double
+    the cost, which is what the node pays per message while counting.
     """
     requests = replies = 0
     for raw in batch:
         try:
-            if raw[0] == 0x1A and raw[1] >= 0x80 and raw[2] < 0x80 and raw[3] == 0x0A:
-                hl = raw[4]
-                if hl >= 0x80 and raw[5] < 0x80:
-                    p = 6 + ((hl & 0x7F) | (raw[5] << 7))
-                    if (
-                        raw[p] == 0x12
-                        and 6 <= raw[p + 1] < 0x80
-                        and p + 2 + raw[p + 1] <= 3 + ((raw[1] & 0x7F) | (raw[2] << 7))
-                        and raw[p + 2] == 0x08
-                        and raw[p + 3] < 0x80
-                        and raw[p + 4] == 0x10
-                    ):
-                        kind = raw[p + 5]
-                        if kind == RTX_REQUEST:
-                            requests += 1
-                        elif kind == RTX_REPLY:
-                            replies += 1
-                        continue
+            if (
+                raw[0] == 0x1A
+                and raw[3] == 0x0A
+                and raw[1] & raw[4] & 0x80
+                and not (raw[2] | raw[5]) & 0x80
+            ):
+                p = 6 + ((raw[4] & 0x7F) | (raw[5] << 7))
+                kind = raw[p + 5]
+                if (
+                    kind != 3  # noqa: PLR1714 - two compares beat a global set lookup here
+                    and kind != 4  # RTX_REQUEST, RTX_REPLY
+                    and raw[p] == 0x12
+                    and raw[p + 2] == 0x08
+                    and raw[p + 4] == 0x10
+                ):
+                    continue
         except IndexError:
             pass
         kind = session_message_type(raw)
