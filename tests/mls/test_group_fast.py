@@ -10,9 +10,12 @@ of that epoch only, and a removed member can neither read nor send.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slimwire.errors import MlsError
-from slimwire.mls import CommitProcessed, Group, MlsClient
+from slimwire.mls import ApplicationMessage, CommitProcessed, Group, MlsClient
+from slimwire.mls._codec import encode_varint
 from slimwire.mls._framing import open_sender_data, protect_private
 from slimwire.mls._secret_tree import RatchetType
 from slimwire.mls._struct_framing import FramedContent, MLSMessage, PrivateMessage, Sender
@@ -133,3 +136,71 @@ def test_a_removed_member_can_neither_read_nor_send(suite: int) -> None:
     for attempt in (lambda: c.decrypt(after), lambda: c.encrypt(b"still here?")):
         with pytest.raises(MlsError):
             attempt()
+
+
+def _fixture() -> tuple[bytes, list[bytes], list[tuple[int, ...]]]:
+    """A receiver's saved state, application messages it has not seen, with AADs whose
+    length fields take each encoded size the hot path reads inline or hands to ``_span``
+    (1 byte, 2 bytes at both ends, 4 bytes) and payloads that do the same inside, and the
+    offsets of each message's three length fields."""
+    sender, receiver = _group_of(2, 0x0001)
+    saved = receiver.to_bytes()
+    shapes = [(0, 0), (63, 5), (64, 63), (330, 100), (16_383, 64), (16_384, 20_000)]
+    messages = [sender.encrypt(b"p" * size, b"a" * aad) for aad, size in shapes]
+    head = 4 + len(encode_varint(len(sender.group_id))) + len(sender.group_id) + 8 + 1
+    offsets = []
+    for aad, _ in shapes:
+        sd_field = head + len(encode_varint(aad)) + aad
+        offsets.append((head, sd_field, sd_field + 1 + 28))
+    return saved, messages, offsets
+
+
+_SAVED, _MESSAGES, _LENGTH_FIELDS = _fixture()
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> tuple[int, bytes]:
+    """One of the messages with 1-3 edits, mostly in its first bytes (head, length fields,
+    sender data) where the hot path parses by hand, often right on a length field."""
+    index = draw(st.integers(0, len(_MESSAGES) - 1))
+    data = bytearray(_MESSAGES[index])
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["flip", "cut", "insert", "set", "length"]))
+        limit = len(data) - 1 if draw(st.booleans()) else min(len(data) - 1, 80)
+        i = draw(st.integers(0, limit))
+        if kind == "length":
+            i = min(draw(st.sampled_from(_LENGTH_FIELDS[index])), len(data) - 1)
+        if kind == "flip":
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif kind in ("set", "length"):
+            data[i] = draw(st.sampled_from([0x00, 0x1C, 0x3F, 0x40, 0x7F, 0x80, 0xBF, 0xC0]))
+        elif kind == "cut":
+            del data[i : i + draw(st.integers(1, 8))]
+        else:
+            data[i:i] = draw(st.binary(min_size=1, max_size=4))
+        if not data:
+            break
+    return index, bytes(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=_mutated())
+def test_mutated_messages_are_refused_alike_and_consume_nothing(case: tuple[int, bytes]) -> None:
+    """decrypt (the hot path, falling back to the general one) and process (the general
+    path) agree on every mutated message: both raise MlsError with the state unchanged (and
+    the genuine message still opens), or both open it identically."""
+    index, data = case
+    fast, general = Group.from_bytes(_SAVED), Group.from_bytes(_SAVED)
+    try:
+        opened = fast.decrypt(data)
+    except MlsError:
+        assert fast.to_bytes() == _SAVED
+        with pytest.raises(MlsError):
+            general.process(data)
+        assert general.to_bytes() == _SAVED
+        assert fast.decrypt(_MESSAGES[index])[0] == general.decrypt(_MESSAGES[index])[0]
+    else:
+        event = general.process(data)
+        assert isinstance(event, ApplicationMessage)
+        assert opened == (event.plaintext, event.authenticated_data, event.sender)
+        assert fast.to_bytes() == general.to_bytes()
