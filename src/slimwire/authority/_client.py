@@ -10,12 +10,12 @@ token every receiver would refuse.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
 from collections.abc import Callable
 
+from slimwire._tasks import BackgroundTask
 from slimwire.auth._identity import Identity
 from slimwire.authority._http import request_token
 from slimwire.errors import AuthError, TransportError
@@ -60,7 +60,7 @@ class AuthorityTokenProvider:
         self._issued_at = 0.0
         self._expires_at = 0.0
         self.subject: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._renewal = BackgroundTask(self.run, f"authority token renewal ({name})", log)
 
     @property
     def identity(self) -> Identity:
@@ -114,16 +114,12 @@ class AuthorityTokenProvider:
                 backoff = min(backoff * 2, 60.0)
 
     def start(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run())
-        return self._task
+        """Renew in the background (idempotent); the renewal task."""
+        return self._renewal.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop renewing (idempotent); the current token stays usable until it expires."""
+        await self._renewal.stop()
 
     async def __aenter__(self) -> AuthorityTokenProvider:
         await self.refresh()

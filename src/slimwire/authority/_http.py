@@ -16,7 +16,6 @@ handshake, and a verified certificate's subject CN is the client id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
@@ -25,6 +24,7 @@ from typing import Any
 
 from slimwire import _http
 from slimwire._http import HttpError, HttpRequest
+from slimwire._tasks import BackgroundTask
 from slimwire.authority._service import Authority, RequestError, TokenRequest
 from slimwire.errors import AuthError, RemoteProtocolError, TransportError
 
@@ -106,7 +106,7 @@ class AuthorityServer:
         elif client_ca is not None:
             raise ValueError("mTLS (client_ca) needs a server certificate")
         self._server: _http.HttpServer | None = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker = BackgroundTask(self._tick, "authority housekeeping", log)
 
     @property
     def url(self) -> str:
@@ -126,14 +126,11 @@ class AuthorityServer:
         )
         await server.start()
         self._server, self.port = server, server.port
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._ticker.start()
         log.info("authority listening on %s", self.url)
 
     async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await self._ticker.stop()
         server, self._server = self._server, None
         if server is not None:
             await server.close()

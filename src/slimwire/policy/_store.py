@@ -9,13 +9,13 @@ an operator's typo can never open or close the whole mesh. Every successful chan
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from slimwire._tasks import BackgroundTask
 from slimwire.errors import ConfigError
 from slimwire.policy._load import load_policy_file
 from slimwire.policy._model import Policy
@@ -96,7 +96,7 @@ class PolicyFileWatcher:
     changes rarely enough that a second of latency is fine.
     """
 
-    __slots__ = ("_seen", "_task", "interval", "on_reload", "store")
+    __slots__ = ("_poller", "_seen", "interval", "on_reload", "store")
 
     def __init__(
         self,
@@ -111,7 +111,7 @@ class PolicyFileWatcher:
         self.interval = interval
         self.on_reload = on_reload
         self._seen = self._stamp()
-        self._task: asyncio.Task[None] | None = None
+        self._poller = BackgroundTask(self.run, f"policy file watcher ({store.path})", log)
 
     def _stamp(self) -> tuple[int, int] | None:
         assert self.store.path is not None
@@ -138,13 +138,9 @@ class PolicyFileWatcher:
             self.poll()
 
     def start(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run())
-        return self._task
+        """Poll in the background (idempotent); the polling task."""
+        return self._poller.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop polling (idempotent)."""
+        await self._poller.stop()
