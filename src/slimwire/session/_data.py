@@ -54,6 +54,21 @@ def _copy(msg: pb.Message) -> pb.Message:
     return out
 
 
+def _received(session_id: int, msg: pb.Message, source: Name) -> ReceivedMessage:
+    """What the user gets of a received MSG (or RTX_REPLY)."""
+    pub = msg.publish
+    app = pub.msg.app_payload
+    return ReceivedMessage(
+        session_id,
+        pub.session.message_id,
+        source,
+        name_from_proto(pub.header.destination),
+        app.blob,
+        app.payload_type,
+        user_metadata(msg.metadata),
+    )
+
+
 class DataPath:
     """Sender and receiver state of one session (see the module docstring)."""
 
@@ -80,7 +95,7 @@ class DataPath:
         self._next_id = 0
         self._sent: ProducerBuffer[pb.Message] = ProducerBuffer()
         self._unacked: dict[int, _Pending] = {}
-        self._recv: dict[tuple[int, int, int, int], ReorderBuffer[pb.Message]] = {}
+        self._recv: dict[tuple[int, int, int, int], ReorderBuffer[ReceivedMessage]] = {}
         self._rtx: dict[tuple[tuple[int, int, int, int], int], tuple[Name, int]] = {}
 
     def __repr__(self) -> str:
@@ -210,18 +225,25 @@ class DataPath:
     # -- receiving ----------------------------------------------------------------------------
 
     def on_msg(self, msg: pb.Message, source: Name, now: float) -> None:
-        mid = msg.publish.session.message_id
-        direct = PUBLISH_TO in msg.metadata
+        self.on_received(
+            _received(self.s.session_id, msg, source), source, now, PUBLISH_TO in msg.metadata
+        )
+
+    def on_received(
+        self, received: ReceivedMessage, source: Name, now: float, direct: bool = False
+    ) -> None:
+        """A MSG from ``source``, already read (from a protobuf object or from wire bytes)."""
         if not self.reliable:
-            self._deliver(msg, source)
+            self.s.host.emit(MessageReceived(received))
             return
+        mid = received.message_id
         self.s._send(
             self.s._build(source, MSG_ACK, mid, metadata={PUBLISH_TO: TRUE} if direct else None)
         )
         if direct:
-            self._deliver(msg, source)
+            self.s.host.emit(MessageReceived(received))
             return
-        self._take(mid, msg, source, now)
+        self._take(mid, received, source, now)
 
     def on_rtx_reply(self, msg: pb.Message, source: Name, now: float) -> None:
         if not self.reliable:
@@ -235,14 +257,14 @@ class DataPath:
             if buffer is not None:
                 self._deliver_all(buffer.on_lost(mid), source)
             return
-        self._take(mid, msg, source, now)
+        self._take(mid, _received(self.s.session_id, msg, source), source, now)
 
-    def _take(self, mid: int, msg: pb.Message, source: Name, now: float) -> None:
+    def _take(self, mid: int, received: ReceivedMessage, source: Name, now: float) -> None:
         buffer = self._recv.get(source.key)
         if buffer is None:
             buffer = ReorderBuffer(last_delivered=0 if self._start_known else None)
             self._recv[source.key] = buffer
-        delivered, missing = buffer.on_message(mid, msg)
+        delivered, missing = buffer.on_message(mid, received)
         self._deliver_all(delivered, source)
         for rid in missing:
             key = (source.key, rid)
@@ -267,7 +289,7 @@ class DataPath:
         if buffer is not None:
             self._deliver_all(buffer.on_lost(key[1]), source)
 
-    def _deliver_all(self, items: list[pb.Message | Lost], source: Name) -> None:
+    def _deliver_all(self, items: list[ReceivedMessage | Lost], source: Name) -> None:
         for item in items:
             if isinstance(item, Lost):
                 for key in [k for k in self._rtx if k[0] == source.key]:
@@ -276,24 +298,7 @@ class DataPath:
                         self.s._cancel(("rtx", key))
                 self.s.host.emit(MessageLost(self.s.session_id, source, item.message_id, item.span))
             else:
-                self._deliver(item, source)
-
-    def _deliver(self, msg: pb.Message, source: Name) -> None:
-        pub = msg.publish
-        app = pub.msg.app_payload
-        self.s.host.emit(
-            MessageReceived(
-                ReceivedMessage(
-                    self.s.session_id,
-                    pub.session.message_id,
-                    source,
-                    name_from_proto(pub.header.destination),
-                    app.blob,
-                    app.payload_type,
-                    user_metadata(msg.metadata),
-                )
-            )
-        )
+                self.s.host.emit(MessageReceived(item))
 
     # -- teardown -----------------------------------------------------------------------------
 

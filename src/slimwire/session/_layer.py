@@ -28,12 +28,13 @@ from slimwire.session._base import (
     GROUP_CLOSE,
     JOIN_REQUEST,
     MSG,
+    MSG_ACK,
     RTX_REPLY,
     SessionState,
 )
 from slimwire.session._config import SessionConfig, SessionKind
 from slimwire.session._crypto import GroupCrypto
-from slimwire.session._events import SessionEvent
+from slimwire.session._events import ReceivedMessage, SessionEvent
 from slimwire.session._group import GroupSession
 from slimwire.session._ids import random_session_id
 from slimwire.session._p2p import P2PSession
@@ -43,6 +44,7 @@ from slimwire.session._wire import (
     COMMAND_TYPES,
     build_publish,
     command,
+    name_bytes,
     name_from_proto,
     user_metadata,
 )
@@ -75,6 +77,7 @@ class SessionLayer:
         if not local.has_id:
             raise ValueError("the local name needs the app's id")
         self._local = local
+        self._local_bytes = name_bytes(local)
         self._provider = provider
         self._tokens = TokenCache(provider, token_reuse)
         self._verifier = verifier
@@ -249,6 +252,8 @@ class SessionLayer:
         pub = msg.publish
         if not pub.HasField("session") or not pub.header.HasField("source"):
             return
+        if self._receive_data(msg, pub, now):
+            return
         session_id = pub.session.session_id
         session = self._sessions.get(session_id)
         if session is not None:
@@ -275,6 +280,54 @@ class SessionLayer:
                 session_id,
                 name_from_proto(pub.header.source),
             )
+
+    def _receive_data(self, msg: pb.Message, pub: pb.Publish, now: float) -> bool:
+        """The common case, read with as few protobuf accesses as possible: an MSG or MSG_ACK
+        of an established point-to-point session without MLS, from its peer, to us, without
+        metadata. Returns False, having changed nothing, for anything else.
+
+        The names are compared as serialized bytes with the cached encodings of the peer's and
+        our own name (a name encoded any other way simply takes the general path), which skips
+        building :class:`Name` objects and the session's dispatch; the outcome is the same.
+        """
+        header = pub.session
+        session = self._sessions.get(header.session_id)
+        if (
+            type(session) is not P2PSession
+            or session.state is not SessionState.ESTABLISHED
+            or session.crypto is not None
+            or session.config.mls
+        ):
+            return False
+        mtype = header.session_message_type
+        if mtype != MSG and mtype != MSG_ACK:  # noqa: PLR1714 - cheaper than a tuple
+            return False
+        peer = session.peer
+        routing = pub.header
+        if routing.source.SerializeToString() != name_bytes(peer):
+            return False
+        if mtype == MSG_ACK:
+            session.note_alive(peer)
+            session.data.on_ack(header.message_id, peer)
+            return True
+        if msg.metadata or routing.destination.SerializeToString() != self._local_bytes:
+            return False
+        session.note_alive(peer)
+        app = pub.msg.app_payload
+        session.data.on_received(
+            ReceivedMessage(
+                header.session_id,
+                header.message_id,
+                peer,
+                self._local,
+                app.blob,
+                app.payload_type,
+                {},
+            ),
+            peer,
+            now,
+        )
+        return True
 
     def _reply(self, request: pb.Message, mtype: int, cmd: pb.CommandPayload) -> None:
         pub = request.publish

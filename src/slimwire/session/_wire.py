@@ -25,6 +25,7 @@ __all__ = [
     "TRUE",
     "build_publish",
     "command",
+    "name_bytes",
     "name_from_proto",
     "set_name",
     "user_metadata",
@@ -62,7 +63,8 @@ COMMAND_TYPES = frozenset(
 
 
 @functools.lru_cache(maxsize=4096)
-def _name_bytes(name: Name) -> bytes:
+def name_bytes(name: Name) -> bytes:
+    """A name's protobuf encoding (both forms, as we and the reference send it), cached."""
     return name.to_proto().SerializeToString()
 
 
@@ -73,7 +75,7 @@ def _name_from_bytes(data: bytes) -> Name:
 
 def set_name(target: pb.Name, name: Name) -> None:
     """Fill an empty proto name (both forms) from a cached encoding."""
-    target.MergeFromString(_name_bytes(name))
+    target.MergeFromString(name_bytes(name))
 
 
 def name_from_proto(msg: pb.Name) -> Name:
