@@ -68,8 +68,9 @@ _FRAME_HEADER = struct.Struct(">BHBBI").unpack_from
 _U32 = struct.Struct(">I").unpack_from
 _H2_ONLY_DATA_FLAGS = 0x01 | 0x08
 """END_STREAM, PADDED: DATA frames with either go through h2."""
-_FastData = tuple[int, bytes]
-"""A DATA frame accounted by the fast path: stream id, payload."""
+_FastData = tuple[int, bytes, bool]
+"""(Part of) a DATA frame accounted by the fast path: stream id, payload, whether the frame
+is complete with it."""
 
 _GRPC_CT = "application/grpc"
 USER_AGENT = "slimwire-grpc/0.1 (h2)"
@@ -160,6 +161,10 @@ class GrpcConnection:
         # stream and the payload bytes still to come (see _split_frames).
         self._rx_sid = 0
         self._rx_left = 0
+        # Messages completed inside that frame so far and their credit: reported when the
+        # frame is complete, so batches stay one per frame as with h2.
+        self._rx_held: list[bytes] = []
+        self._rx_held_flow = 0
         self._streams: dict[int, _StreamState] = {}
         self._dirty: dict[int, _StreamState] = {}
         self._last_inbound_id = 0
@@ -207,8 +212,11 @@ class GrpcConnection:
         window = False
         for ev in items:
             if type(ev) is tuple:
-                sid, payload = ev
-                self._on_data(sid, payload, len(payload), out)
+                sid, payload, complete = ev
+                if complete:
+                    self._on_data(sid, payload, len(payload), out)
+                else:
+                    self._on_partial_data(sid, payload, out)
             elif isinstance(ev, h2.events.DataReceived):
                 self._on_data(
                     ev.stream_id or 0, ev.data or b"", ev.flow_controlled_length or 0, out
@@ -260,8 +268,8 @@ class GrpcConnection:
         items: list[h2.events.Event | _FastData] = []
         if pos:
             if self._rx_left:
-                items.append((self._rx_sid, data[:pos]))
                 self._rx_left = max(pos - n, 0)
+                items.append((self._rx_sid, data[:pos], not self._rx_left))
             else:
                 items += h2c.receive_data(data[:pos])
         start = pos
@@ -275,11 +283,13 @@ class GrpcConnection:
                     start = pos
                 sid &= 0x7FFFFFFF
                 if take(sid, end - body):
-                    start = min(end, n)
-                    if body < start:
-                        items.append((sid, data[body:start]))
-                    if end > n:
+                    if end <= n:
+                        items.append((sid, data[body:end], True))
+                        start = end
+                    else:
+                        items.append((sid, data[body:], False))
                         self._rx_sid, self._rx_left = sid, end - n
+                        start = n
             pos = end
         if start < n:
             items += h2c.receive_data(data[start:] if start else data)
@@ -378,13 +388,34 @@ class GrpcConnection:
             return
         out.append(ResponseReceived(st.stream_id, headers))
 
+    def _on_partial_data(self, sid: int, data: bytes, out: list[Event]) -> None:
+        """The start or middle of a DATA frame the fast path is streaming: split messages as
+        bytes arrive (no frame buffer) but hold them until the frame is complete."""
+        st = self._streams.get(sid)
+        if st is None or st.dead:
+            self._on_data(sid, data, len(data), out)
+            return
+        msgs = st.decoder.feed(data)
+        self._rx_held += msgs
+        self._rx_held_flow += len(data)
+        if st.decoder.error is not None:  # report what came before, then fail the stream
+            self._on_data(sid, b"", 0, out)
+
     def _on_data(self, sid: int, data: bytes, flow: int, out: list[Event]) -> None:
+        if self._rx_held_flow:  # the end of a frame streamed by the fast path
+            held, self._rx_held = self._rx_held, []
+            flow += self._rx_held_flow
+            self._rx_held_flow = 0
+        else:
+            held = None
         st = self._streams.get(sid)
         if st is None or st.dead:
             if flow:
                 self._ack(sid, flow)
             return
         msgs = st.decoder.feed(data)
+        if held:
+            msgs = held + msgs if msgs else held
         if msgs:
             out.append(MessagesReceived(sid, msgs, flow))
         elif flow:
