@@ -674,9 +674,8 @@ class GrpcConnection:
                     st.dead = True
                     self._dirty.pop(sid, None)
                     self._streams.pop(sid, None)
-        rest = self._h2.data_to_send()
-        if rest:
-            chunks.append(rest)
+        if self._h2._data_to_send:  # (data_to_send() allocates even when there is nothing)
+            chunks.append(self._h2.data_to_send())
         return chunks
 
     def flush_control(self) -> bytes:
