@@ -78,6 +78,7 @@ class SessionLayer:
             raise ValueError("the local name needs the app's id")
         self._local = local
         self._local_bytes = name_bytes(local)
+        self._peer_bytes: dict[int, tuple[Name, bytes]] = {}
         self._provider = provider
         self._tokens = TokenCache(provider, token_reuse)
         self._verifier = verifier
@@ -130,6 +131,7 @@ class SessionLayer:
 
     def forget(self, session_id: int) -> None:
         self._sessions.pop(session_id, None)
+        self._peer_bytes.pop(session_id, None)
 
     # -- user calls ---------------------------------------------------------------------------
 
@@ -303,8 +305,11 @@ class SessionLayer:
         if mtype != MSG and mtype != MSG_ACK:  # noqa: PLR1714 - cheaper than a tuple
             return False
         peer = session.peer
+        cached = self._peer_bytes.get(header.session_id)
+        if cached is None or cached[0] is not peer:  # by identity: hashing a Name costs
+            cached = self._peer_bytes[header.session_id] = (peer, name_bytes(peer))
         routing = pub.header
-        if routing.source.SerializeToString() != name_bytes(peer):
+        if routing.source.SerializeToString() != cached[1]:
             return False
         if mtype == MSG_ACK:
             session.note_alive(peer)
