@@ -250,17 +250,17 @@ class GrpcConnection:
         we are streaming (below), or the frame h2 holds part of, which goes to h2. A frame
         boundary is at ``pos``. From there, plain DATA frames (no padding, no END_STREAM) on a
         stream h2 accepts them on are accounted by :meth:`H2Connection.take_data` and come back
-        as ``(stream_id, payload)``; every other frame goes to h2 unchanged and in order, in
-        runs between those DATA frames, and so do the DATA frames ``take_data`` declines (h2
-        then raises or resets exactly as it would). The caller reacts to the items only
-        afterwards, as it does to h2's events, so h2's state is what one
+        as ``(stream_id, payload, complete)``; every other frame goes to h2 unchanged and in
+        order, in runs between those DATA frames, and so do the DATA frames ``take_data``
+        declines (h2 then raises or resets exactly as it would). The caller reacts to the
+        items only afterwards, as it does to h2's events, so h2's state is what one
         ``h2.receive_data(data)`` would leave.
 
         One difference, on purpose: a plain DATA frame cut by the end of the read is accounted
         in full at its header (the peer spent that window when it sent the header) and its
-        payload is passed on as it arrives, instead of h2 buffering it (and copying it twice)
-        until the frame is complete. Large frames always span reads under load, and messages
-        inside them arrive earlier.
+        payload is passed on as it arrives (``complete`` False until its last byte), instead of
+        h2 buffering it (and copying it twice) until the frame is complete. Large frames always
+        span reads under load; their messages are still reported once per frame.
         """
         h2c = self._h2
         take = h2c.take_data
