@@ -14,10 +14,11 @@ Two things in ``h2`` 4.x get in the way of a gRPC peer and are fixed here, in on
   common DATA frame directly, and :meth:`H2Connection.acknowledge_received_data` returns credit
   without h2's per-call logging and lookups.
 
-These reach into h2 internals (``incoming_buffer``, ``WindowManager`` objects, the stream state
-machines, ``_actual_content_length``) as they are in h2 4.1-4.4 (tested with 4.4.1); the
-package pins ``h2`` to that range, and ``tests/transport/test_fastpath.py`` compares every fast
-path against h2's own result.
+These reach into h2 internals (``incoming_buffer``'s ``_data``/``_headers_buffer``/
+``_preamble_len``, the ``WindowManager`` objects, the state machines and ``STREAM_OPEN``,
+``_expected_content_length``/``_actual_content_length``) as they are in h2 4.4 (tested with
+4.4.1): ``h2`` should be pinned to ``>=4.4,<4.5`` until a newer minor is checked, and
+``tests/transport/test_fastpath.py`` compares the fast path against h2's own result.
 """
 
 from __future__ import annotations
