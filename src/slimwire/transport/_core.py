@@ -39,7 +39,7 @@ from slimwire.transport._events import (
     WindowUpdated,
 )
 from slimwire.transport._framing import DEFAULT_MAX_MESSAGE_SIZE, MessageDecoder, OutQueue
-from slimwire.transport._h2compat import H2Connection
+from slimwire.transport._h2compat import FAST_PATH_SUPPORTED, H2Connection
 from slimwire.transport._status import (
     Status,
     decode_grpc_message,
@@ -168,9 +168,9 @@ class GrpcConnection:
         self._streams: dict[int, _StreamState] = {}
         self._dirty: dict[int, _StreamState] = {}
         self._last_inbound_id = 0
-        self.fast_path = True
-        """Account plain DATA frames ourselves instead of through h2 (see _split_frames);
-        off only to compare the two paths in tests."""
+        self.fast_path = FAST_PATH_SUPPORTED
+        """Account plain DATA frames ourselves instead of through h2 (see _split_frames); off
+        with an h2 minor it was not checked against, and to compare the two paths in tests."""
         self.terminated = False
         self.goaway_received = False
         self.goaway_sent = False

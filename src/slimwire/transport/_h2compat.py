@@ -18,13 +18,15 @@ These reach into h2 internals (``incoming_buffer``'s ``_data``/``_headers_buffer
 ``_preamble_len``, the ``WindowManager`` objects, the state machines and ``STREAM_OPEN``,
 ``_expected_content_length``/``_actual_content_length``) as they are in h2 4.4 (tested with
 4.4.1): ``h2`` should be pinned to ``>=4.4,<4.5`` until a newer minor is checked, and
-``tests/transport/test_fastpath.py`` compares the fast path against h2's own result.
+``tests/transport/test_fastpath.py`` compares the fast path against h2's own result. With any
+other h2 the fast path stays off (:data:`FAST_PATH_SUPPORTED`) and everything goes through h2.
 """
 
 from __future__ import annotations
 
 import struct
 
+import h2
 import h2.connection
 import h2.errors
 import h2.events
@@ -34,7 +36,11 @@ import hyperframe.frame
 from h2.connection import ConnectionState
 from h2.stream import STREAM_OPEN, StreamState
 
-__all__ = ["H2Connection"]
+__all__ = ["FAST_PATH_SUPPORTED", "H2Connection"]
+
+FAST_PATH_SUPPORTED = h2.__version__.split(".")[:2] == ["4", "4"]
+"""Whether :meth:`H2Connection.take_data` knows this h2's internals (the minor it was checked
+against); the transport's inbound fast path is used only then."""
 
 _DATA_HEADER = struct.Struct(">BHBBI").pack  # length (24 bits), type 0 (DATA), flags, stream
 _SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
