@@ -181,3 +181,20 @@ services:
     off = parse_config(text.replace("enabled: true", "enabled: false"))
     assert Node(off).tracer is None
     assert Node(parse_config(text.replace("    enabled: true\n", ""))).tracer is None
+
+
+def test_bad_tracing_sections_are_refused() -> None:
+    from slimwire.errors import ConfigError
+
+    base = "services: {slim/0: {dataplane: {servers: [{endpoint: '127.0.0.1:0'}]}}}\n"
+    for section, why in (
+        ("{enabled: true, exporter: x}", "exporter"),
+        ("{enabled: true, sample_ratio: 2}", "sample_ratio"),
+        ("{enabled: maybe}", "enabled"),
+        ("{grpc: {endpoint: [1]}}", "endpoint"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            parse_config(f"tracing: {{opentelemetry: {section}}}\n" + base)
+    cfg = parse_config("tracing: {opentelemetry: {endpoint: 'c:4318'}}\n" + base)
+    assert cfg.opentelemetry == OpenTelemetryConfig(endpoint="http://c:4318")
+    assert parse_config(base).opentelemetry is None

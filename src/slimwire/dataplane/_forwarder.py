@@ -270,11 +270,13 @@ class Forwarder(RouteHooks, PolicyPreFilter, TracedPath):
     def receive_batch(self, conn_id: int, batch: Iterable[bytes], now: float = 0.0) -> None:
         """Process a batch of messages received on ``conn_id``, in order.
 
-        The loop below is the node's hot path, written flat on purpose: a verified unicast
-        Publish whose destination resolves to a single connection (cached per incoming link
-        until the tables change) costs one parse, one verify, one splice and one sign, with
-        no protobuf object and no method dispatch of ours. Everything else takes the general
-        path (:meth:`_on_publish_frame`, :meth:`_on_message`).
+        The loop of :meth:`_route` is the node's hot path, written flat on purpose: a
+        verified unicast Publish whose destination resolves to a single connection (cached per
+        incoming link until the tables change) costs one parse, one verify, one splice and one
+        sign, with no protobuf object and no method dispatch of ours. Everything else takes
+        the general path (:meth:`_on_publish_frame`, :meth:`_on_message`). Counting
+        retransmissions, the policy and tracing act on the whole batch first, each only when
+        configured.
         """
         conn = self.conns.rows.get(conn_id)
         if conn is None or conn.state is not _UP:
