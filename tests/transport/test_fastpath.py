@@ -470,3 +470,15 @@ def test_fast_path_is_on_with_the_h2_it_was_checked_against() -> None:
     assert h2.__version__.startswith("4.4.")
     assert GrpcConnection(client_side=True).fast_path
     assert GrpcConnection(client_side=False).fast_path
+
+
+def test_credit_of_a_frame_cut_by_reads_comes_back_when_the_stream_dies_midway() -> None:
+    for fast in (True, False):
+        conn, _ = server_with_stream(fast)
+        one = hf.DataFrame(1, data=encode_messages([b"x" * 50, b"w" * 5000])).serialize()
+        assert conn.receive_data(one[:100]) == []
+        conn.reset(1)  # the application gives up on the call mid-frame
+        assert conn.receive_data(one[100:]) == []
+        window = conn._h2._inbound_flow_control_window_manager
+        # Every byte of the frame was handed back to the connection window.
+        assert window.current_window_size + window._bytes_processed == 2 * 65535
