@@ -156,7 +156,7 @@ class Twins:
         # (What was written may differ in timing: a stream failing on a message prefix that
         # the fast path saw a read earlier ends with a trailers-only response instead of
         # trailers after the response headers.)
-        if fast._rx_left:
+        if fast._frames.rx_left:
             return  # the blob ended inside a DATA frame h2 has not accounted yet
         assert credit(fast) == credit(slow)
 

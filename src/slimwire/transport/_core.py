@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import struct
 from collections.abc import Iterable, Sequence
 
 import h2.config
@@ -38,6 +37,7 @@ from slimwire.transport._events import (
     StreamReset,
     WindowUpdated,
 )
+from slimwire.transport._frames import FastData, FrameSplitter
 from slimwire.transport._framing import DEFAULT_MAX_MESSAGE_SIZE, MessageDecoder, OutQueue
 from slimwire.transport._h2compat import FAST_PATH_SUPPORTED, H2Connection
 from slimwire.transport._status import (
@@ -62,15 +62,6 @@ DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
 """MAX_FRAME_SIZE we advertise (the reference node advertises 4 MiB too)."""
 _MAX_WINDOW = 2**31 - 1
 _MIN_FRAME, _MAX_FRAME = 16384, 2**24 - 1
-
-_FRAME_HEADER = struct.Struct(">BHBBI").unpack_from
-"""An HTTP/2 frame header: length (high byte, low 16 bits), type, flags, stream id."""
-_U32 = struct.Struct(">I").unpack_from
-_H2_ONLY_DATA_FLAGS = 0x01 | 0x08
-"""END_STREAM, PADDED: DATA frames with either go through h2."""
-_FastData = tuple[int, bytes, bool]
-"""(Part of) a DATA frame accounted by the fast path: stream id, payload, whether the frame
-is complete with it."""
 
 _GRPC_CT = "application/grpc"
 USER_AGENT = "slimwire-grpc/0.1 (h2)"
@@ -153,23 +144,16 @@ class GrpcConnection:
             values[h2.settings.SettingCodes.ENABLE_PUSH] = 0
         self._h2.local_settings = h2.settings.Settings(client=client_side, initial_values=values)
         self._h2.max_inbound_frame_size = max_frame_size
-        # Frame-header walk (see _check_frame_lengths): bytes to skip to the next header (the
-        # client preface first, on the server side) and a header split across reads.
-        self._skip = 0 if client_side else 24
-        self._partial_header = b""
-        # A plain DATA frame the fast path accounted at its header and is still reading: its
-        # stream and the payload bytes still to come (see _split_frames).
-        self._rx_sid = 0
-        self._rx_left = 0
-        # Messages completed inside that frame so far and their credit: reported when the
-        # frame is complete, so batches stay one per frame as with h2.
+        self._frames = FrameSplitter(server_side=not client_side)
+        # Messages completed so far inside a DATA frame the fast path is reading across reads,
+        # and their credit: reported when the frame is complete (one batch per frame, as h2).
         self._rx_held: list[bytes] = []
         self._rx_held_flow = 0
         self._streams: dict[int, _StreamState] = {}
         self._dirty: dict[int, _StreamState] = {}
         self._last_inbound_id = 0
         self.fast_path = FAST_PATH_SUPPORTED
-        """Account plain DATA frames ourselves instead of through h2 (see _split_frames); off
+        """Account plain DATA frames ourselves instead of through h2 (see FrameSplitter); off
         with an h2 minor it was not checked against, and to compare the two paths in tests."""
         self.terminated = False
         self.goaway_received = False
@@ -194,15 +178,16 @@ class GrpcConnection:
         """Feed bytes read from the socket; return what happened."""
         if self.terminated:
             return []
-        boundary = self._check_frame_lengths(data)
+        frames = self._frames
+        boundary = frames.check_lengths(data, self._h2.max_inbound_frame_size)
         if boundary < 0:
             return self._fail_connection(
                 h2.errors.ErrorCodes.FRAME_SIZE_ERROR, "peer announced an oversized frame"
             )
-        items: Sequence[h2.events.Event | _FastData]
+        items: Sequence[h2.events.Event | FastData]
         try:
-            if self.fast_path and (boundary < len(data) or self._rx_left):
-                items = self._split_frames(data, boundary)
+            if self.fast_path and (boundary < len(data) or frames.rx_left):
+                items = frames.split(data, boundary, self._h2)
             else:
                 items = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -242,94 +227,6 @@ class GrpcConnection:
         if window:
             out.append(WindowUpdated())
         return out
-
-    def _split_frames(self, data: bytes, pos: int) -> list[h2.events.Event | _FastData]:
-        """Hand ``data`` to h2, except the DATA frames h2 would only account and report.
-
-        ``data[:pos]`` finishes the frame begun in an earlier read: the rest of a DATA frame
-        we are streaming (below), or the frame h2 holds part of, which goes to h2. A frame
-        boundary is at ``pos``. From there, plain DATA frames (no padding, no END_STREAM) on a
-        stream h2 accepts them on are accounted by :meth:`H2Connection.take_data` and come back
-        as ``(stream_id, payload, complete)``; every other frame goes to h2 unchanged and in
-        order, in runs between those DATA frames, and so do the DATA frames ``take_data``
-        declines (h2 then raises or resets exactly as it would). The caller reacts to the
-        items only afterwards, as it does to h2's events, so h2's state is what one
-        ``h2.receive_data(data)`` would leave.
-
-        One difference, on purpose: a plain DATA frame cut by the end of the read is accounted
-        in full at its header (the peer spent that window when it sent the header) and its
-        payload is passed on as it arrives (``complete`` False until its last byte), instead of
-        h2 buffering it (and copying it twice) until the frame is complete. Large frames always
-        span reads under load; their messages are still reported once per frame.
-        """
-        h2c = self._h2
-        take = h2c.take_data
-        n = len(data)
-        items: list[h2.events.Event | _FastData] = []
-        if pos:
-            if self._rx_left:
-                self._rx_left = max(pos - n, 0)
-                items.append((self._rx_sid, data[:pos], not self._rx_left))
-            else:
-                items += h2c.receive_data(data[:pos])
-        start = pos
-        while pos + 9 <= n:
-            hi, lo, ftype, flags, sid = _FRAME_HEADER(data, pos)
-            body = pos + 9
-            end = body + (hi << 16 | lo)
-            if ftype == 0 and not flags & _H2_ONLY_DATA_FLAGS:
-                if start < pos:
-                    items += h2c.receive_data(data[start:pos])
-                    start = pos
-                sid &= 0x7FFFFFFF
-                if take(sid, end - body):
-                    if end <= n:
-                        items.append((sid, data[body:end], True))
-                        start = end
-                    else:
-                        items.append((sid, data[body:], False))
-                        self._rx_sid, self._rx_left = sid, end - n
-                        start = n
-            pos = end
-        if start < n:
-            items += h2c.receive_data(data[start:] if start else data)
-        return items
-
-    def _check_frame_lengths(self, data: bytes) -> int:
-        """Check every frame header passing by against our max frame size; return the offset
-        of the first frame boundary in ``data`` (``len(data)`` or more if there is none), or
-        -1 if a frame is too long.
-
-        ``h2`` only checks a frame's length once the whole frame is buffered, so a peer that
-        announces a 16 MiB frame would make us buffer 16 MiB first. Walking the headers here
-        (a few per read) rejects it at the header.
-        """
-        limit = self._h2.max_inbound_frame_size
-        n = len(data)
-        pos = self._skip
-        if self._partial_header:
-            take = 9 - len(self._partial_header)
-            head = self._partial_header + data[:take]
-            if len(head) < 9:
-                self._partial_header = head
-                return n
-            self._partial_header = b""
-            length = int.from_bytes(head[:3], "big")
-            if length > limit:
-                return -1
-            pos = take + length
-        first = pos
-        while pos + 9 <= n:
-            length = _U32(data, pos)[0] >> 8
-            if length > limit:
-                return -1
-            pos += 9 + length
-        if pos < n:
-            self._partial_header = data[pos:]
-            self._skip = 0
-        else:
-            self._skip = pos - n
-        return first
 
     def _fail_connection(self, code: int, reason: str) -> list[Event]:
         log.debug("closing connection: %s", reason)
