@@ -1,10 +1,11 @@
 """The data path of one session: best-effort or reliable, one sender and many sources.
 
-Sender: MSG numbered from 1 (wrapping at 2^31-1). When reliable, each message is kept (ring of
-512) with the set of members that still owe an ack; every ``interval`` it is resent to each of
-them, unicast, with the destination rewritten to that member; after ``max_retries`` resends the
-message is reported failed with the members that never acked. An RTX_REQUEST counts as that
-member's ack and is answered with RTX_REPLY (the stored message, or ``error=true`` if it is gone).
+Sender: MSG numbered from 1 (wrapping at 2^31-1). When reliable, each message is kept (ring of 512)
+with the set of members that still owe an ack; every ``interval`` (one timer for the whole window)
+it is resent to each of them, unicast, with the destination rewritten to that member; after
+``max_retries`` resends the message is reported failed with the members that never acked. An
+RTX_REQUEST counts as that member's ack and is answered with RTX_REPLY (the stored message, or
+``error=true`` if it is gone).
 
 Receivers: one reorder buffer per source. Every MSG is acked at once (MSG_ACK to its source,
 same id); gaps are asked for with one RTX_REQUEST per missing id (retried like data), and an
@@ -46,6 +47,11 @@ RTX_REPLY = pb.SESSION_MESSAGE_TYPE_RTX_REPLY
 class _Pending:
     missing: dict[tuple[int, int, int, int], Name]
     retries_left: int
+    deadline: float
+
+
+ACK_TIMER = ("ack", 0)
+"""The one retransmission timer of a session's send window (see :meth:`DataPath._track`)."""
 
 
 def _copy(msg: pb.Message) -> pb.Message:
@@ -73,6 +79,7 @@ class DataPath:
     """Sender and receiver state of one session (see the module docstring)."""
 
     __slots__ = (
+        "_ack_armed",
         "_next_id",
         "_recv",
         "_rtx",
@@ -94,7 +101,8 @@ class DataPath:
         self._start_known = start_known  # p2p streams start at 1; a group may be joined late
         self._next_id = 0
         self._sent: ProducerBuffer[pb.Message] = ProducerBuffer()
-        self._unacked: dict[int, _Pending] = {}
+        self._unacked: dict[int, _Pending] = {}  # in deadline order (see _track)
+        self._ack_armed = False
         self._recv: dict[tuple[int, int, int, int], ReorderBuffer[ReceivedMessage]] = {}
         self._rtx: dict[tuple[tuple[int, int, int, int], int], tuple[Name, int]] = {}
 
@@ -139,8 +147,7 @@ class DataPath:
         missing = {r.key: r for r in receivers if r.key != self.s.host.local.key}
         self._sent.push(mid, msg)
         if missing:
-            self._unacked[mid] = _Pending(missing, self.max_retries)
-            self.s._arm(("ack", mid), now + self.interval)
+            self._track(mid, missing, now)
         else:
             self.s.host.emit(MessageDelivered(self.s.session_id, mid))
         self.s._send(_copy(msg))
@@ -166,18 +173,26 @@ class DataPath:
             self.s._send(msg)
             return mid
         self._sent.push(mid, msg)
-        self._unacked[mid] = _Pending({target.key: target}, self.max_retries)
-        self.s._arm(("ack", mid), now + self.interval)
+        self._track(mid, {target.key: target}, now)
         self.s._send(_copy(msg))
         return mid
+
+    def _track(self, mid: int, missing: dict[tuple[int, int, int, int], Name], now: float) -> None:
+        """Wait for acks of ``mid``. Every message gets the same interval, so the window,
+        kept in insertion order, is in deadline order: one timer, armed for the oldest entry,
+        serves them all (a timer per message cost a heap push and a cancel each)."""
+        deadline = now + self.interval
+        self._unacked[mid] = _Pending(missing, self.max_retries, deadline)
+        if not self._ack_armed:
+            self._ack_armed = True
+            self.s._arm(ACK_TIMER, deadline)
 
     def on_ack(self, mid: int, source: Name) -> None:
         pending = self._unacked.get(mid)
         if pending is None or pending.missing.pop(source.key, None) is None:
             return
         if not pending.missing:
-            del self._unacked[mid]
-            self.s._cancel(("ack", mid))
+            del self._unacked[mid]  # the window timer, if it fires early, re-arms itself
             self.s.host.emit(MessageDelivered(self.s.session_id, mid))
 
     def forget_member(self, member: Name) -> None:
@@ -203,24 +218,36 @@ class DataPath:
             reply = self.s._build(source, RTX_REPLY, mid, error=True)
         self.s._send(reply)
 
-    def on_ack_timeout(self, mid: int, now: float) -> None:
-        pending = self._unacked.get(mid)
-        if pending is None:
-            return
-        stored = self._sent.get(mid)
-        if pending.retries_left > 0 and stored is not None:
-            pending.retries_left -= 1
-            self.s._arm(("ack", mid), now + self.interval)
-            for member in pending.missing.values():
-                resend = _copy(stored)
-                header = resend.publish.header
-                header.ClearField("destination")
-                member.fill_proto(header.destination)
-                header.fanout = 1
-                self.s._send(resend)
-            return
-        del self._unacked[mid]
-        self.s.host.emit(DeliveryFailed(self.s.session_id, mid, tuple(pending.missing.values())))
+    def on_ack_timeout(self, now: float) -> None:
+        """The window timer: resend (or give up on) every message whose deadline passed,
+        then re-arm for the oldest one left."""
+        self._ack_armed = False
+        expired = []
+        for mid, pending in self._unacked.items():
+            if pending.deadline > now:
+                break
+            expired.append(mid)
+        for mid in expired:
+            pending = self._unacked.pop(mid)
+            stored = self._sent.get(mid)
+            if pending.retries_left > 0 and stored is not None:
+                pending.retries_left -= 1
+                pending.deadline = now + self.interval
+                self._unacked[mid] = pending  # to the end: the window stays in deadline order
+                for member in pending.missing.values():
+                    resend = _copy(stored)
+                    header = resend.publish.header
+                    header.ClearField("destination")
+                    member.fill_proto(header.destination)
+                    header.fanout = 1
+                    self.s._send(resend)
+                continue
+            self.s.host.emit(
+                DeliveryFailed(self.s.session_id, mid, tuple(pending.missing.values()))
+            )
+        if self._unacked:
+            self._ack_armed = True
+            self.s._arm(ACK_TIMER, next(iter(self._unacked.values())).deadline)
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -303,8 +330,8 @@ class DataPath:
     # -- teardown -----------------------------------------------------------------------------
 
     def clear(self) -> None:
-        for mid in self._unacked:
-            self.s._cancel(("ack", mid))
+        self.s._cancel(ACK_TIMER)
+        self._ack_armed = False
         for key in self._rtx:
             self.s._cancel(("rtx", key))
         self._unacked.clear()
@@ -312,8 +339,7 @@ class DataPath:
 
     def on_timer(self, kind: str, arg: object, now: float) -> None:
         if kind == "ack":
-            assert isinstance(arg, int)
-            self.on_ack_timeout(arg, now)
+            self.on_ack_timeout(now)
         elif kind == "rtx":
             assert isinstance(arg, tuple)
             self.on_rtx_timeout(arg, now)
