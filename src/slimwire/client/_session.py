@@ -207,7 +207,9 @@ class Session:
             if fut is None:
                 fut = self._ack_waiters[mid] = asyncio.get_running_loop().create_future()
             await self._wait(asyncio.shield(fut), timeout, f"ack of message {mid}")
-        await self._app._drain()
+        stream = self._app._stream
+        if stream is not None and stream.pending_bytes >= stream.high_water:
+            await self._app._drain()  # back-pressure; checked here to skip a coroutine per call
         return mid
 
     def _ack_future(self, mid: int) -> None:
