@@ -144,13 +144,18 @@ class DataPath:
         if not self.reliable:
             self.s._send(msg)
             return mid
-        missing = {r.key: r for r in receivers if r.key != self.s.host.local.key}
+        local = self.s.host.local.key
+        missing = {}
+        for receiver in receivers:
+            key = receiver.key  # a property that builds a tuple: read once
+            if key != local:
+                missing[key] = receiver
         self._sent.push(mid, msg)
         if missing:
             self._track(mid, missing, now)
         else:
             self.s.host.emit(MessageDelivered(self.s.session_id, mid))
-        self.s._send(_copy(msg))
+        self.s._send(self._sendable(msg))
         return mid
 
     def publish_to(
@@ -174,8 +179,15 @@ class DataPath:
             return mid
         self._sent.push(mid, msg)
         self._track(mid, {target.key: target}, now)
-        self.s._send(_copy(msg))
+        self.s._send(self._sendable(msg))
         return mid
+
+    def _sendable(self, stored: pb.Message) -> pb.Message:
+        """The copy of a stored message to send. Sending stamps the identity token (and the
+        driver the link MAC): every later use of the stored message copies it and stamps both
+        again, so without MLS it can be sent itself. MLS seals the blob in place, so then the
+        stored plaintext must stay apart."""
+        return stored if self.s.crypto is None else _copy(stored)
 
     def _track(self, mid: int, missing: dict[tuple[int, int, int, int], Name], now: float) -> None:
         """Wait for acks of ``mid``. Every message gets the same interval, so the window,

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Generic, NamedTuple, TypeVar
 
 from slimwire.session._ids import MAX_PUBLISH_ID, id_distance, is_after, next_data_id
@@ -37,13 +36,15 @@ class ProducerBuffer(Generic[T]):
 
     def __init__(self, capacity: int = 512) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[int, T] = OrderedDict()
+        self._items: dict[int, T] = {}  # insertion order = send order
 
     def push(self, message_id: int, item: T) -> None:
-        self._items[message_id] = item
-        self._items.move_to_end(message_id)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        items = self._items
+        if message_id in items:  # an id again (after wrapping): it becomes the newest
+            del items[message_id]
+        items[message_id] = item
+        while len(items) > self.capacity:
+            del items[next(iter(items))]
 
     def get(self, message_id: int) -> T | None:
         return self._items.get(message_id)
