@@ -87,3 +87,21 @@ async def test_close_wakes_every_receiver() -> None:
         with pytest.raises(SessionClosed):
             await asyncio.wait_for(r, 5)
     assert s._waiters == []
+
+
+def test_fast_constructors_build_the_same_frozen_values() -> None:
+    import dataclasses
+
+    from slimwire.client import Message
+    from slimwire.session._events import received_message
+
+    fast = received_message(1, 2, PEER, PEER, b"p", "t", {"k": "v"})
+    assert fast == ReceivedMessage(1, 2, PEER, PEER, b"p", "t", {"k": "v"})
+    assert fast.sender_id == ""
+    s = _session()
+    msg = Message._from(s, fast)
+    assert msg == Message(s, PEER, b"p", "t", {"k": "v"}, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        msg.payload = b"other"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.payload = b"other"  # type: ignore[misc]

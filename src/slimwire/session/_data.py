@@ -27,6 +27,7 @@ from slimwire.session._events import (
     MessageLost,
     MessageReceived,
     ReceivedMessage,
+    received_message,
 )
 from slimwire.session._ids import id_distance, next_data_id, random_publish_to_id
 from slimwire.session._reliability import Lost, ProducerBuffer, ReorderBuffer
@@ -64,7 +65,7 @@ def _received(session_id: int, msg: pb.Message, source: Name) -> ReceivedMessage
     """What the user gets of a received MSG (or RTX_REPLY)."""
     pub = msg.publish
     app = pub.msg.app_payload
-    return ReceivedMessage(
+    return received_message(
         session_id,
         pub.session.message_id,
         source,

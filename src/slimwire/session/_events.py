@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from slimwire.names import Name
 from slimwire.session._config import SessionConfig
@@ -39,6 +39,47 @@ class ReceivedMessage:
     metadata: Mapping[str, str] = field(default_factory=dict)
     sender_id: str = ""
     """The verified subject of the sender's token when it was checked, else ``""``."""
+
+
+_RECEIVED_FIELDS = (
+    "session_id",
+    "message_id",
+    "source",
+    "destination",
+    "payload",
+    "payload_type",
+    "metadata",
+    "sender_id",
+)
+assert tuple(f.name for f in fields(ReceivedMessage)) == _RECEIVED_FIELDS
+_R0, _R1, _R2, _R3, _R4, _R5, _R6, _R7 = (
+    getattr(ReceivedMessage, name).__set__ for name in _RECEIVED_FIELDS
+)
+_object_new = object.__new__
+
+
+def received_message(  # noqa: PLR0917 - the fields, in order, as ReceivedMessage(...) takes them
+    session_id: int,
+    message_id: int,
+    source: Name,
+    destination: Name,
+    payload: bytes,
+    payload_type: str,
+    metadata: Mapping[str, str],
+) -> ReceivedMessage:
+    """``ReceivedMessage(...)`` at half the cost, for the data path (one per received message):
+    a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, the slots'
+    descriptors set them directly. The value is as immutable afterwards."""
+    msg: ReceivedMessage = _object_new(ReceivedMessage)
+    _R0(msg, session_id)
+    _R1(msg, message_id)
+    _R2(msg, source)
+    _R3(msg, destination)
+    _R4(msg, payload)
+    _R5(msg, payload_type)
+    _R6(msg, metadata)
+    _R7(msg, "")
+    return msg
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from slimwire.session._base import (
 )
 from slimwire.session._config import SessionConfig, SessionKind
 from slimwire.session._crypto import GroupCrypto
-from slimwire.session._events import ReceivedMessage, SessionEvent
+from slimwire.session._events import SessionEvent, received_message
 from slimwire.session._group import GroupSession
 from slimwire.session._ids import random_session_id
 from slimwire.session._p2p import P2PSession
@@ -320,7 +320,7 @@ class SessionLayer:
         session.note_alive(peer)
         app = pub.msg.app_payload
         session.data.on_received(
-            ReceivedMessage(
+            received_message(
                 header.session_id,
                 header.message_id,
                 peer,
