@@ -285,3 +285,42 @@ def test_layer_stamps_data_with_the_cached_token_and_commands_fresh(reuse: float
     assert len(data) == (3 if reuse == 0 else 1)
     assert len(set(commands)) == len(commands) >= 2
     assert len(net.of("bob", MessageReceived)) == 3
+
+
+@pytest.mark.parametrize("kind", ["p2p", "group"])
+def test_welcome_that_could_not_be_joined_is_retried_not_refused_as_replay(
+    kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A welcome whose MLS join fails (a signer's key not fetched yet, say) is not acked; its
+    retransmission, same message id, must be tried again rather than refused as a replay."""
+    from slimwire.errors import MlsError
+    from slimwire.session._config import CONTROL_INTERVAL
+    from slimwire.session._mls import MlsCrypto
+
+    real_join = MlsCrypto.join
+    calls = []
+
+    def join_failing_once(self: MlsCrypto, welcome: bytes) -> None:
+        calls.append(welcome)
+        if len(calls) == 1:
+            raise MlsError("credential not verifiable yet")
+        real_join(self, welcome)
+
+    monkeypatch.setattr(MlsCrypto, "join", join_failing_once)
+    (alice, _), (bob, _) = _layer("alice"), _layer("bob")
+    net = Net([alice, bob])
+    if kind == "p2p":
+        alice.open(bob.local, SessionConfig.p2p(mls=True), net.now)
+    else:
+        sid = alice.create_group(Name("org", "ns", "chat"), SessionConfig.group(mls=True), 0)
+        alice.invite(sid, bob.local.without_id(), net.now)
+    with caplog.at_level(logging.WARNING, logger="slimwire.session"):
+        net.settle()
+        assert len(calls) == 1
+        assert not net.of("bob", SessionEstablished)
+        net.advance(CONTROL_INTERVAL)  # the welcome goes again
+        net.settle()
+    assert len(calls) == 2
+    assert calls[0] == calls[1]
+    assert net.of("bob", SessionEstablished)
+    assert "replayed control message" not in caplog.text

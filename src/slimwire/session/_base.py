@@ -253,6 +253,12 @@ class SessionBase:
         src = name_from_proto(request.publish.header.source)
         self._send(self._build(src, mtype, request.publish.session.message_id, cmd=cmd))
 
+    def _not_taken(self, msg: pb.Message) -> None:
+        """``msg`` passed the replay check but was not acted on (and not acked): let its
+        retransmission through."""
+        source = name_from_proto(msg.publish.header.source)
+        self.replay.forget(source.key, msg.publish.session.message_id)
+
     def _ack(self, request: pb.Message) -> None:
         self._reply(request, GROUP_ACK, command(group_ack=pb.GroupAckPayload()))
 

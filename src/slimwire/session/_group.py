@@ -372,7 +372,8 @@ class GroupSession(GroupPresence):
                 self.crypto.join(welcome.mls.mls_content)
             except (MlsError, ValueError) as exc:
                 log.warning("group %d: cannot join the MLS group: %s", self.session_id, exc)
-                return  # no ack: the moderator gives up on us
+                self._not_taken(msg)
+                return  # no ack: the moderator retries, then gives up on us
         if self.state is SessionState.AWAITING_WELCOME:
             self._subscribe(True)
             for part in welcome.participants:

@@ -166,7 +166,8 @@ class P2PSession(SessionBase):
                 self.crypto.join(welcome.mls.mls_content)
             except (MlsError, ValueError) as exc:
                 log.warning("session %d: cannot join the MLS group: %s", self.session_id, exc)
-                return  # no ack: the initiator gives up
+                self._not_taken(msg)
+                return  # no ack: the initiator retries, then gives up
         self._ack(msg)
         if self.state is SessionState.AWAITING_WELCOME:
             self._establish(now)

@@ -52,3 +52,11 @@ class ControlReplayGuard:
         if len(ids) > self._max_ids:
             ids.popitem(last=False)
         return None
+
+    def forget(self, sender: _SenderKey, message_id: int) -> None:
+        """Un-record an id whose message was checked fresh but could not be acted on yet (a
+        welcome whose MLS join failed, say, on a signing key not fetched yet): its
+        retransmission must get another try instead of being refused as a replay."""
+        ids = self._seen.get(sender)
+        if ids is not None:
+            ids.pop(message_id, None)
