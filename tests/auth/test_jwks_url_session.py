@@ -86,15 +86,9 @@ async def test_a_rotated_kid_is_fetched_behind_the_loop_and_the_invite_goes_thro
     jwks.publish(old)
     mod_keys = JwksUrl(jwks.url, min_interval=0.2)
     mod_verifier = JwtVerifier(mod_keys, audience="slim", issuer=ISSUER, require_pubkey=True)
-    await mod_verifier.prefetch()
-    # The issuer rotates after the moderator started; alice, started later, is issued a token
-    # under the new kid, which the moderator's verifier has never seen.
-    jwks.publish(old, new)
     alice_verifier = JwtVerifier(
         JwksUrl(jwks.url), audience="slim", issuer=ISSUER, require_pubkey=True
     )
-    await alice_verifier.prefetch()
-    assert jwks.hits == 2
     async with run_node() as node, contextlib.AsyncExitStack() as stack:
         mod = await connect(
             node.url,
@@ -103,6 +97,10 @@ async def test_a_rotated_kid_is_fetched_behind_the_loop_and_the_invite_goes_thro
             verifier=mod_verifier,
         )
         stack.push_async_callback(mod.close)
+        assert jwks.hits == 1  # connect() fetched the moderator's keys
+        # The issuer rotates after the moderator started; alice, started later, is issued a
+        # token under the new kid, which the moderator's verifier has never seen.
+        jwks.publish(old, new)
         alice = await connect(
             node.url,
             name="org/ns/alice",
@@ -110,6 +108,7 @@ async def test_a_rotated_kid_is_fetched_behind_the_loop_and_the_invite_goes_thro
             verifier=alice_verifier,
         )
         stack.push_async_callback(alice.close)
+        assert jwks.hits == 2
         with caplog.at_level(logging.WARNING):
             # MLS: every control message carries a token that the receiver verifies.
             group = mod.create_group("org/ns/room", reliable=True, mls=True)
@@ -125,3 +124,48 @@ async def test_a_rotated_kid_is_fetched_behind_the_loop_and_the_invite_goes_thro
     assert "unknown key id 'new' (no ES256 key); JWKS refresh scheduled" in caplog.text
     assert [k.kid for k in mod_keys.keys("new")] == ["new"]
     assert jwks.hits == 3
+
+
+async def test_connect_fetches_the_jwks_before_the_first_token(jwks: _Jwks) -> None:
+    signer = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
+    jwks.publish(signer)
+    keys = JwksUrl(jwks.url)
+    verifier = JwtVerifier(keys, audience="slim", issuer=ISSUER)
+    async with run_node() as node:
+        app = await connect(
+            node.url, name="org/ns/a", provider=_provider("org/ns/a", signer), verifier=verifier
+        )
+        try:
+            assert jwks.hits == 1  # no peer yet: connect() loaded the keys itself
+            assert [k.kid for k in keys.keys("k1")] == ["k1"]
+        finally:
+            await app.close()
+
+
+async def test_node_start_fetches_its_policy_verifiers_jwks(
+    jwks: _Jwks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through a verifier list (shared secret + JWT): the list passes the prefetch on."""
+    from slimwire.config import parse_config
+
+    jwks.publish(JwtSigner.generate(JwsAlgorithm.ES256, "k1"))
+    verifiers = [
+        {"shared_secret": "abcdefghijklmnopqrstuvwxyz012345"},
+        {"jwt": {"jwks_url": jwks.url, "audience": "slim"}},
+    ]
+    rules = [{"effect": "allow", "subjects": ["*"], "actions": "*", "names": ["org"]}]
+    section = {"rules": rules, "verifier": verifiers}
+    server = {"servers": [{"endpoint": "127.0.0.1:0", "tls": {"insecure": True}}]}
+    service = {"authorization": section, "dataplane": server}
+    config = parse_config(json.dumps({"services": {"slim/0": service}}))
+    async with run_node(config) as node:
+        assert node.addresses
+        assert jwks.hits == 1
+    # an issuer that cannot be reached does not stop the node: it logs and starts
+    unreachable = [{"jwt": {"jwks_url": "http://127.0.0.1:9/jwks.json", "audience": "slim"}}]
+    section["verifier"] = unreachable
+    config = parse_config(json.dumps({"services": {"slim/0": service}}))
+    with caplog.at_level(logging.WARNING):
+        async with run_node(config) as node:
+            assert node.addresses
+    assert "starting anyway" in caplog.text

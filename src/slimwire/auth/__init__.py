@@ -26,6 +26,7 @@ from slimwire.auth._jwks import (
     StaticKeys,
     jwks_document,
     parse_jwks,
+    prefetch_keys,
 )
 from slimwire.auth._jwt import (
     DEFAULT_JWT_LIFETIME,
@@ -108,6 +109,7 @@ __all__ = [
     "parse_jwks",
     "parse_ni",
     "parse_token",
+    "prefetch_keys",
     "public_key_from_did_key",
     "random_token_id",
     "resolve_did_web",

@@ -519,6 +519,21 @@ class _BackgroundSource(Protocol):
     async def prefetch(self) -> None: ...
 
 
+async def prefetch_keys(*verifiers: object) -> None:
+    """Await each verifier's ``prefetch()`` (those that have one: a :class:`JwtVerifier`, and
+    the composite verifiers that pass it on), so that an app's or a node's first peers are not
+    refused while a JWKS URL loads. A failed fetch is logged, not raised: the verifier fetches
+    again in the background, and a node or app that cannot reach its issuer still starts."""
+    for verifier in verifiers:
+        prefetch = getattr(verifier, "prefetch", None)
+        if prefetch is None:
+            continue
+        try:
+            await prefetch()
+        except AuthError as exc:
+            log.warning("%s; starting anyway (the keys are fetched again when needed)", exc)
+
+
 def _http_get(url: str, timeout: float) -> bytes:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:

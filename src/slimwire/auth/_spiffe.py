@@ -118,5 +118,9 @@ class SpiffeVerifier:
             claims.subject, claims.issued_at, claims.expires_at, MappingProxyType(custom)
         )
 
+    async def prefetch(self) -> None:
+        """Load the JWT verifier's keys ahead of time (see :meth:`JwtVerifier.prefetch`)."""
+        await self.jwt.prefetch()
+
     def __repr__(self) -> str:
         return f"SpiffeVerifier({sorted(self.trust_domains)}, {self.jwt!r})"

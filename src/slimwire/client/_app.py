@@ -30,6 +30,7 @@ from slimwire.auth import (
     SharedSecretVerifier,
     TokenProvider,
     TokenVerifier,
+    prefetch_keys,
 )
 from slimwire.client._link import quickack, quickack_socket
 from slimwire.client._session import Session
@@ -759,6 +760,7 @@ async def connect(
         reconnect=reconnect,
         token_reuse=token_reuse,
     )
+    await prefetch_keys(verifier)  # a JWKS URL: its keys before the first peer's token
     await app._dial()
     app._start()
     try:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from slimwire._constants import DATAPLANE_PATH, NEGOTIATION_TIMEOUT_S, SLIM_VERSION
 from slimwire._proto import data_plane_pb2 as pb
+from slimwire.auth import prefetch_keys
 from slimwire.config import AuthConfig, ClientConfig, NodeConfig, ServerConfig, TlsConfig
 from slimwire.errors import GrpcError, LinkNegotiationError, SlimwireError
 from slimwire.link import ClientNegotiation, LinkConnectionType, LinkInfo, ServerNegotiation
@@ -165,8 +166,16 @@ class Node:
         if self._started:
             raise RuntimeError("node already started")
         self._started = True
-        for i, scfg in enumerate(self.config.servers):
-            auth = build_server_auth(scfg.auth, f"dataplane.servers[{i}].auth")
+        auths = [
+            build_server_auth(scfg.auth, f"dataplane.servers[{i}].auth")
+            for i, scfg in enumerate(self.config.servers)
+        ]
+        # JWKS URLs are fetched before the first link or message needs their keys
+        await prefetch_keys(
+            *(getattr(auth, "verifier", None) for auth in auths),
+            getattr(self.authorizer and self.authorizer.engine, "verifier", None),
+        )
+        for scfg, auth in zip(self.config.servers, auths, strict=True):
             server = await transport.start_server(
                 {DATAPLANE_PATH: self._make_handler(scfg, auth)},
                 scfg.host,

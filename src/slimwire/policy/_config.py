@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimwire.auth import JwksFile, JwksUrl, JwtVerifier, SharedSecretVerifier, StaticKeys
+from slimwire.auth import (
+    JwksFile,
+    JwksUrl,
+    JwtVerifier,
+    SharedSecretVerifier,
+    StaticKeys,
+    prefetch_keys,
+)
 from slimwire.auth._shared_secret import TokenClaims
 from slimwire.auth._types import TokenVerifier
 from slimwire.errors import AuthError, ConfigError
@@ -130,6 +137,10 @@ class AnyOfVerifiers:
                 first = first or exc
         assert first is not None
         raise first
+
+    async def prefetch(self) -> None:
+        """Load every verifier's keys ahead of time (those that fetch any)."""
+        await prefetch_keys(*self._jwt_first)
 
 
 def make_verifier(spec: object, where: str = "verifier") -> TokenVerifier:
