@@ -391,11 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_LINGER = 0.2  # seconds the runtime gets to send what it still queues before we exit
+
+
 async def amain(args: argparse.Namespace) -> int:
     deadline = Deadline(args.timeout)
     report: dict[str, Any] = {}
     try:
         ok = await asyncio.wait_for(ROLES[args.role](args, deadline, report), args.timeout + 1.0)
+        # The reference answers a peer's close (the ack its deleting peer waits for) from its own
+        # runtime threads, after telling us the session closed: leaving at once (os._exit below)
+        # could kill that ack in its queue and fail the peer's delete, so let it go out first.
+        await asyncio.sleep(EXIT_LINGER)
     except Exception as exc:  # report every failure, including timeouts, with what was seen
         ok = False
         report["error"] = f"{type(exc).__name__}: {exc}"
