@@ -18,7 +18,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError
 
@@ -63,6 +63,11 @@ from slimwire.session import (
     TaskDone,
 )
 from slimwire.transport import Stream, open_stream
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from slimwire.tracing._client import ClientTracer
 
 __all__ = ["App", "OpeningSession", "connect"]
 
@@ -120,9 +125,12 @@ class App:
         node_id: str,
         reconnect: bool = True,
         token_reuse: float = DEFAULT_TOKEN_REUSE,
+        tracer: ClientTracer | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = name
+        self._tracer = tracer
+        """Automatic spans (``connect(tracing=...)``); None: tracing is off."""
         self._provider = provider
         self._layer = SessionLayer(name, provider, verifier, token_reuse=token_reuse)
         self._node_id = node_id
@@ -731,6 +739,7 @@ async def connect(
     node_id: str | None = None,
     reconnect: bool = True,
     token_reuse: float = DEFAULT_TOKEN_REUSE,
+    tracing: bool | Tracer = False,
 ) -> App:
     """Connect an app named ``name`` to the node at ``endpoint`` (``http://host:port``).
 
@@ -742,6 +751,11 @@ async def connect(
     ``token_reuse``: seconds one identity token is stamped on data messages before a new one
     is minted (0: a fresh token per message, for peers whose verifier keeps a replay cache).
     Signed control messages always carry a fresh token.
+
+    ``tracing``: ``True`` (the global OpenTelemetry tracer provider) or a ``Tracer`` makes a
+    PRODUCER span per publish, its W3C ``traceparent`` carried in the message's metadata, and
+    a CONSUMER span per received traced message (needs the ``[otel]`` extra; see
+    ``docs/tracing.md``).
     """
     base = Name.parse(name) if isinstance(name, str) else name
     if provider is None or verifier is None:
@@ -759,6 +773,7 @@ async def connect(
         node_id=node_id or f"app-{local.service}-{secrets.token_hex(4)}",
         reconnect=reconnect,
         token_reuse=token_reuse,
+        tracer=_client_tracer(tracing, local),
     )
     await prefetch_keys(verifier)  # a JWKS URL: its keys before the first peer's token
     await app._dial()
@@ -769,3 +784,11 @@ async def connect(
         await app.close()
         raise
     return app
+
+
+def _client_tracer(tracing: bool | Tracer, local: Name) -> ClientTracer | None:
+    if tracing is False:
+        return None
+    from slimwire.tracing._client import ClientTracer  # imports OpenTelemetry: only when asked
+
+    return ClientTracer(str(local), None if tracing is True else tracing)

@@ -211,7 +211,18 @@ class Session:
             denied, self._denied = self._denied, None
             raise denied
         target = Name.parse(to) if isinstance(to, str) else to
-        mid = self._app._publish(self, _as_bytes(payload), payload_type, metadata, target)
+        tracer = self._app._tracer
+        if tracer is None:
+            mid = self._app._publish(self, _as_bytes(payload), payload_type, metadata, target)
+        else:
+            span, metadata = tracer.start_publish(
+                str(target or self.peer), self.session_id, metadata
+            )
+            mid = None
+            try:
+                mid = self._app._publish(self, _as_bytes(payload), payload_type, metadata, target)
+            finally:
+                tracer.end_publish(span, mid)
         if wait and self.config.reliable and mid is not None and mid in self._unacked:
             fut = self._ack_waiters.get(mid)
             if fut is None:
@@ -288,6 +299,10 @@ class Session:
 
     def _push(self, received: ReceivedMessage) -> None:
         self._inbox.append(Message._from(self, received))
+        if self._app._tracer is not None:
+            self._app._tracer.received(
+                str(received.source), self.session_id, received.message_id, received.metadata
+            )
         self._wake()
 
     def _wake(self) -> None:
