@@ -27,6 +27,7 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from slimwire._proto import controller_pb2 as cpb
+from slimwire._tasks import BackgroundTask
 from slimwire.config import ClientConfig
 from slimwire.control._controller import CONTROLLER_SERVICE
 from slimwire.control._core import NameKey, name_key, name_proto
@@ -336,7 +337,7 @@ class Agent:
         self._poll = poll_interval
         self._register_timeout = register_timeout
         self._ssl = ssl
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(self._run, f"control-agent-{self.core.node_id}", log)
         self.registered = asyncio.Event()
         self.registrations = 0
         self.last_error: SlimwireError | None = None
@@ -345,15 +346,10 @@ class Agent:
         return f"<Agent {self.core.node_id!r} -> {self.url} registered={self.registered.is_set()}>"
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def __aenter__(self) -> Agent:
         self.start()

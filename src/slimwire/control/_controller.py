@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hmac
 import logging
 import ssl as _ssl
@@ -25,6 +24,7 @@ from google.protobuf.message import DecodeError, Message
 
 from slimwire._proto import controller_pb2 as cpb
 from slimwire._proto import controlplane_pb2 as npb
+from slimwire._tasks import BackgroundTask
 from slimwire.auth import JwtVerifier
 from slimwire.control._core import DEFAULT_DOMAIN, ControllerCore, Outbound
 from slimwire.control._jwt_registration import looks_like_jwt, verify_registration_jwt
@@ -136,7 +136,7 @@ class Controller:
         self._waiters: dict[str, tuple[asyncio.Queue[cpb.ControlMessage], str]] = {}
         self._servers: list[Server] = []
         self._retry_interval = retry_interval
-        self._retry_task: asyncio.Task[None] | None = None
+        self._retry_task = BackgroundTask(self._retry_loop, "controller-retries", log)
         self._metrics_urls: dict[str, str] = {}
         self.telemetry = TelemetryScraper(
             self._telemetry_targets,
@@ -174,7 +174,7 @@ class Controller:
             handlers, self._north_addr[0], self._north_addr[1], ssl=self._ssl
         )
         self._servers.append(north)
-        self._retry_task = asyncio.ensure_future(self._retry_loop())
+        self._retry_task.start()
         if self._telemetry_on:
             self.telemetry.start()
         if self._metrics_addr is not None:
@@ -192,11 +192,7 @@ class Controller:
         if self._metrics_server is not None:
             await self._metrics_server.close()
             self._metrics_server = None
-        if self._retry_task is not None:
-            self._retry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retry_task
-            self._retry_task = None
+        await self._retry_task.stop()
         for stream in list(self._streams.values()):
             stream.abort(Status.UNAVAILABLE, "controller is shutting down")
         for server in self._servers:

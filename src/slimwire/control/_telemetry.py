@@ -22,7 +22,6 @@ Pure parts: :func:`parse_prometheus` (hypothesis-fuzzed: its input comes from th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from slimwire import _http
+from slimwire._tasks import BackgroundTask
 from slimwire.errors import SlimwireError
 from slimwire.metrics import PROMETHEUS_TEXT, MetricsServer, Request, _Family
 
@@ -242,7 +242,7 @@ class TelemetryScraper:
         self._clock = clock
         self.latest: dict[str, NodeFigures] = {}
         self.errors: dict[str, str] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(self._run, "telemetry-scraper", log)
 
     def __repr__(self) -> str:
         return f"<TelemetryScraper every {self.interval}s, {len(self.latest)} node(s) seen>"
@@ -270,15 +270,10 @@ class TelemetryScraper:
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+        self._task.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
 
 
 def render_controller_metrics(
