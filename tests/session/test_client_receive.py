@@ -8,6 +8,7 @@ cancellation never loses another's message, and a close wakes everyone.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +24,8 @@ PEER = Name("org", "ns", "peer", 3)
 
 
 def _session() -> Session:
-    app: Any = object()  # receive() never touches the app
+    # receive() never touches the app; _push() only asks whether it traces
+    app: Any = SimpleNamespace(_tracer=None)
     return Session(app, 1, PEER, SessionConfig.p2p(), False)
 
 
