@@ -35,7 +35,7 @@ from slimwire.transport._framing import (
 from slimwire.transport._memory import MemoryChannel, MemoryNetwork, MemoryServer, MemoryStream
 from slimwire.transport._server import Server, start_server
 from slimwire.transport._status import Status
-from slimwire.transport._stream import DEFAULT_HIGH_WATER, BaseChannel, Handler, Stream
+from slimwire.transport._stream import DEFAULT_HIGH_WATER, BaseChannel, Handler, Receiver, Stream
 
 __all__ = [
     "DEFAULT_HIGH_WATER",
@@ -49,6 +49,7 @@ __all__ = [
     "MemoryServer",
     "MemoryStream",
     "MessageDecoder",
+    "Receiver",
     "Server",
     "Status",
     "Stream",

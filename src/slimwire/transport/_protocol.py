@@ -21,6 +21,7 @@ from slimwire.errors import ConnectionClosed, GrpcError
 from slimwire.transport._core import GrpcConnection
 from slimwire.transport._events import (
     ConnectionTerminated,
+    Event,
     Headers,
     MessagesReceived,
     PingAcked,
@@ -86,6 +87,9 @@ class H2Stream(Stream):
         if self._out.push_framed(chunks):
             self._proto.schedule(self)
 
+    def flush(self) -> None:
+        self._proto.flush_now()
+
     @property
     def pending_bytes(self) -> int:
         return self._out.size
@@ -143,6 +147,7 @@ class H2Protocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._loop = asyncio.get_running_loop()
         self._flush_handle: asyncio.Handle | None = None
+        self._receiving = False  # inside data_received: flushes are scheduled at its end
         self._paused = False
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout
@@ -169,6 +174,21 @@ class H2Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         events = self.core.receive_data(data)
         streams = self.streams
+        # Flushes asked for while the events are handled are scheduled after them (below), so
+        # after the tasks they wake: what those tasks write on their first turn (a reply) goes
+        # out with what was queued here (an ack) in one write.
+        self._receiving = True
+        try:
+            self._dispatch(events, streams)
+        finally:
+            self._receiving = False
+        # Only when there is something to write (acks, WINDOW_UPDATEs, responses, data a
+        # window update released, a failure to close on): a DATA frame alone writes nothing,
+        # and an empty flush costs a loop callback per read.
+        if self._flush_handle is None and self.core.wants_flush:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _dispatch(self, events: list[Event], streams: dict[int, H2Stream]) -> None:
         for ev in events:
             if type(ev) is MessagesReceived:
                 st = streams.get(ev.stream_id)
@@ -176,6 +196,17 @@ class H2Protocol(asyncio.Protocol):
                     self.core.consumed(ev.stream_id, ev.flow_bytes)
                 else:
                     st._unacked += ev.flow_bytes
+                    receiver = st._receiver
+                    if receiver is not None and not st._inbox:
+                        try:
+                            taken = receiver(ev.messages)
+                        except Exception:  # a bug there must not take the connection down
+                            log.exception("receiver of %s from %s failed", st.path, self.peer)
+                            st.abort(Status.INTERNAL, "receiver failed")
+                            continue
+                        if taken:
+                            st._consumed()
+                            continue
                     st._deliver(ev.messages)
             elif isinstance(ev, WindowUpdated):
                 pass  # the flush below moves whatever the window now allows
@@ -207,11 +238,6 @@ class H2Protocol(asyncio.Protocol):
                     self._ping_deadline = None
             elif isinstance(ev, ConnectionTerminated):
                 self._on_terminated(ev)
-        # Only when there is something to write (acks, WINDOW_UPDATEs, responses, data a
-        # window update released, a failure to close on): a DATA frame alone writes nothing,
-        # and an empty flush costs a loop callback per read.
-        if self._flush_handle is None and self.core.wants_flush:
-            self._flush_handle = self._loop.call_soon(self._flush)
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -249,11 +275,11 @@ class H2Protocol(asyncio.Protocol):
     def schedule(self, stream: H2Stream) -> None:
         """``stream`` has queued output: make sure a flush runs this tick."""
         self.core.mark_dirty(stream.stream_id, stream._out)
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._receiving:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def schedule_flush(self) -> None:
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._receiving:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
@@ -320,22 +346,26 @@ class H2Protocol(asyncio.Protocol):
     def _close_soon(self) -> None:
         transport = self.transport
         if transport is not None:
+            # the flush goes first, even one deferred to the end of data_received
+            if self._flush_handle is None and self.core.wants_flush:
+                self._flush_handle = self._loop.call_soon(self._flush)
             self._loop.call_soon(transport.close)
 
     def close(self, reason: str = "") -> None:
         """GOAWAY and close the socket once written (streams in flight are lost)."""
         self.core.close(0, reason)
         self._lost_reason = reason or "connection closed locally"
-        self._flush_now()
+        self.flush_now()
         if self.transport is not None:
             self.transport.close()
 
     def goaway(self, reason: str = "") -> None:
         """GOAWAY but keep serving the streams already open."""
         self.core.close(0, reason)
-        self._flush_now()
+        self.flush_now()
 
-    def _flush_now(self) -> None:
+    def flush_now(self) -> None:
+        """Write what is queued now (the scheduled flush, if any, is cancelled)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()

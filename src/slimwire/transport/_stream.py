@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeAlias
 
 from slimwire.errors import (
     ConnectionClosed,
@@ -25,12 +26,16 @@ from slimwire.errors import (
 from slimwire.transport._events import Headers
 from slimwire.transport._status import Status
 
-__all__ = ["DEFAULT_HIGH_WATER", "BaseChannel", "Handler", "Stream", "run_handler"]
+__all__ = ["DEFAULT_HIGH_WATER", "BaseChannel", "Handler", "Receiver", "Stream", "run_handler"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HIGH_WATER = 1024 * 1024
 """Outbound bytes queued on a stream above which :meth:`Stream.drain` waits."""
+
+Receiver: TypeAlias = Callable[[list[bytes]], bool]
+"""Takes a batch of received messages inside the transport's read callback (see
+:meth:`Stream.set_receiver`); returns False to leave the batch queued for :meth:`Stream.recv`."""
 
 
 class Stream(abc.ABC):
@@ -43,6 +48,8 @@ class Stream(abc.ABC):
       ended its side cleanly, raises :class:`GrpcError` for a non-OK status and
       :class:`ConnectionClosed` on reset or connection loss (messages that arrived before the end
       are always returned first).
+    * ``set_receiver(fn)`` lets a transport hand batches to ``fn`` as they are read, with no
+      task to wake; ``recv()`` still returns what ``fn`` declined and reports the end.
     """
 
     def __init__(self, *, peer: str, path: str, request_headers: Headers, high_water: int) -> None:
@@ -51,6 +58,7 @@ class Stream(abc.ABC):
         self.request_headers = request_headers
         self.high_water = high_water
         self._inbox: list[bytes] = []
+        self._receiver: Receiver | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._ended = False  # the peer's side is over (cleanly or not)
@@ -93,6 +101,30 @@ class Stream(abc.ABC):
 
     def _consumed(self) -> None:  # noqa: B027 - optional hook
         """The application took the inbox (hook for returning flow-control credit)."""
+
+    def flush(self) -> None:  # noqa: B027 - optional hook
+        """Hand what is queued to the network now rather than at the end of this loop tick.
+
+        For a caller that knows its burst is over (a node that routed a read, an app that
+        pumped its publishes): it saves the loop turn a scheduled flush waits for, which is a
+        fixed cost on every message of a request/reply exchange. Transports that do not queue
+        ignore it; the event loop still coalesces the socket writes of one tick (uvloop)."""
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """Have received batches handed to ``receiver`` synchronously, from the transport's read
+        callback, instead of queued for :meth:`recv` (``None``: queue them again).
+
+        Waking a task per read is a loop turn and a future per message on a request/reply
+        path; a receiver that only routes or parses (never awaits) saves both. It must not
+        raise, and returns False to decline a batch (too big to handle at once, or the
+        receiver is paused for back-pressure): the batch is then queued for :meth:`recv`, and
+        so is every later batch until that queue has been taken, so order is kept. Flow-control
+        credit for a batch the receiver took is returned when it returns. A transport may
+        never call the receiver (the in-memory one does not: a send there would run the
+        peer's receiver inside the sender's own call), so the caller keeps reading with
+        :meth:`recv`, which also reports the end of the stream as before.
+        """
+        self._receiver = receiver
 
     # -- shared ------------------------------------------------------------------------------
 
