@@ -59,10 +59,10 @@ _UNAVAILABLE = 14
 _UNAUTHENTICATED = 16
 
 _SLICE = 1024
+"""Messages routed between two event-loop turns when a received batch is large."""
 _WINDOW = 1024 * 1024
 """HTTP/2 receive window per link, as the reference advertises: enough to keep a link busy,
 small enough that a backlog (and its latency) stays bounded when the node is the slow part."""
-"""Messages routed between two event-loop turns when a received batch is large."""
 
 
 class _Stream(Protocol):
@@ -75,6 +75,8 @@ class _Stream(Protocol):
     def send(self, message: bytes) -> None: ...
     def send_many(self, messages: Iterable[bytes]) -> None: ...
     def send_framed(self, chunks: list[bytes]) -> None: ...
+    def flush(self) -> None: ...
+    def set_receiver(self, receiver: Callable[[list[bytes]], bool] | None) -> None: ...
     @property
     def pending_bytes(self) -> int: ...
     @property
@@ -530,7 +532,14 @@ class Node:
         stream.abort(status, reason)
 
     async def _run_link(self, cid: int, stream: _Stream, first: list[bytes]) -> str:
-        """Route everything ``stream`` sends until it ends; returns why it ended."""
+        """Route everything ``stream`` sends until it ends; returns why it ended.
+
+        Batches are routed by a :class:`_LinkReceiver` the transport calls from its read
+        callback: read, route and write happen in one loop turn, with no task woken per read
+        (on a request/reply exchange that wake-up is a loop turn and a future per hop). This
+        task routes only what the receiver declined, in order (a batch to route in slices,
+        what came while a destination was congested), and learns how the stream ended.
+        """
         self._streams[cid] = stream
         self._changed.set()
         if self._routes:  # control-plane routes bound to this link id (empty: no cost)
@@ -539,11 +548,19 @@ class Node:
         if first:
             fwd.receive_batch(cid, first, time.monotonic())
         congested = self._flush()
+        rx = _LinkReceiver(self, cid)
+        stream.set_receiver(rx)
         try:
             while True:
                 if congested:
                     await self._relieve(cid, congested)
+                    congested = None
+                if rx.relief is not None:  # the receiver met a congested destination
+                    await rx.relief
+                    rx.relief = None
+                rx.paused = False
                 batch = await stream.recv()
+                rx.paused = True  # until this batch is routed: later ones queue behind it
                 if not batch:
                     return "closed by peer"
                 now = time.monotonic()
@@ -572,10 +589,16 @@ class Node:
             return f"connection lost: {exc}"
         except asyncio.CancelledError:
             raise
+        finally:
+            stream.set_receiver(None)
+            if rx.relief is not None:
+                rx.relief.cancel()
 
-    def _flush(self) -> list[tuple[int, _Stream]] | None:
+    def _flush(self, now: bool = False) -> list[tuple[int, _Stream]] | None:
         """Send what the forwarder produced; close what it wants closed. Returns the
-        destinations now over their high-water mark (the caller decides whether to wait)."""
+        destinations now over their high-water mark (the caller decides whether to wait).
+        ``now``: hand each destination's output to the network at once (the caller routed a
+        whole read) instead of at the end of the loop tick."""
         fwd = self.forwarder
         streams = self._streams
         congested: list[tuple[int, _Stream]] | None = None
@@ -587,6 +610,8 @@ class Node:
                 s.send_framed(msgs)
             except SlimwireError:
                 continue
+            if now:
+                s.flush()
             if s.pending_bytes >= s.high_water:
                 if congested is None:
                     congested = []
@@ -642,6 +667,39 @@ class Node:
     async def _close_stream(stream: _Stream, status: int, message: str) -> None:
         with contextlib.suppress(SlimwireError, OSError):
             await stream.close(status, message)
+
+
+class _LinkReceiver:
+    """Routes one link's batches from the transport's read callback (see ``Node._run_link``).
+
+    ``paused`` while the link's task has batches of its own to route (they came first) or a
+    destination is congested: the transport then queues what arrives for the task, without
+    returning its flow-control credit, which is the back-pressure the task-driven loop
+    applied. ``relief`` is the wait for congested destinations to drain (and to be closed if
+    they stay congested), started here because this callback cannot await.
+    """
+
+    __slots__ = ("cid", "node", "paused", "relief")
+
+    def __init__(self, node: Node, cid: int) -> None:
+        self.node = node
+        self.cid = cid
+        self.paused = True
+        self.relief: asyncio.Future[None] | None = None
+
+    def __call__(self, batch: list[bytes]) -> bool:
+        if self.paused or len(batch) > _SLICE:
+            return False
+        node = self.node
+        cid = self.cid
+        node.forwarder.receive_batch(cid, batch, time.monotonic())
+        congested = node._flush(now=True)
+        if congested:
+            self.paused = True
+            self.relief = asyncio.ensure_future(node._relieve(cid, congested))
+        elif cid not in node._streams:  # the node closed this link: nothing more to route
+            self.paused = True
+        return True
 
 
 class _ClientLink:
