@@ -155,6 +155,7 @@ class App:
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._pump_soon = False
+        self._tick_sent = False  # a publish of this loop tick was written at once
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("up" if self._connected.is_set() else "down")
@@ -213,16 +214,17 @@ class App:
         while not self._closed:
             stream = self._stream
             if stream is not None:
-                sock = self._ack_sock
+                # Batches are handled in the transport's read callback (_on_batch): no task
+                # wake-up and loop turn per read. recv() returns only what a transport does
+                # not hand over that way (the in-memory one) and the end of the link.
+                stream.set_receiver(self._on_batch)
                 try:
                     while batch := await stream.recv():
-                        if sock is not None:
-                            quickack(sock)
-                        for raw in batch:
-                            self._on_raw(raw)
-                        self._pump()
+                        self._on_batch(batch)
                 except (ConnectionClosed, TransportError, SlimwireError) as exc:
                     log.info("link to %s lost: %s", self.endpoint, exc)
+                finally:
+                    stream.set_receiver(None)
                 self._stream = None
                 self._connected.clear()
                 backoff = BACKOFF_INITIAL
@@ -235,6 +237,19 @@ class App:
             except (OSError, SlimwireError) as exc:
                 log.info("reconnect to %s failed: %s", self.endpoint, exc)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _on_batch(self, batch: list[bytes]) -> bool:
+        """Messages read from the node, in order; never raises (it runs as a receiver)."""
+        sock = self._ack_sock
+        if sock is not None:
+            quickack(sock)
+        for raw in batch:
+            self._on_raw(raw)
+        try:
+            self._pump()
+        except Exception:  # a bug on one message must not take the link down
+            log.exception("handling received messages failed")
+        return True
 
     def _on_raw(self, raw: bytes) -> None:
         try:
@@ -520,19 +535,38 @@ class App:
             )
         if mid is not None and session.config.reliable:
             session._ack_future(mid)
-        # Publishes in one loop tick are handed over together (one take(), one deadline
-        # check), but never more than PUBLISH_BATCH at a time, so a sender that never yields
-        # still reaches the stream and feels its back-pressure in _drain().
+        # The first publish of a loop tick is written at once: a request or a reply should
+        # not wait a loop turn, and whatever this read queued (an ack) leaves with it, since
+        # the transport schedules the flushes a read asks for after the tasks it woke. Later
+        # publishes of the same tick are handed over together (one take(), one deadline
+        # check, one write), but never more than PUBLISH_BATCH at a time, so a sender that
+        # never yields still reaches the stream and feels its back-pressure in _drain().
         if self._layer.queued >= PUBLISH_BATCH:
             self._pump()
         elif not self._pump_soon:
-            self._pump_soon = True
-            self._loop.call_soon(self._deferred_pump)
+            if self._tick_sent:
+                self._pump_soon = True
+                self._loop.call_soon(self._deferred_pump)
+            else:
+                self._tick_sent = True
+                self._loop.call_soon(self._next_tick)
+                self._pump()
+                stream = self._stream
+                if stream is not None:
+                    stream.flush()
         return mid
+
+    def _next_tick(self) -> None:
+        self._tick_sent = False
 
     def _deferred_pump(self) -> None:
         self._pump_soon = False
         self._pump()
+        # The publishes of this tick are all queued: write them now rather than in the flush
+        # the stream scheduled for the next loop turn (one turn less per sent message).
+        stream = self._stream
+        if stream is not None:
+            stream.flush()
 
     def _close_session(self, session: Session) -> None:
         self._layer.close(session.session_id, self._loop.time())
