@@ -19,6 +19,7 @@ import h2.config
 import h2.connection
 import hpack
 import hyperframe.frame as hf
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -482,3 +483,131 @@ def test_credit_of_a_frame_cut_by_reads_comes_back_when_the_stream_dies_midway()
         window = conn._h2._inbound_flow_control_window_manager
         # Every byte of the frame was handed back to the connection window.
         assert window.current_window_size + window._bytes_processed == 2 * 65535
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    client_side=st.booleans(),
+    actions=st.lists(action, max_size=40),
+    consume=st.lists(st.booleans(), min_size=1, max_size=8),
+)
+def test_one_frame_reads_match_h2(
+    client_side: bool, actions: list[tuple[Any, ...]], consume: list[bool]
+) -> None:
+    """Every read is exactly one frame (the request/reply case: many hold one whole gRPC
+    message and take the one-message shortcut of ``receive_data``): both cores agree after
+    every read, in every detail."""
+    actions = [a for a in actions if a[0] != "garbage"]
+    twins = Twins(client_side, exact=True)
+    peer = Peer(client_side)
+    raw = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=not client_side, header_encoding=None)
+    )
+    raw.initiate_connection()
+    twins.feed(raw.data_to_send(), False)
+    if client_side:
+        client_setup(twins)
+    # stream 1's first messages one per DATA frame, as a peer writing a message per write
+    # sends them (the shortcut's case), then the random actions
+    one = [("data", 1, size, None) for size in message_sizes(stream_bytes(1))[:6]]
+    frames, ends = build(peer, [("open", False), ("open", True), *one, *actions])
+    for i, (a, b) in enumerate(itertools.pairwise([0, *ends])):
+        twins.feed(frames[a:b], consume[i % len(consume)])
+    twins.finish()
+
+
+def message_sizes(data: bytes) -> list[int]:
+    """The length on the wire (prefix included) of each gRPC message in ``data``."""
+    sizes, pos = [], 0
+    while pos + 5 <= len(data):
+        size = 5 + int.from_bytes(data[pos + 1 : pos + 5], "big")
+        sizes.append(size)
+        pos += size
+    return sizes
+
+
+def test_a_one_message_read_skips_the_frame_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slimwire.transport._frames import FrameSplitter
+
+    conn, _ = server_with_stream()
+    counter = CountingH2(conn)
+    walks: list[bytes] = []
+    real = FrameSplitter.check_lengths
+
+    def check_lengths(self: FrameSplitter, data: bytes, limit: int) -> int:
+        walks.append(data)
+        return real(self, data, limit)
+
+    monkeypatch.setattr(FrameSplitter, "check_lengths", check_lengths)
+    frame = hf.DataFrame(1, data=encode_messages([b"q" * 300])).serialize()
+    (ev,) = conn.receive_data(frame)
+    assert ev == MessagesReceived(1, [b"q" * 300], 305)
+    assert walks == []
+    assert counter.calls == []
+    h2c = conn._h2
+    assert h2c._inbound_flow_control_window_manager.current_window_size == 2 * 65535 - 305
+    assert h2c.streams[1]._inbound_window_manager.current_window_size == 65535 - 305
+    # two messages in the frame, or the frame cut: the general walk, same result
+    two = hf.DataFrame(1, data=encode_messages([b"a", b"b"])).serialize()
+    assert conn.receive_data(two) == [MessagesReceived(1, [b"a", b"b"], 12)]
+    assert len(walks) == 1
+    assert conn.receive_data(frame[:20]) == []
+    assert conn.receive_data(frame[20:]) == [MessagesReceived(1, [b"q" * 300], 305)]
+    assert len(walks) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40000), min_size=1, max_size=12),
+    half_closed=st.booleans(),
+    stream_window=st.integers(0, 70000),
+    conn_window=st.integers(0, 70000),
+    max_frame=st.sampled_from([16384, 20000]),
+)
+def test_send_data_into_matches_h2_send_data(
+    sizes: list[int], half_closed: bool, stream_window: int, conn_window: int, max_frame: int
+) -> None:
+    """The send shortcut of ``send_data_into`` (state machines skipped for an open stream)
+    leaves h2 as ``send_data`` does: same frames, windows, states and errors."""
+    from slimwire.transport._h2compat import H2Connection
+
+    conns = []
+    for ours in (True, False):
+        c = H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        c.initiate_connection()
+        peer = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        peer.initiate_connection()
+        peer.update_settings({hf.SettingsFrame.MAX_FRAME_SIZE: max_frame})
+        peer.send_headers(1, REQUEST, end_stream=half_closed)
+        c.receive_data(peer.data_to_send())
+        c.send_headers(1, RESPONSE)
+        c.data_to_send()
+        c.outbound_flow_control_window = conn_window
+        c.streams[1].outbound_flow_control_window = stream_window
+        conns.append((c, ours))
+    results = []
+    for c, ours in conns:
+        out: list[bytes] = []
+        trace: list[Any] = []
+        for size in sizes:
+            data = b"d" * size
+            try:
+                if ours:
+                    c.send_data_into(1, data, out)
+                else:
+                    c.send_data(1, data)
+                trace.append("ok")
+            except h2.exceptions.ProtocolError as exc:
+                trace.append((type(exc).__name__, str(exc)))
+        written = b"".join(out) + c.data_to_send() if ours else c.data_to_send()
+        results.append(
+            (
+                trace,
+                written,
+                c.outbound_flow_control_window,
+                c.streams[1].outbound_flow_control_window,
+                c.streams[1].state_machine.state,
+                c.state_machine.state,
+            )
+        )
+    assert results[0] == results[1]

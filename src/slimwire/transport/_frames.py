@@ -15,9 +15,9 @@ import h2.events
 
 from slimwire.transport._h2compat import H2Connection
 
-__all__ = ["FastData", "FrameSplitter"]
+__all__ = ["FRAME_HEADER", "FastData", "FrameSplitter"]
 
-_FRAME_HEADER = struct.Struct(">BHBBI").unpack_from
+_FRAME_HEADER = FRAME_HEADER = struct.Struct(">BHBBI").unpack_from
 """An HTTP/2 frame header: length (high byte, low 16 bits), type, flags, stream id."""
 _U32 = struct.Struct(">I").unpack_from
 _H2_ONLY_DATA_FLAGS = 0x01 | 0x08
@@ -42,6 +42,11 @@ class FrameSplitter:
         self._partial_header = b""
         self.rx_sid = 0
         self.rx_left = 0
+
+    @property
+    def at_boundary(self) -> bool:
+        """Whether the next read starts with a frame header (nothing skipped, cut or held)."""
+        return not (self._skip or self._partial_header or self.rx_left)
 
     def check_lengths(self, data: bytes, limit: int) -> int:
         """Check every frame header passing by against our max frame size; return the offset

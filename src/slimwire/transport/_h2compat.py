@@ -47,6 +47,7 @@ _SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
 _STREAM_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
 _CLIENT_OPEN, _SERVER_OPEN = ConnectionState.CLIENT_OPEN, ConnectionState.SERVER_OPEN
 _OPEN, _HALF_CLOSED_LOCAL = StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL
+_HALF_CLOSED_REMOTE = StreamState.HALF_CLOSED_REMOTE
 
 
 class H2Connection(h2.connection.H2Connection):
@@ -91,6 +92,27 @@ class H2Connection(h2.connection.H2Connection):
         :meth:`data_to_send` again. Same checks and exceptions as ``send_data``.
         """
         size = len(data)
+        # The common case, with h2's checks done directly: an open connection and a stream
+        # open for sending, where h2's two state machines would only confirm their states
+        # (SEND_DATA changes neither), within both windows and the frame size.
+        stream = self.streams.get(stream_id)
+        state = self.state_machine.state
+        if stream is not None and (state is _SERVER_OPEN or state is _CLIENT_OPEN):
+            sstate = stream.state_machine.state
+            if (
+                (sstate is _OPEN or sstate is _HALF_CLOSED_REMOTE)
+                and size <= stream.outbound_flow_control_window
+                and size <= self.outbound_flow_control_window
+                and size <= self.max_outbound_frame_size
+            ):
+                stream.outbound_flow_control_window -= size
+                self.outbound_flow_control_window -= size
+                if self._data_to_send:
+                    out.append(bytes(self._data_to_send))
+                    self._data_to_send = bytearray()
+                out.append(_DATA_HEADER(size >> 16, size & 0xFFFF, 0, 0, stream_id))
+                out.append(data)
+                return
         window = self.local_flow_control_window(stream_id)  # raises for a closed stream
         if size > window:
             raise h2.exceptions.FlowControlError(
