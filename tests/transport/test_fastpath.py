@@ -510,6 +510,8 @@ def test_one_frame_reads_match_h2(
     # stream 1's first messages one per DATA frame, as a peer writing a message per write
     # sends them (the shortcut's case), then the random actions
     one = [("data", 1, size, None) for size in message_sizes(stream_bytes(1))[:6]]
+    two = sum(message_sizes(stream_bytes(3))[:2])  # two whole messages in one frame
+    one.append(("data", 3, two, None))
     frames, ends = build(peer, [("open", False), ("open", True), *one, *actions])
     for i, (a, b) in enumerate(itertools.pairwise([0, *ends])):
         twins.feed(frames[a:b], consume[i % len(consume)])
@@ -526,7 +528,7 @@ def message_sizes(data: bytes) -> list[int]:
     return sizes
 
 
-def test_a_one_message_read_skips_the_frame_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_whole_messages_frame_skips_the_walk(monkeypatch: pytest.MonkeyPatch) -> None:
     from slimwire.transport._frames import FrameSplitter
 
     conn, _ = server_with_stream()
@@ -547,13 +549,22 @@ def test_a_one_message_read_skips_the_frame_walk(monkeypatch: pytest.MonkeyPatch
     h2c = conn._h2
     assert h2c._inbound_flow_control_window_manager.current_window_size == 2 * 65535 - 305
     assert h2c.streams[1]._inbound_window_manager.current_window_size == 65535 - 305
-    # two messages in the frame, or the frame cut: the general walk, same result
+    # two whole messages: the same shortcut
     two = hf.DataFrame(1, data=encode_messages([b"a", b"b"])).serialize()
     assert conn.receive_data(two) == [MessagesReceived(1, [b"a", b"b"], 12)]
-    assert len(walks) == 1
+    assert walks == []
+    # a message cut by the frame, or the frame cut by the read: the general walk
+    body = encode_messages([b"c", b"d" * 50])
+    assert conn.receive_data(hf.DataFrame(1, data=body[:20]).serialize()) == [
+        MessagesReceived(1, [b"c"], 20)
+    ]
+    assert conn.receive_data(hf.DataFrame(1, data=body[20:]).serialize()) == [
+        MessagesReceived(1, [b"d" * 50], len(body) - 20)
+    ]
+    assert len(walks) == 2
     assert conn.receive_data(frame[:20]) == []
     assert conn.receive_data(frame[20:]) == [MessagesReceived(1, [b"q" * 300], 305)]
-    assert len(walks) == 3
+    assert len(walks) == 4
 
 
 @settings(max_examples=300, deadline=None)

@@ -71,7 +71,7 @@ _MIN_FRAME, _MAX_FRAME = 16384, 2**24 - 1
 _GRPC_CT = "application/grpc"
 _PREFIX = PREFIX_STRUCT.unpack_from
 _ONE_MESSAGE_MIN = 9 + 5
-"""A DATA frame header and a gRPC prefix: where the message of a one-message read starts."""
+"""A DATA frame header and a gRPC prefix: the shortest read the whole-frame shortcut takes."""
 _H2_ONLY_DATA_FLAGS = 0x01 | 0x08  # END_STREAM, PADDED: such DATA frames go through h2
 
 _new_event = object.__new__
@@ -207,27 +207,34 @@ class GrpcConnection:
         frames = self._frames
         n = len(data)
         if n >= _ONE_MESSAGE_MIN and self.fast_path and frames.at_boundary:
-            # The read of a request/reply exchange: one plain DATA frame holding one whole
-            # gRPC message. Taken here in a few checks, where the general walk below spends
-            # several calls and lists on it; anything else about it falls through to that walk.
+            # The read of a request/reply exchange: one plain DATA frame holding whole gRPC
+            # messages (mostly one). Taken here in a few checks, where the general walk below
+            # spends several calls and lists on it; anything else about it (a cut message, a
+            # bad prefix, a stream h2 must look at) falls through to that walk, unchanged.
             hi, lo, ftype, flags, sid = FRAME_HEADER(data, 0)
             length = hi << 16 | lo
             if ftype == 0 and not flags & _H2_ONLY_DATA_FLAGS and length + 9 == n:
-                flag, size = _PREFIX(data, 9)
                 sid &= 0x7FFFFFFF
                 st = self._streams.get(sid)
                 if (
-                    not flag
-                    and size + _ONE_MESSAGE_MIN == n
-                    and size <= self.max_message_size
-                    and st is not None
+                    st is not None
                     and not st.dead
                     and not st.decoder.buffered
                     and not self._rx_held_flow
                     and length <= self._h2.max_inbound_frame_size
-                    and self._h2.take_data(sid, length)
                 ):
-                    return [_messages_received(sid, [data[_ONE_MESSAGE_MIN:]], length)]
+                    limit = self.max_message_size
+                    msgs: list[bytes] = []
+                    pos = 9
+                    while n - pos >= 5:
+                        flag, size = _PREFIX(data, pos)
+                        end = pos + 5 + size
+                        if flag or size > limit or end > n:
+                            break
+                        msgs.append(data[pos + 5 : end])
+                        pos = end
+                    if pos == n and self._h2.take_data(sid, length):
+                        return [_messages_received(sid, msgs, length)]
         boundary = frames.check_lengths(data, self._h2.max_inbound_frame_size)
         if boundary < 0:
             return self._fail_connection(
