@@ -80,3 +80,25 @@ async def test_congested_destination_pauses_the_receiver_and_order_is_kept(node:
     assert calls == [(None, 1)]
     await carol.close()
     await flood.close()
+
+
+async def test_small_reads_are_written_at_once_big_ones_at_the_end_of_the_tick(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of a few messages is an exchange waiting on the node: its copies are written
+    in the same callback. A big read is a stream: its copies wait for the tick's flush, which
+    coalesces the several reads of a busy socket into one write."""
+    from slimwire.dataplane._node import _FLUSH_NOW_MAX, _LinkReceiver
+
+    flushes: list[bool] = []
+    monkeypatch.setattr(node, "_flush", lambda now=False: flushes.append(now))
+    receiver = _LinkReceiver(node, 12345)  # no such conn: the forwarder ignores the batches
+    monkeypatch.setitem(node._streams, 12345, object())  # type: ignore[arg-type]
+    receiver.paused = False
+    assert receiver([b"x"])
+    assert receiver([b"x"] * _FLUSH_NOW_MAX)
+    assert receiver([b"x"] * (_FLUSH_NOW_MAX + 1))
+    assert flushes == [True, True, False]
+    receiver.paused = True
+    assert not receiver([b"x"])  # paused: left for the link task
+    assert flushes == [True, True, False]
