@@ -17,10 +17,12 @@ from typing import Any
 import h2
 import h2.config
 import h2.connection
+import h2.exceptions
+import h2.settings
 import hpack
 import hyperframe.frame as hf
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from slimwire.transport import GrpcConnection, encode_messages
@@ -622,3 +624,88 @@ def test_send_data_into_matches_h2_send_data(
             )
         )
     assert results[0] == results[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["receive", "ack", "end"]),
+            st.one_of(st.integers(0, 40000), st.sampled_from([16383, 16384, 32767, 32768])),
+            st.booleans(),
+        ),
+        max_size=30,
+    ),
+    window=st.sampled_from([65535, 100000]),
+)
+@example(  # exactly half of the stream's window processed: h2 sends its WINDOW_UPDATE there
+    steps=[
+        ("receive", 16384, False),
+        ("receive", 16383, False),
+        ("ack", 16384, True),
+        ("ack", 16383, True),
+    ],
+    window=65535,
+)
+def test_acknowledge_received_data_matches_h2(
+    steps: list[tuple[str, int, bool]], window: int
+) -> None:
+    """Credit returned through our ``acknowledge_received_data`` (its no-update shortcut
+    included) leaves h2 exactly as h2's own method does: windows, counts, frames, errors."""
+    from slimwire.transport._h2compat import H2Connection
+
+    runs = []
+    for ours in (True, False):
+        conn = H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
+        )
+        conn.initiate_connection()
+        conn.increment_flow_control_window(window)  # as GrpcConnection: twice the stream's
+        peer = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        peer.initiate_connection()
+        peer.send_headers(1, REQUEST)
+        conn.receive_data(peer.data_to_send())
+        peer.receive_data(conn.data_to_send())
+        conn.receive_data(peer.data_to_send())  # the peer's SETTINGS ACK
+        acknowledge = (
+            conn.acknowledge_received_data
+            if ours
+            else super(H2Connection, conn).acknowledge_received_data
+        )
+        trace: list[Any] = []
+        for kind, size, flag in steps:
+            try:
+                if kind == "receive":
+                    frame = hf.DataFrame(1, data=b"r" * min(size, 16384))
+                    if flag:
+                        frame.flags.add("END_STREAM")
+                    conn.receive_data(frame.serialize())
+                    trace.append("received")
+                elif kind == "ack":
+                    acknowledge(size, 1 if flag else 3)
+                    trace.append("acked")
+                else:
+                    conn.reset_stream(1)
+                    trace.append("reset")
+            except h2.exceptions.ProtocolError as exc:
+                trace.append(type(exc).__name__)
+            except (ValueError, KeyError) as exc:
+                trace.append(type(exc).__name__)
+            w = conn._inbound_flow_control_window_manager
+            s = conn.streams.get(1)
+            trace.append(
+                (
+                    w.current_window_size,
+                    w._bytes_processed,
+                    None
+                    if s is None
+                    else (
+                        s._inbound_window_manager.current_window_size,
+                        s._inbound_window_manager._bytes_processed,
+                    ),
+                    conn.data_to_send(),
+                )
+            )
+        runs.append(trace)
+    assert runs[0] == runs[1]

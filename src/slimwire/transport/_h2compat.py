@@ -173,12 +173,30 @@ class H2Connection(h2.connection.H2Connection):
     def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None:
         """h2's ``acknowledge_received_data`` (same window arithmetic, same WINDOW_UPDATE
         frames, same errors) without its debug logging, validation and stream-closed lookup
-        for the common case: a positive size on a stream h2 still holds."""
+        for the common case: a positive size on a stream h2 still holds; and without a call
+        into either window manager when neither would send an update (credit returned per
+        read, so that is nearly every call)."""
         stream = self.streams.get(stream_id)
         if stream is None or acknowledged_size <= 0:
             super().acknowledge_received_data(acknowledged_size, stream_id)
             return
-        conn_increment = self._inbound_flow_control_window_manager.process_bytes(acknowledged_size)
+        conn_window = self._inbound_flow_control_window_manager
+        if STREAM_OPEN[stream.state_machine.state]:
+            # Most reads: both windows still open and under half of each processed, where
+            # h2's WindowManager.process_bytes only adds to its count (no WINDOW_UPDATE).
+            stream_window = stream._inbound_window_manager
+            conn_done = conn_window._bytes_processed + acknowledged_size
+            stream_done = stream_window._bytes_processed + acknowledged_size
+            if (
+                conn_window.current_window_size
+                and stream_window.current_window_size
+                and conn_done < conn_window.max_window_size // 2
+                and stream_done < stream_window.max_window_size // 2
+            ):
+                conn_window._bytes_processed = conn_done
+                stream_window._bytes_processed = stream_done
+                return
+        conn_increment = conn_window.process_bytes(acknowledged_size)
         stream_increment = (
             stream._inbound_window_manager.process_bytes(acknowledged_size)
             if STREAM_OPEN[stream.state_machine.state]
