@@ -1,11 +1,12 @@
 """The asyncio app driver: one link to a node, the session layer, and the user's sessions.
 
 ``connect()`` dials the node, negotiates the link as an EDGE client (header MAC on), subscribes
-the app's own name *with its id* and waits for the SubscriptionAck. Then one reader task feeds
-the node's messages to the sans-IO :class:`~slimwire.session.SessionLayer`, one timer task
-sleeps until its next deadline, and every layer call is followed by :meth:`App._pump`, which
-stamps the link MAC on the layer's output and hands it to the stream (the transport coalesces
-everything queued in one loop tick into one write, with TCP_NODELAY: no Nagle stalls; see
+the app's own name *with its id* and waits for the SubscriptionAck. Then the node's messages go
+to the sans-IO :class:`~slimwire.session.SessionLayer` from the transport's read callback
+(:meth:`App._on_batch`; a reader task only watches the link), one timer task sleeps until its
+next deadline, and every layer call is followed by :meth:`App._pump`, which stamps the link MAC
+on the layer's output and hands it to the stream (the first publish of a loop tick is written
+at once, the rest of the tick's output in one write, with TCP_NODELAY: no Nagle stalls; see
 :mod:`._link` for the ACKs a reference node needs). A lost link is re-dialled with backoff under
 the same link id, and the subscriptions are replayed.
 """

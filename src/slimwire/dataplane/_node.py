@@ -1,10 +1,13 @@
 """The asyncio Node: the sans-IO :class:`Forwarder` driven over the gRPC transport.
 
-One task per link reads *batches* from the stream, feeds the whole batch to the forwarder, sends
-what came out (one ``send_many`` per destination), and only then awaits: ``drain()`` on any
-destination over its high-water mark, so a slow consumer slows its producers through HTTP/2
-flow control instead of growing our memory. A destination that stays congested longer than
-``slow_consumer_timeout`` has stopped reading and is closed, so the others keep flowing.
+Each link's *batches* (one per read) go to the forwarder from the transport's read callback
+(:class:`_LinkReceiver`), and what came out is handed to each destination at once (one
+``send_framed`` per destination, written before the callback returns for a read of a few
+messages). When a destination is over its high-water mark the receiver pauses and the link's task
+awaits ``drain()`` on it before routing anything more from that link, so a slow consumer slows its
+producers through HTTP/2 flow control instead of growing our memory. A destination that stays
+congested longer than ``slow_consumer_timeout`` has stopped reading and is closed, so the others
+keep flowing.
 
 Every failure is scoped to one stream and logged once with its reason: a first message that is
 not a link negotiation, a failed or late negotiation, a malformed or oversized message, a run of

@@ -1,10 +1,12 @@
 """asyncio driver for :class:`GrpcConnection`: an ``asyncio.Protocol`` and the HTTP/2 Stream.
 
 Why a Protocol and not asyncio streams: ``data_received`` hands us whatever the kernel had (often
-hundreds of KiB) with no extra task hop, and we feed it to ``h2`` in one call. Writes are
-coalesced: ``Stream.send`` only appends to the stream's queue and asks for a flush; the flush runs
-once per loop tick (``call_soon``) and writes everything queued with a single
-``transport.write``. No per-message awaits anywhere.
+hundreds of KiB) with no extra task hop, and we feed it to ``h2`` in one call; a stream with a
+receiver (``Stream.set_receiver``) gets its messages right there, without a task to wake. Writes
+are coalesced: ``Stream.send`` only appends to the stream's queue and asks for a flush; the flush
+runs once per loop tick (``call_soon``; asked for while a read is handled, it is scheduled after
+the callbacks that read woke) and writes everything queued with a single ``writelines``, unless
+the caller knows its burst is over and calls ``Stream.flush()``. No per-message awaits anywhere.
 """
 
 from __future__ import annotations
