@@ -362,8 +362,34 @@ async def group_participant(
             task.cancel()
 
 
+async def p2p_pipeline(
+    args: argparse.Namespace, deadline: Deadline, report: dict[str, Any]
+) -> bool:
+    """Initiator: publish ``--count`` messages without waiting, then wait for every one's
+    completion handle (reliable: each resolves only on an MSG_ACK of its own id), then close."""
+    _service, app, _conn_id = await connect(args)
+    emit("ready", name=args.name, app_id=app.id())
+    kind = slim.SessionType.POINT_TO_POINT
+    created = await app.create_session_async(session_config(args, kind), parse_name(args.peer))
+    await created.completion.wait_for_async(deadline.td())
+    session = created.session
+    handles = [
+        await session.publish_async(f"pipe-{i}".encode(), PAYLOAD_TYPE, None)
+        for i in range(args.count)
+    ]
+    acks: dict[str, str] = {}
+    for i, handle in enumerate(handles):
+        await track_ack(handle, str(i), acks, deadline)
+    report["acked"] = sum(outcome == "acked" for outcome in acks.values())
+    report["outcomes"] = sorted(set(acks.values()))
+    closing = await app.delete_session_async(session)
+    await closing.wait_for_async(deadline.td(5.0))
+    return report["acked"] == args.count
+
+
 ROLES = {
     "p2p-initiator": p2p_initiator,
+    "p2p-pipeline": p2p_pipeline,
     "p2p-responder": p2p_responder,
     "group-moderator": group_moderator,
     "group-participant": group_participant,

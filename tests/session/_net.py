@@ -12,10 +12,17 @@ from slimwire.session import SessionEvent, SessionLayer, SubscriptionChange
 SECRET = "an-example-shared-secret-of-32-bytes!!"
 
 
-def make_layer(service: str, name_id: int | None = None) -> SessionLayer:
+def make_layer(
+    service: str, name_id: int | None = None, *, ack_ranges: bool = True
+) -> SessionLayer:
     ident = Identity.generate(f"org/ns/{service}")
     local = Name("org", "ns", service, ident.name_id if name_id is None else name_id)
-    return SessionLayer(local, SharedSecretProvider(ident, SECRET), SharedSecretVerifier(SECRET))
+    return SessionLayer(
+        local,
+        SharedSecretProvider(ident, SECRET),
+        SharedSecretVerifier(SECRET),
+        ack_ranges=ack_ranges,
+    )
 
 
 @dataclass
@@ -91,6 +98,14 @@ class Net:
             self.now = max(self.now, min(deadlines))
             for layer in self.layers:
                 layer.handle_timeout(self.now)
+
+    def deliver_burst(self, count: int) -> None:
+        """Deliver up to ``count`` in-flight messages before anyone's outputs are taken, as
+        a driver does with one read from its stream (held acks go out as ranges)."""
+        for _ in range(min(count, len(self.in_flight))):
+            target, data = self.in_flight.pop(0)
+            target.receive(pb.Message.FromString(data), self.now)
+        self.collect()
 
     def settle(self) -> None:
         """Deliver what is in flight, without firing timers."""

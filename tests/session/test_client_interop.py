@@ -16,8 +16,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from slimwire._proto import data_plane_pb2 as pb
 from slimwire.client import App, connect
 from slimwire.errors import SessionClosed
+from slimwire.session import Outputs
+from slimwire.session._wire import ACK_FROM
 from tests.interop._harness import AppSpec, NodeInfo, _App, start_node, unique
 from tests.interop._ref_app import DEFAULT_SECRET, PAYLOAD_TYPE
 
@@ -149,6 +152,39 @@ async def test_reference_initiates(
     got = [r["payload"] for r in result["replies"]]
     want = [f"{'echo:' if direction == 'forward' else ''}req-{i}-0" for i in range(COUNT)]
     assert got == want
+
+
+async def test_reference_pipeline_gets_an_ack_per_message(node: NodeInfo) -> None:
+    """A reference sender pipelines reliable messages to us: it never offered ranged acks, so
+    each message gets its own MSG_ACK however many arrive in one read, and every one of its
+    completion handles resolves (the reference takes no other kind of ack)."""
+    me = f"org/ns/{unique('bob')}"
+    count = 300
+    async with our_app(node, me) as app:
+        layer = app._layer
+        acks: list[tuple[int, str | None]] = []
+        take = layer.take
+
+        def spy() -> Outputs:
+            out = take()
+            for m in out.messages:
+                if m.publish.session.session_message_type == pb.SESSION_MESSAGE_TYPE_MSG_ACK:
+                    acks.append((m.publish.session.message_id, m.metadata.get(ACK_FROM)))
+            return out
+
+        layer.take = spy  # type: ignore[method-assign]
+        flags = ("--count", str(count), "--peer", me, "--reliable")
+        async with ref_app(node, "p2p-pipeline", f"org/ns/{unique('refalice')}", flags) as ref:
+            session = await app.accept(timeout=20)
+            assert session.config.reliable
+            got = [(await session.receive(timeout=TIMEOUT)).text for _ in range(count)]
+            assert got == [f"pipe-{i}" for i in range(count)]
+            await asyncio.wait_for(ref.done.wait(), 30)
+    assert [a for a in acks if a[1] is not None] == []  # never a ranged ack
+    assert {mid for mid, _ in acks} == set(range(1, count + 1))
+    result = ref.result()
+    assert result.ok, result.explain()
+    assert result["acked"] == count, result["outcomes"]
 
 
 @pytest.mark.parametrize("reliable", [False, True], ids=["best-effort", "reliable"])

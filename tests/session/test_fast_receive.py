@@ -24,7 +24,7 @@ from slimwire.session import (
     SessionConfig,
     SessionLayer,
 )
-from slimwire.session._wire import PUBLISH_TO, TRUE, build_publish
+from slimwire.session._wire import ACK_FROM, PUBLISH_TO, TRUE, build_publish
 from tests.session._net import Net, make_layer
 
 MSG = pb.SESSION_MESSAGE_TYPE_MSG
@@ -94,12 +94,14 @@ def _compare(
     payload_type: str,
     message_id: int,
     sent_first: bool,
+    sent: int = 1,
 ) -> None:
     results = []
     for fast in (True, False):
         net, alice, bob, sid = _established(reliable)
         if sent_first:  # something for an MSG_ACK to acknowledge
-            bob.publish(sid, b"first", now=net.now)
+            for _ in range(sent):
+                bob.publish(sid, b"first", now=net.now)
             bob.take()
         stranger = make_layer("carol").local
         sender = stranger if source == "stranger" else alice.local
@@ -162,7 +164,7 @@ def test_shortcut_on_the_common_case(
     kind=st.sampled_from(["msg", "ack", "heartbeat"]),
     source=st.sampled_from(["peer", "stranger", "peer-no-strings"]),
     to_us=st.booleans(),
-    metadata=st.sampled_from([{}, {"k": "v"}, {PUBLISH_TO: TRUE}]),
+    metadata=st.sampled_from([{}, {"k": "v"}, {PUBLISH_TO: TRUE}, {ACK_FROM: "1"}]),
     payload=st.binary(max_size=64),
     payload_type=st.sampled_from(["", "msg", "text/plain"]),
     message_id=st.sampled_from([1, 2, 5]),
@@ -180,6 +182,12 @@ def test_shortcut_matches_the_general_path(
     sent_first: bool,
 ) -> None:
     _compare(reliable, kind, source, to_us, metadata, payload, payload_type, message_id, sent_first)
+
+
+@pytest.mark.parametrize("message_id", [1, 2, 3])
+def test_shortcut_takes_ranged_acks(message_id: int) -> None:
+    """A ranged ack (from 1 to ``message_id``) completes the same messages on both paths."""
+    _compare(True, "ack", "peer", True, {ACK_FROM: "1"}, b"", "", message_id, True, sent=4)
 
 
 def test_shortcut_is_taken_under_load() -> None:

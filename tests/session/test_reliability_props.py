@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from slimwire._proto import data_plane_pb2 as pb
 from slimwire.session import (
     DeliveryFailed,
     MessageDelivered,
@@ -85,6 +86,88 @@ def test_reliable_exactly_once_in_order(
         assert not net.of(sender, DeliveryFailed)
         acked = sorted(e.message_id for e in net.of(sender, MessageDelivered))
         assert acked == list(range(1, len(published[sender]) + 1))
+
+    alice.close(sid, net.now)
+    net.run(until=30)
+    assert net.of("alice", SessionClosed)
+    assert net.of("bob", SessionClosed)
+
+
+burst_action = st.one_of(
+    st.tuples(st.just("pub"), st.sampled_from(["alice", "bob"])),
+    st.tuples(st.just("pubs"), st.integers(2, 12)),
+    st.tuples(st.just("burst"), st.integers(1, 30)),
+    st.tuples(st.just("deliver"), st.integers(0, 30)),
+    st.tuples(st.just("drop"), st.integers(0, 30)),
+    st.tuples(st.just("dup"), st.integers(0, 30)),
+    st.tuples(st.just("tick"), st.sampled_from([0.3, 1.0, 2.5])),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(burst_action, max_size=70), st.booleans(), st.booleans())
+def test_reliable_with_ranged_acks_exactly_once_in_order(
+    actions: list[tuple[str, object]], alice_ranges: bool, bob_ranges: bool
+) -> None:
+    """The same guarantees when receivers read several messages before their outputs are
+    taken (``burst``: held acks leave as ranges), with either side offering ranged acks or
+    not; and a ranged ack only ever goes to a side that offered to take them."""
+    from slimwire.names import Name
+    from slimwire.session._wire import ACK_FROM
+
+    alice = make_layer("alice", ack_ranges=alice_ranges)
+    bob = make_layer("bob", ack_ranges=bob_ranges)
+    layers = {"alice": alice, "bob": bob}
+    net = Net([alice, bob])
+    sid = alice.open(bob.local.without_id(), SessionConfig.p2p(reliable=True, max_retries=20), 0)
+    net.settle()
+    published: dict[str, list[bytes]] = {"alice": [], "bob": []}
+    drops = 0
+    counter = 0
+    for kind, arg in actions:
+        if kind in ("pub", "pubs"):
+            sides = [str(arg)] if kind == "pub" else ["alice"] * int(arg)  # type: ignore[call-overload]
+            for side in sides:
+                counter += 1
+                payload = f"{side}-{counter}".encode()
+                layers[side].publish(sid, payload, now=net.now)
+                published[side].append(payload)
+            net.collect()
+        elif not net.in_flight and kind != "tick":
+            continue
+        elif kind == "burst":
+            net.deliver_burst(int(arg))  # type: ignore[call-overload]
+        elif kind == "deliver":
+            net.deliver(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
+        elif kind == "dup":
+            net.in_flight.append(net.in_flight[int(arg) % len(net.in_flight)])  # type: ignore[call-overload]
+        elif kind == "drop":
+            if drops < MAX_DROPS:
+                drops += 1
+                net.drop(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
+        else:
+            net.advance(float(arg))  # type: ignore[arg-type]
+    if not any(kind in ("drop", "tick") for kind, _ in actions):
+        # nothing lost and no timer fired: the acks alone, ranged or not, complete everything
+        net.settle()
+        for sender in ("alice", "bob"):
+            acked = sorted(e.message_id for e in net.of(sender, MessageDelivered))
+            assert acked == list(range(1, len(published[sender]) + 1))
+    net.run(until=120)
+
+    for receiver, sender in (("bob", "alice"), ("alice", "bob")):
+        got = [e.message.payload for e in net.of(receiver, MessageReceived)]
+        assert got == published[sender]
+        assert not net.of(receiver, MessageLost)
+        assert not net.of(sender, DeliveryFailed)
+        acked = sorted(e.message_id for e in net.of(sender, MessageDelivered))
+        assert acked == list(range(1, len(published[sender]) + 1))
+    offers = {"alice": alice_ranges, "bob": bob_ranges}
+    for msg in net.sent:
+        if ACK_FROM in msg.metadata:
+            to = Name.from_proto(msg.publish.header.destination)
+            assert offers["alice" if to == alice.local else "bob"]
+            assert msg.publish.session.session_message_type == pb.SESSION_MESSAGE_TYPE_MSG_ACK
 
     alice.close(sid, net.now)
     net.run(until=30)

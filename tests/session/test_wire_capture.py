@@ -52,8 +52,9 @@ def _captured(captures_dir: Path) -> list[pb.Message]:
     return out
 
 
-def test_p2p_flow_matches_capture(captures_dir: Path) -> None:
-    alice, bob = make_layer("alice", ALICE_ID), make_layer("bob", BOB_ID)
+def _replay(ack_ranges: bool) -> Net:
+    alice = make_layer("alice", ALICE_ID, ack_ranges=ack_ranges)
+    bob = make_layer("bob", BOB_ID, ack_ranges=ack_ranges)
     net = Net([alice, bob])
     config = SessionConfig.p2p(
         reliable=True, interval=1.0, max_retries=5, metadata={"sesskey": "sessval"}
@@ -68,7 +69,12 @@ def test_p2p_flow_matches_capture(captures_dir: Path) -> None:
     net.settle()
     alice.close(sid, net.now)
     net.settle()
+    return net
 
+
+def test_p2p_flow_matches_capture(captures_dir: Path) -> None:
+    """Without the ranged-ack offer (what a reference peer sees of us, acks included)."""
+    net = _replay(ack_ranges=False)
     ours = [_normalize(m) for m in net.sent]
     theirs = [_normalize(m) for m in _captured(captures_dir)]
     assert len(ours) == len(theirs)
@@ -80,6 +86,28 @@ def test_p2p_flow_matches_capture(captures_dir: Path) -> None:
         if pub.header.HasField("e2e_header_sig"):
             key = base64.b64decode(parse_token(pub.header.identity).claims["pubkey"])
             verify_signature(key, pub.header.e2e_header_sig, header_aad(pub))
+
+
+def test_ack_ranges_offer_is_the_only_difference(captures_dir: Path) -> None:
+    """With ranged acks on (the default), the flow differs from the reference's only by the
+    offer on JOIN_REPLY and GROUP_WELCOME, two messages whose metadata the reference ignores;
+    one message at a time, every ack is still a plain MSG_ACK."""
+    from slimwire.session._wire import ACK_RANGES
+
+    net = _replay(ack_ranges=True)
+    ours = [_normalize(m) for m in net.sent]
+    theirs = [_normalize(m) for m in _captured(captures_dir)]
+    assert len(ours) == len(theirs)
+    offered = []
+    for mine, ref in zip(ours, theirs, strict=True):
+        if ACK_RANGES in mine.metadata:
+            offered.append(mine.publish.session.session_message_type)
+            assert mine.metadata[ACK_RANGES] == "TRUE"
+            del mine.metadata[ACK_RANGES]
+        assert mine == ref, f"\nours:\n{mine}\nreference:\n{ref}"
+    assert sorted(offered) == sorted(
+        [pb.SESSION_MESSAGE_TYPE_JOIN_REPLY, pb.SESSION_MESSAGE_TYPE_GROUP_WELCOME]
+    )
 
 
 def test_serialized_bytes_match_for_deterministic_messages(captures_dir: Path) -> None:

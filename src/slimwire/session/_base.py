@@ -35,7 +35,14 @@ from slimwire.session._events import (
 from slimwire.session._ids import random_control_id
 from slimwire.session._replay import ControlReplayGuard
 from slimwire.session._timers import Timers
-from slimwire.session._wire import LEAVING_SESSION, TRUE, build_publish, command, name_from_proto
+from slimwire.session._wire import (
+    ACK_RANGES,
+    LEAVING_SESSION,
+    TRUE,
+    build_publish,
+    command,
+    name_from_proto,
+)
 
 __all__ = ["Host", "SessionBase", "SessionState"]
 
@@ -79,6 +86,13 @@ class Host(Protocol):
 
     def forget(self, session_id: int) -> None:
         """The session is over; drop it from the session table."""
+
+    @property
+    def ack_ranges(self) -> bool:
+        """Whether our sessions offer and send ranged acks (see :mod:`._data`)."""
+
+    def hold_acks(self, data: DataPath) -> None:
+        """``data`` holds acks to send: call its ``flush_acks()`` before outputs are taken."""
 
 
 class SessionState(enum.Enum):
@@ -176,6 +190,8 @@ class SessionBase:
         )
 
     def _send(self, msg: pb.Message) -> None:
+        if self.data._run_last is not None:  # held acks go first, where they were due
+            self.data.flush_acks()
         self._sent_since_tick = True
         self.host.send(msg, self.crypto)
 
@@ -249,9 +265,28 @@ class SessionBase:
             metadata={LEAVING_SESSION: TRUE},
         )
 
-    def _reply(self, request: pb.Message, mtype: int, cmd: pb.CommandPayload) -> None:
+    def _reply(
+        self,
+        request: pb.Message,
+        mtype: int,
+        cmd: pb.CommandPayload,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         src = name_from_proto(request.publish.header.source)
-        self._send(self._build(src, mtype, request.publish.session.message_id, cmd=cmd))
+        self._send(
+            self._build(src, mtype, request.publish.session.message_id, cmd=cmd, metadata=metadata)
+        )
+
+    def _ack_ranges_offer(self) -> dict[str, str] | None:
+        """The metadata announcing that we take ranged acks (reliable sessions of a layer that
+        offers them; see :mod:`._data`)."""
+        return {ACK_RANGES: TRUE} if self.config.reliable and self.host.ack_ranges else None
+
+    def _learn_ack_ranges(self, msg: pb.Message) -> None:
+        """The peer's JOIN_REPLY or GROUP_WELCOME says whether it takes ranged acks."""
+        self.data.batch_acks = (
+            self.config.reliable and self.host.ack_ranges and ACK_RANGES in msg.metadata
+        )
 
     def _not_taken(self, msg: pb.Message) -> None:
         """``msg`` passed the replay check but was not acted on (and not acked): let its
@@ -387,7 +422,7 @@ class SessionBase:
             if self.state is SessionState.ESTABLISHED or self.state is SessionState.CLOSING:
                 self.data.on_msg(msg, source, now)
         elif mtype == MSG_ACK:
-            self.data.on_ack(msg.publish.session.message_id, source)
+            self.data.on_ack_message(msg.publish.session.message_id, source, msg.metadata)
         elif mtype == RTX_REQUEST:
             self.data.on_rtx_request(msg, source)
         elif mtype == RTX_REPLY:

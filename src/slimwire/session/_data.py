@@ -7,10 +7,20 @@ it is resent to each of them, unicast, with the destination rewritten to that me
 RTX_REQUEST counts as that member's ack and is answered with RTX_REPLY (the stored message, or
 ``error=true`` if it is gone).
 
-Receivers: one reorder buffer per source. Every MSG is acked at once (MSG_ACK to its source,
-same id); gaps are asked for with one RTX_REQUEST per missing id (retried like data), and an
-id the source no longer has, or that never comes, is reported lost so delivery moves on.
-Direct messages (metadata ``PUBLISH_TO``) skip ordering.
+Receivers: one reorder buffer per source. Every MSG is acked (MSG_ACK to its source, same id);
+gaps are asked for with one RTX_REQUEST per missing id (retried like data), and an id the source
+no longer has, or that never comes, is reported lost so delivery moves on. Direct messages
+(metadata ``PUBLISH_TO``) skip ordering.
+
+Ranged acks (a slimwire extension, point-to-point only): the reference acks every id with its
+own MSG_ACK and its sender takes nothing else, so by default so do we. A peer that announced
+``ACK_RANGES`` (on its JOIN_REPLY or GROUP_WELCOME) instead gets one MSG_ACK per run of
+consecutive ids received between two :meth:`SessionLayer.take` calls, carrying the run's first
+id in ``ACK_FROM``: the same ids acked as by one MSG_ACK each, only packed. An ack was the
+largest cost reliable delivery added per message (built, stamped, MAC'd and written by the
+receiver, forwarded by the node, read by the sender); under load a read brings tens of
+messages, so this divides that cost by as much. Sent to a sender that does not know the key
+it acks the run's last id only, and retransmission repairs the rest.
 """
 
 from __future__ import annotations
@@ -29,9 +39,15 @@ from slimwire.session._events import (
     ReceivedMessage,
     received_message,
 )
-from slimwire.session._ids import id_distance, next_data_id, random_publish_to_id
+from slimwire.session._ids import MAX_PUBLISH_ID, id_distance, next_data_id, random_publish_to_id
 from slimwire.session._reliability import Lost, ProducerBuffer, ReorderBuffer
-from slimwire.session._wire import PUBLISH_TO, TRUE, name_from_proto, user_metadata
+from slimwire.session._wire import (
+    ACK_FROM,
+    PUBLISH_TO,
+    TRUE,
+    name_from_proto,
+    user_metadata,
+)
 
 if TYPE_CHECKING:
     from slimwire.session._base import SessionBase
@@ -50,6 +66,10 @@ class _Pending:
     retries_left: int
     deadline: float
 
+
+MAX_ACK_RUN = 512
+"""The most ids one ranged ack covers (the sender's buffer holds 512 messages): a receiver
+starts a new run past it, and a sender takes a longer claimed range as an ack of its last id."""
 
 ACK_TIMER = ("ack", 0)
 """The one retransmission timer of a session's send window (see :meth:`DataPath._track`)."""
@@ -84,9 +104,14 @@ class DataPath:
         "_next_id",
         "_recv",
         "_rtx",
+        "_run_first",
+        "_run_last",
+        "_run_len",
+        "_run_peer",
         "_sent",
         "_start_known",
         "_unacked",
+        "batch_acks",
         "interval",
         "max_retries",
         "reliable",
@@ -106,6 +131,12 @@ class DataPath:
         self._ack_armed = False
         self._recv: dict[tuple[int, int, int, int], ReorderBuffer[ReceivedMessage]] = {}
         self._rtx: dict[tuple[tuple[int, int, int, int], int], tuple[Name, int]] = {}
+        self.batch_acks = False
+        """The peer takes ranged acks (it announced ``ACK_RANGES``; set by the session)."""
+        self._run_first = 0
+        self._run_last: int | None = None  # the run of ids received and not acked yet
+        self._run_len = 0
+        self._run_peer: Name | None = None
 
     def __repr__(self) -> str:
         mode = "reliable" if self.reliable else "best-effort"
@@ -208,6 +239,37 @@ class DataPath:
             del self._unacked[mid]  # the window timer, if it fires early, re-arms itself
             self.s.host.emit(MessageDelivered(self.s.session_id, mid))
 
+    def on_ack_message(self, mid: int, source: Name, metadata: Mapping[str, str]) -> None:
+        """An MSG_ACK: of ``mid`` alone, or of the range ``ACK_FROM``..``mid`` (our extension;
+        a malformed or oversized range counts as an ack of ``mid``, as the reference reads it)."""
+        first = metadata.get(ACK_FROM) if metadata else None
+        if first is None or not first.isdecimal() or len(first) > 10:
+            self.on_ack(mid, source)
+            return
+        start = int(first)
+        if start > MAX_PUBLISH_ID or mid > MAX_PUBLISH_ID or id_distance(start, mid) >= MAX_ACK_RUN:
+            self.on_ack(mid, source)
+            return
+        self.on_ack_range(start, mid, source)
+
+    def on_ack_range(self, first: int, last: int, source: Name) -> None:
+        """Every id from ``first`` to ``last`` (wrapping) acked by ``source``."""
+        key = source.key
+        unacked = self._unacked
+        emit = self.s.host.emit
+        sid = self.s.session_id
+        mid = first
+        for _ in range(id_distance(first, last) + 1):
+            pending = unacked.get(mid)
+            if (
+                pending is not None
+                and pending.missing.pop(key, None) is not None
+                and not pending.missing
+            ):
+                del unacked[mid]
+                emit(MessageDelivered(sid, mid))
+            mid = mid + 1 if mid < MAX_PUBLISH_ID else 0
+
     def forget_member(self, member: Name) -> None:
         """A member left: stop waiting for its acks (messages complete without it)."""
         for mid in list(self._unacked):
@@ -277,13 +339,51 @@ class DataPath:
             self.s.host.emit(MessageReceived(received))
             return
         mid = received.message_id
-        self.s._send(
-            self.s._build(source, MSG_ACK, mid, metadata={PUBLISH_TO: TRUE} if direct else None)
-        )
         if direct:
+            self.s._send(self.s._build(source, MSG_ACK, mid, metadata={PUBLISH_TO: TRUE}))
             self.s.host.emit(MessageReceived(received))
             return
+        if self.batch_acks:
+            self._hold_ack(mid, source)
+        else:
+            self.s._send(self.s._build(source, MSG_ACK, mid))
         self._take(mid, received, source, now)
+
+    def _hold_ack(self, mid: int, source: Name) -> None:
+        """Add ``mid`` to the run of ids to ack, or flush the run and start a new one. The
+        layer flushes every held run when its outputs are taken, and the session before it
+        sends anything else, so acks keep their place among our messages."""
+        last = self._run_last
+        if last is not None:
+            peer = self._run_peer
+            if (
+                mid == (last + 1 if last < MAX_PUBLISH_ID else 0)
+                and self._run_len < MAX_ACK_RUN
+                and (source is peer or (peer is not None and source.key == peer.key))
+            ):
+                self._run_last = mid
+                self._run_len += 1
+                return
+            self.flush_acks()
+        self._run_first = self._run_last = mid
+        self._run_len = 1
+        self._run_peer = source
+        self.s.host.hold_acks(self)
+
+    def flush_acks(self) -> None:
+        """Send the held run as one MSG_ACK (a plain one for a single id)."""
+        last = self._run_last
+        if last is None:
+            return
+        self._run_last = None
+        peer = self._run_peer
+        assert peer is not None
+        first = self._run_first
+        self.s._send(
+            self.s._build(
+                peer, MSG_ACK, last, metadata=None if first == last else {ACK_FROM: str(first)}
+            )
+        )
 
     def on_rtx_reply(self, msg: pb.Message, source: Name, now: float) -> None:
         if not self.reliable:
@@ -345,6 +445,7 @@ class DataPath:
     def clear(self) -> None:
         self.s._cancel(ACK_TIMER)
         self._ack_armed = False
+        self._run_last = None  # the session is over: nobody waits for these acks any more
         for key in self._rtx:
             self.s._cancel(("rtx", key))
         self._unacked.clear()

@@ -34,6 +34,7 @@ from slimwire.session._base import (
 )
 from slimwire.session._config import SessionConfig, SessionKind
 from slimwire.session._crypto import GroupCrypto
+from slimwire.session._data import DataPath
 from slimwire.session._events import SessionEvent, received_message
 from slimwire.session._group import GroupSession
 from slimwire.session._ids import random_session_id
@@ -71,9 +72,13 @@ class SessionLayer:
         verifier: TokenVerifier,
         *,
         token_reuse: float = DEFAULT_TOKEN_REUSE,
+        ack_ranges: bool = True,
     ) -> None:
         """``token_reuse``: seconds one identity token is stamped on data messages (0: a fresh
-        token per message; see :mod:`slimwire.session._tokens` for the trade-off)."""
+        token per message; see :mod:`slimwire.session._tokens` for the trade-off).
+        ``ack_ranges``: offer and send ranged acks in reliable point-to-point sessions (a
+        slimwire extension that only slimwire peers use; see :mod:`slimwire.session._data`);
+        False acks every message on its own, exactly as the reference does."""
         if not local.has_id:
             raise ValueError("the local name needs the app's id")
         self._local = local
@@ -87,6 +92,8 @@ class SessionLayer:
         self._sessions: dict[int, P2PSession | GroupSession] = {}
         self._out: list[pb.Message] = []
         self._events: list[SessionEvent] = []
+        self._ack_ranges = ack_ranges
+        self._held_acks: list[DataPath] = []
 
     def __repr__(self) -> str:
         return f"SessionLayer({self._local}, sessions={len(self._sessions)})"
@@ -128,6 +135,13 @@ class SessionLayer:
 
     def emit(self, event: SessionEvent) -> None:
         self._events.append(event)
+
+    @property
+    def ack_ranges(self) -> bool:
+        return self._ack_ranges
+
+    def hold_acks(self, data: DataPath) -> None:
+        self._held_acks.append(data)
 
     def forget(self, session_id: int) -> None:
         self._sessions.pop(session_id, None)
@@ -313,7 +327,7 @@ class SessionLayer:
             return False
         if mtype == MSG_ACK:
             session.note_alive(peer)
-            session.data.on_ack(header.message_id, peer)
+            session.data.on_ack_message(header.message_id, peer, msg.metadata)
             return True
         if msg.metadata or routing.destination.SerializeToString() != self._local_bytes:
             return False
@@ -432,7 +446,11 @@ class SessionLayer:
         return len(self._out)
 
     def take(self) -> Outputs:
-        """Hand over (and forget) the queued messages and events."""
+        """Hand over (and forget) the queued messages and events (held acks go out now)."""
+        if self._held_acks:
+            held, self._held_acks = self._held_acks, []
+            for data in held:
+                data.flush_acks()
         out, self._out = self._out, []
         events, self._events = self._events, []
         return Outputs(out, events)

@@ -105,6 +105,7 @@ class P2PSession(SessionBase):
         self._send_join_request(source, now)
 
     def _on_join_reply(self, msg: pb.Message, now: float) -> None:
+        self._learn_ack_ranges(msg)
         welcome = pb.GroupWelcomePayload()
         if self.crypto is not None:
             reply = msg.publish.msg.command_payload.join_reply
@@ -126,6 +127,7 @@ class P2PSession(SessionBase):
             expected=[self.peer],
             now=now,
             purpose="welcome",
+            metadata=self._ack_ranges_offer(),
         )
 
     def _request_done(self, req: Request, now: float) -> None:
@@ -156,7 +158,7 @@ class P2PSession(SessionBase):
         reply = pb.JoinReplyPayload(participant=participant(self.host.local))
         if self.crypto is not None:
             reply.key_package = self.crypto.key_package()
-        self._reply(join, JOIN_REPLY, command(join_reply=reply))
+        self._reply(join, JOIN_REPLY, command(join_reply=reply), self._ack_ranges_offer())
         self._arm(("setup",), now + SETUP_TIMEOUT)
 
     def _on_welcome(self, msg: pb.Message, now: float) -> None:
@@ -170,6 +172,7 @@ class P2PSession(SessionBase):
                 return  # no ack: the initiator retries, then gives up
         self._ack(msg)
         if self.state is SessionState.AWAITING_WELCOME:
+            self._learn_ack_ranges(msg)
             self._establish(now)
 
     # -- data ---------------------------------------------------------------------------------

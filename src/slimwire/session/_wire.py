@@ -16,6 +16,8 @@ from slimwire._proto import data_plane_pb2 as pb
 from slimwire.names import Name
 
 __all__ = [
+    "ACK_FROM",
+    "ACK_RANGES",
     "COMMAND_TYPES",
     "DELETE_GROUP",
     "INTERNAL_METADATA",
@@ -36,8 +38,17 @@ LEAVING_SESSION = "LEAVING_SESSION"
 LEAVE_REPLY_SENT = "LEAVE_REPLY_SENT"
 DELETE_GROUP = "DELETE_GROUP"
 TRUE = "TRUE"
+ACK_RANGES = "SLIMWIRE_ACK_RANGES"
+"""On our JOIN_REPLY and GROUP_WELCOME of a point-to-point session: "this side takes ranged
+acks" (:data:`ACK_FROM`). The reference ignores the metadata of both messages, and never shows
+it to its app (unlike a JoinRequest's, which becomes the session metadata)."""
+ACK_FROM = "SLIMWIRE_ACK_FROM"
+"""On an MSG_ACK sent to a peer that announced :data:`ACK_RANGES`: the ack covers every id from
+this one (decimal) to its ``message_id``, as if one MSG_ACK had been sent for each."""
 INTERNAL_METADATA = frozenset(
     {
+        ACK_FROM,
+        ACK_RANGES,
         PUBLISH_TO,
         LEAVING_SESSION,
         LEAVE_REPLY_SENT,
