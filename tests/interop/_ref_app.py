@@ -15,6 +15,10 @@ Roles (``--role``):
     the responder echoes with ``publish_to``. ``--direction reverse``: the responder sends K
     requests with ``publish_and_wait`` and the initiator echoes them. Afterwards the initiator
     deletes the session and the responder checks it is told (``session closed``).
+``p2p-pipeline``
+    An initiator that publishes K messages (``pipe-<i>``) without waiting, then waits for every
+    completion handle (``acked``: how many resolved; reliable, each needs an MSG_ACK of its own
+    id) and deletes the session.
 ``group-moderator`` / ``group-participant``
     A group session with MLS. The moderator creates the channel, invites the participants, and
     publishes ``start``; each participant answers every ``start``/``phase2`` with its own message.
