@@ -98,6 +98,9 @@ class Name:
     service: str
     id: int = NULL_ID
     encoded: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+    key: tuple[int, int, int, int] = field(init=False, repr=False, compare=False)
+    """What routing compares: the three hashes and the id (kept, not rebuilt per use: the
+    session data path reads it several times per message)."""
 
     def __post_init__(self) -> None:
         for part in (self.org, self.namespace, self.service):
@@ -105,11 +108,9 @@ class Name:
                 raise ValueError(f"invalid name component {part!r}")
         if not 0 <= self.id <= MAX_ID:
             raise ValueError(f"name id out of range: {self.id}")
-        object.__setattr__(
-            self,
-            "encoded",
-            tuple(component_hash(c) for c in (self.org, self.namespace, self.service)),
-        )
+        encoded = tuple(component_hash(c) for c in (self.org, self.namespace, self.service))
+        object.__setattr__(self, "encoded", encoded)
+        object.__setattr__(self, "key", (*encoded, self.id))
 
     @classmethod
     def parse(cls, text: str) -> Name:
@@ -127,11 +128,6 @@ class Name:
     @property
     def components(self) -> tuple[str, str, str]:
         return (self.org, self.namespace, self.service)
-
-    @property
-    def key(self) -> tuple[int, int, int, int]:
-        """What routing compares: the three hashes and the id."""
-        return (*self.encoded, self.id)
 
     def with_id(self, name_id: int) -> Name:
         return Name(self.org, self.namespace, self.service, name_id)
