@@ -126,3 +126,48 @@ def test_grpc_message_round_trip_any(text: str) -> None:
 @given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E)))
 def test_grpc_message_decode_is_lenient(value: str) -> None:
     decode_grpc_message(value)  # malformed escapes must not raise
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("push"), st.lists(st.binary(max_size=40), max_size=4)),
+            st.tuples(st.just("framed"), st.lists(st.binary(max_size=40), max_size=4)),
+            st.tuples(st.just("take"), st.integers(min_value=1, max_value=120)),
+        ),
+        max_size=40,
+    )
+)
+def test_out_queue_take_hands_out_the_framing_in_order(ops: list[tuple[str, object]]) -> None:
+    """Whatever mix of pushes and window-sized takes, the taken bytes are the gRPC framing of
+    every message in order, each take is at most its limit (exactly it while enough is queued),
+    and ``size`` is what stays queued."""
+    from slimwire.transport._framing import OutQueue
+
+    q = OutQueue()
+    taken, queued = bytearray(), bytearray()
+    for kind, arg in ops:
+        if kind == "take":
+            assert isinstance(arg, int)
+            data = q.take(arg)
+            assert len(data) == min(arg, len(queued))
+            taken += data
+            del queued[: len(data)]
+        else:
+            assert isinstance(arg, list)
+            if kind == "push":
+                if len(arg) == 1:
+                    q.push(arg[0])
+                else:
+                    q.push_many(arg)
+            else:
+                q.push_framed([encode_message(m) for m in arg])
+            queued += encode_messages(arg) if arg else b""
+        assert q.size == len(queued) == sum(map(len, q.chunks))
+    taken += q.take(len(queued) + 1)
+    assert q.size == 0
+    pushed = b"".join(
+        encode_messages(arg) for kind, arg in ops if kind != "take" and isinstance(arg, list)
+    )
+    assert bytes(taken) == pushed

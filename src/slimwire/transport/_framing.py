@@ -94,15 +94,34 @@ class OutQueue:
         return total
 
     def take(self, limit: int) -> bytes:
-        """Remove and return up to ``limit`` queued bytes."""
-        data = b"".join(self.chunks) if len(self.chunks) != 1 else bytes(self.chunks[0])
-        if len(data) <= limit:
-            self.chunks.clear()
+        """Remove and return up to ``limit`` queued bytes.
+
+        Only the chunks that fit in ``limit`` are joined (the last one split), and the rest stay
+        queued as they are: joining the whole queue on every call copied a backlog once per
+        window's worth sent, quadratic in the backlog behind a slow reader."""
+        chunks = self.chunks
+        if self.size <= limit:
+            data = b"".join(chunks) if len(chunks) != 1 else bytes(chunks[0])
+            chunks.clear()
             self.size = 0
             return data
-        self.chunks = [data[limit:]]
-        self.size = len(data) - limit
-        return data[:limit]
+        n = i = 0
+        for chunk in chunks:
+            n += len(chunk)
+            i += 1
+            if n >= limit:
+                break
+        head = chunks[:i]
+        over = n - limit
+        rest = chunks[i:]
+        if over:
+            last = head[-1]
+            cut = len(last) - over
+            head[-1] = last[:cut]
+            rest.insert(0, last[cut:])
+        self.chunks = rest
+        self.size -= limit
+        return b"".join(head)
 
     def clear(self) -> None:
         self.chunks.clear()
