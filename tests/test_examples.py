@@ -30,3 +30,12 @@ def test_request_reply(reliable: bool) -> None:
     assert done.stdout.splitlines() == [
         f"request {i} -> REQUEST {i} (from responder)" for i in range(4)
     ], done.stderr
+
+
+def test_traced_messages() -> None:
+    done = run_example("traced_messages.py", "--messages", "3")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, done.stdout
+    for line in lines:
+        assert line.endswith(": slim publish -> slim_process_message -> slim receive"), line
