@@ -18,7 +18,7 @@ import pytest
 
 from slimwire._proto import data_plane_pb2 as pb
 from slimwire.client import App, connect
-from slimwire.errors import SessionClosed
+from slimwire.errors import DeliveryFailed, SessionClosed
 from slimwire.session import Outputs
 from slimwire.session._wire import ACK_FROM
 from tests.interop._harness import AppSpec, NodeInfo, _App, start_node, unique
@@ -290,7 +290,14 @@ async def test_reference_moderator_our_members(node: NodeInfo, mls: bool) -> Non
             if msg.text.startswith("start from "):
                 await session.publish(f"phase1 from {me}", payload_type=PAYLOAD_TYPE, wait=True)
             elif msg.text == f"phase2 from {moderator}":
-                await session.publish(f"phase2 from {me}", payload_type=PAYLOAD_TYPE, wait=True)
+                try:
+                    await session.publish(f"phase2 from {me}", payload_type=PAYLOAD_TYPE, wait=True)
+                except DeliveryFailed:
+                    # The moderator closes the group as soon as it holds every phase-2
+                    # message, which can cut off the other members' last acks: then (only
+                    # then) the wait fails. Delivery itself is checked below, in what the
+                    # moderator and the reference participant report.
+                    assert session.closed
         assert session.closed
         return seen
 
