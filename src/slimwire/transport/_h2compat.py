@@ -97,34 +97,29 @@ class H2Connection(h2.connection.H2Connection):
         # (SEND_DATA changes neither), within both windows and the frame size.
         stream = self.streams.get(stream_id)
         state = self.state_machine.state
-        if stream is not None and (state is _SERVER_OPEN or state is _CLIENT_OPEN):
-            sstate = stream.state_machine.state
-            if (
-                (sstate is _OPEN or sstate is _HALF_CLOSED_REMOTE)
-                and size <= stream.outbound_flow_control_window
-                and size <= self.outbound_flow_control_window
-                and size <= self.max_outbound_frame_size
-            ):
-                stream.outbound_flow_control_window -= size
-                self.outbound_flow_control_window -= size
-                if self._data_to_send:
-                    out.append(bytes(self._data_to_send))
-                    self._data_to_send = bytearray()
-                out.append(_DATA_HEADER(size >> 16, size & 0xFFFF, 0, 0, stream_id))
-                out.append(data)
-                return
-        window = self.local_flow_control_window(stream_id)  # raises for a closed stream
-        if size > window:
-            raise h2.exceptions.FlowControlError(
-                f"Cannot send {size} bytes, flow control window is {window}"
-            )
-        if size > self.max_outbound_frame_size:
-            raise h2.exceptions.FrameTooLargeError(
-                f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}"
-            )
-        self.state_machine.process_input(_SEND_DATA)
-        stream = self.streams[stream_id]
-        stream.state_machine.process_input(_STREAM_SEND_DATA)
+        fast = (
+            stream is not None
+            and (state is _SERVER_OPEN or state is _CLIENT_OPEN)
+            and ((sstate := stream.state_machine.state) is _OPEN or sstate is _HALF_CLOSED_REMOTE)
+            and size <= stream.outbound_flow_control_window
+            and size <= self.outbound_flow_control_window
+            and size <= self.max_outbound_frame_size
+        )
+        if not fast:
+            window = self.local_flow_control_window(stream_id)  # raises for a closed stream
+            if size > window:
+                raise h2.exceptions.FlowControlError(
+                    f"Cannot send {size} bytes, flow control window is {window}"
+                )
+            if size > self.max_outbound_frame_size:
+                raise h2.exceptions.FrameTooLargeError(
+                    f"Cannot send frame size {size}, max frame size is "
+                    f"{self.max_outbound_frame_size}"
+                )
+            self.state_machine.process_input(_SEND_DATA)
+            stream = self.streams[stream_id]
+            stream.state_machine.process_input(_STREAM_SEND_DATA)
+        assert stream is not None
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
         if self._data_to_send:
