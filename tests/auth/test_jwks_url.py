@@ -8,10 +8,8 @@ while the server still held the JWKS request.
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,9 +17,9 @@ import pytest
 
 from slimwire.auth import JwksUrl, JwsAlgorithm, JwtSigner, JwtVerifier, jwks_document
 from slimwire.errors import AuthError
+from tests.auth._jwks_server import JwksServer, running
 
 NOW = 1_700_000_000.0
-GATE_LIMIT = 10.0  # a held request is released after this long whatever the test does
 
 
 class Clock:
@@ -32,59 +30,10 @@ class Clock:
         return self.now
 
 
-class _Server:
-    """A JWKS endpoint: serves ``document`` (or ``status``), holding each answer until the gate
-    is open; counts the requests it received and those it holds right now."""
-
-    def __init__(self) -> None:
-        self.document = b'{"keys": []}'
-        self.status = 200
-        self.gate = threading.Event()
-        self.gate.set()
-        self.hits = 0
-        self.held = 0
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with outer._lock:
-                    outer.hits += 1
-                    outer.held += 1
-                try:
-                    outer.gate.wait(GATE_LIMIT)
-                    body = outer.document if outer.status == 200 else b"nope"
-                    self.send_response(outer.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                finally:
-                    with outer._lock:
-                        outer.held -= 1
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
-
-    def publish(self, *signers: JwtSigner) -> None:
-        self.document = json.dumps(jwks_document([s.public for s in signers])).encode()
-
-
 @pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+def server() -> Iterator[JwksServer]:
+    with running() as srv:
         yield srv
-    finally:
-        srv.gate.set()
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
-        thread.join(timeout=5)
 
 
 def _claims(**extra: object) -> dict[str, object]:
@@ -125,7 +74,7 @@ class _Ticker:
 
 
 async def test_unknown_kid_on_the_loop_is_refused_at_once_and_fetched_behind(
-    server: _Server,
+    server: JwksServer,
 ) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     k2 = JwtSigner.generate(JwsAlgorithm.EDDSA, "k2")
@@ -168,7 +117,7 @@ async def test_unknown_kid_on_the_loop_is_refused_at_once_and_fetched_behind(
 
 
 async def test_first_use_on_the_loop_without_prefetch_fetches_in_background(
-    server: _Server,
+    server: JwksServer,
 ) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     server.publish(k1)
@@ -184,7 +133,7 @@ async def test_first_use_on_the_loop_without_prefetch_fetches_in_background(
     assert server.hits == 1
 
 
-async def test_stale_keys_are_served_while_revalidating(server: _Server) -> None:
+async def test_stale_keys_are_served_while_revalidating(server: JwksServer) -> None:
     old = JwtSigner.generate(JwsAlgorithm.ES256, "old")
     new = JwtSigner.generate(JwsAlgorithm.ES256, "new")
     server.publish(old)
@@ -211,7 +160,7 @@ async def test_stale_keys_are_served_while_revalidating(server: _Server) -> None
 
 
 async def test_failed_fetch_is_logged_and_retried_only_after_min_interval(
-    server: _Server, caplog: pytest.LogCaptureFixture
+    server: JwksServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     server.publish(k1)
@@ -247,7 +196,7 @@ async def test_failed_fetch_is_logged_and_retried_only_after_min_interval(
     assert verifier.verify(token).subject == "alice"
 
 
-async def test_random_kids_cause_at_most_one_fetch_per_min_interval(server: _Server) -> None:
+async def test_random_kids_cause_at_most_one_fetch_per_min_interval(server: JwksServer) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     server.publish(k1)
     mono = Clock(0.0)
@@ -263,7 +212,7 @@ async def test_random_kids_cause_at_most_one_fetch_per_min_interval(server: _Ser
     assert server.hits == 2  # the prefetch, then one refresh for the whole burst
 
 
-async def test_prefetch_reports_failure_and_joins_a_fetch_in_flight(server: _Server) -> None:
+async def test_prefetch_reports_failure_and_joins_a_fetch_in_flight(server: JwksServer) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     server.status = 404
     source = JwksUrl(server.url)
@@ -286,7 +235,7 @@ async def test_prefetch_reports_failure_and_joins_a_fetch_in_flight(server: _Ser
     assert [k.kid for k in source.keys("k1")] == ["k1"]
 
 
-async def test_cancelled_prefetch_leaves_the_fetch_running(server: _Server) -> None:
+async def test_cancelled_prefetch_leaves_the_fetch_running(server: JwksServer) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     server.publish(k1)
     server.gate.clear()
@@ -301,7 +250,7 @@ async def test_cancelled_prefetch_leaves_the_fetch_running(server: _Server) -> N
     assert _verifier(source).verify(k1.sign(_claims())).subject == "alice"
 
 
-def test_without_a_loop_a_fetch_blocks_as_before(server: _Server) -> None:
+def test_without_a_loop_a_fetch_blocks_as_before(server: JwksServer) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     k2 = JwtSigner.generate(JwsAlgorithm.ES256, "k2")
     server.publish(k1)
@@ -325,7 +274,7 @@ def test_without_a_loop_a_fetch_blocks_as_before(server: _Server) -> None:
     assert server.hits == 3
 
 
-def test_a_worker_thread_blocks_even_while_a_loop_runs_elsewhere(server: _Server) -> None:
+def test_a_worker_thread_blocks_even_while_a_loop_runs_elsewhere(server: JwksServer) -> None:
     """The choice is per thread: a worker thread of an app whose main thread runs a loop (what
     ``averify`` uses) still fetches inline."""
     k1 = JwtSigner.generate(JwsAlgorithm.EDDSA, "k1")
@@ -340,7 +289,7 @@ def test_a_worker_thread_blocks_even_while_a_loop_runs_elsewhere(server: _Server
     assert server.hits == 1
 
 
-async def test_averify_on_the_loop_waits_for_the_keys(server: _Server) -> None:
+async def test_averify_on_the_loop_waits_for_the_keys(server: JwksServer) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     server.publish(k1)
     server.gate.clear()
@@ -359,7 +308,7 @@ async def test_averify_on_the_loop_waits_for_the_keys(server: _Server) -> None:
         await ticker.stop()
 
 
-def test_blocking_can_be_forced_either_way(server: _Server) -> None:
+def test_blocking_can_be_forced_either_way(server: JwksServer) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     server.publish(k1)
     token = k1.sign(_claims())
@@ -408,7 +357,7 @@ def test_a_dead_endpoint_fails_cleanly_in_both_modes() -> None:
     asyncio.run(on_loop())
 
 
-async def test_averify_joins_the_background_fetch_in_flight(server: _Server) -> None:
+async def test_averify_joins_the_background_fetch_in_flight(server: JwksServer) -> None:
     k1 = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     server.publish(k1)
     server.gate.clear()

@@ -8,10 +8,8 @@ scheduled"), the keys arrive in the background, and the session's retransmission
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import logging
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -24,53 +22,18 @@ from slimwire.auth import (
     JwtSigner,
     JwtVerifier,
     KeyAlgorithm,
-    jwks_document,
 )
 from slimwire.client import connect
 from slimwire.dataplane import run_node
+from tests.auth._jwks_server import JwksServer, running
 
 ISSUER = "https://issuer.test"
 
 
-class _Jwks:
-    """A JWKS endpoint on 127.0.0.1 serving ``document``, counting requests."""
-
-    def __init__(self) -> None:
-        self.document = b'{"keys": []}'
-        self.hits = 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.hits += 1
-                body = outer.document
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
-
-    def publish(self, *signers: JwtSigner) -> None:
-        self.document = json.dumps(jwks_document([s.public for s in signers])).encode()
-
-
 @pytest.fixture
-def jwks() -> Iterator[_Jwks]:
-    srv = _Jwks()
-    thread = threading.Thread(target=srv.httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+def jwks() -> Iterator[JwksServer]:
+    with running() as srv:
         yield srv
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
-        thread.join(timeout=5)
 
 
 def _provider(name: str, signer: JwtSigner) -> JwtProvider:
@@ -79,7 +42,7 @@ def _provider(name: str, signer: JwtSigner) -> JwtProvider:
 
 
 async def test_a_rotated_kid_is_fetched_behind_the_loop_and_the_invite_goes_through(
-    jwks: _Jwks, caplog: pytest.LogCaptureFixture
+    jwks: JwksServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     old = JwtSigner.generate(JwsAlgorithm.ES256, "old")
     new = JwtSigner.generate(JwsAlgorithm.ES256, "new")
@@ -126,7 +89,7 @@ async def test_a_rotated_kid_is_fetched_behind_the_loop_and_the_invite_goes_thro
     assert jwks.hits == 3
 
 
-async def test_connect_fetches_the_jwks_before_the_first_token(jwks: _Jwks) -> None:
+async def test_connect_fetches_the_jwks_before_the_first_token(jwks: JwksServer) -> None:
     signer = JwtSigner.generate(JwsAlgorithm.ES256, "k1")
     jwks.publish(signer)
     keys = JwksUrl(jwks.url)
@@ -143,7 +106,7 @@ async def test_connect_fetches_the_jwks_before_the_first_token(jwks: _Jwks) -> N
 
 
 async def test_node_start_fetches_its_policy_verifiers_jwks(
-    jwks: _Jwks, caplog: pytest.LogCaptureFixture
+    jwks: JwksServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Through a verifier list (shared secret + JWT): the list passes the prefetch on."""
     from slimwire.config import parse_config
