@@ -28,6 +28,28 @@ from tests.session._net import Net, make_layer
 
 MAX_DROPS = 8
 
+
+def _network_step(net: Net, kind: str, arg: object, drops: int) -> int:
+    """One hostile-network action of a run: deliver one in-flight message (any, so reordering),
+    a burst, duplicate one, drop one (at most MAX_DROPS in a run, so retries can win), or move
+    the clock. With nothing in flight only a tick does anything. Returns the drops so far."""
+    if not net.in_flight and kind != "tick":
+        return drops
+    if kind == "deliver":
+        net.deliver(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
+    elif kind == "burst":
+        net.deliver_burst(int(arg))  # type: ignore[call-overload]
+    elif kind == "dup":
+        net.in_flight.append(net.in_flight[int(arg) % len(net.in_flight)])  # type: ignore[call-overload]
+    elif kind == "drop":
+        if drops < MAX_DROPS:
+            drops += 1
+            net.drop(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
+    else:
+        net.advance(float(arg))  # type: ignore[arg-type]
+    return drops
+
+
 action = st.one_of(
     st.tuples(st.just("pub"), st.sampled_from(["alice", "bob"])),
     st.tuples(st.just("deliver"), st.integers(0, 30)),
@@ -63,18 +85,8 @@ def test_reliable_exactly_once_in_order(
             layers[side].publish(sid, payload, now=net.now)
             published[side].append(payload)
             net.collect()
-        elif not net.in_flight and kind != "tick":
-            continue
-        elif kind == "deliver":
-            net.deliver(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
-        elif kind == "dup":
-            net.in_flight.append(net.in_flight[int(arg) % len(net.in_flight)])  # type: ignore[call-overload]
-        elif kind == "drop":
-            if drops < MAX_DROPS:
-                drops += 1
-                net.drop(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
         else:
-            net.advance(float(arg))  # type: ignore[arg-type]
+            drops = _network_step(net, kind, arg, drops)
     net.run(until=120)
 
     assert net.of("alice", SessionEstablished)
@@ -133,20 +145,8 @@ def test_reliable_with_ranged_acks_exactly_once_in_order(
                 layers[side].publish(sid, payload, now=net.now)
                 published[side].append(payload)
             net.collect()
-        elif not net.in_flight and kind != "tick":
-            continue
-        elif kind == "burst":
-            net.deliver_burst(int(arg))  # type: ignore[call-overload]
-        elif kind == "deliver":
-            net.deliver(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
-        elif kind == "dup":
-            net.in_flight.append(net.in_flight[int(arg) % len(net.in_flight)])  # type: ignore[call-overload]
-        elif kind == "drop":
-            if drops < MAX_DROPS:
-                drops += 1
-                net.drop(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
         else:
-            net.advance(float(arg))  # type: ignore[arg-type]
+            drops = _network_step(net, kind, arg, drops)
     if not any(kind in ("drop", "tick") for kind, _ in actions):
         # nothing lost and no timer fired: the acks alone, ranged or not, complete everything
         net.settle()
@@ -271,18 +271,8 @@ def test_group_reliable_exactly_once_in_order(actions: list[tuple[str, object]])
             layers[str(arg)].publish(sid, payload, now=net.now)
             published[str(arg)].append(payload)
             net.collect()
-        elif not net.in_flight and kind != "tick":
-            continue
-        elif kind == "deliver":
-            net.deliver(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
-        elif kind == "dup":
-            net.in_flight.append(net.in_flight[int(arg) % len(net.in_flight)])  # type: ignore[call-overload]
-        elif kind == "drop":
-            if drops < MAX_DROPS:
-                drops += 1
-                net.drop(int(arg) % len(net.in_flight))  # type: ignore[call-overload]
         else:
-            net.advance(float(arg))  # type: ignore[arg-type]
+            drops = _network_step(net, kind, arg, drops)
     net.run(until=200)
     for receiver in layers:
         got = [e.message for e in net.of(receiver, MessageReceived)]
