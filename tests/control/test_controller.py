@@ -366,6 +366,9 @@ async def test_agents_reregister_after_controller_restart(tmp_path: Path, mesh: 
         ctl = Controller(Store(db), topology=topo, southbound=("127.0.0.1", port), northbound=LO)
         async with ctl:
             await wait_until(lambda: ctl.connected_nodes() == {"a1", "b1"})
+            # the controller counts a node connected once it has the registration; the agent
+            # counts it once the response is back: wait for that side too
+            await wait_until(ag_a.registered.is_set)
             assert ag_a.registrations == 2
             store = ctl.store
             await wait_until(
